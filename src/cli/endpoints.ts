@@ -1,0 +1,45 @@
+import { resolve } from 'node:path';
+import type { Endpoint } from '../server/nbd-server.js';
+import { UserError } from './user-error.js';
+
+export const DEFAULT_PORT = 10809;
+export const DEFAULT_HOST = '127.0.0.1';
+
+/** Parses --listen HOST:PORT (also [v6]:PORT, :PORT and bare PORT). */
+export function parseListen(text: string): Endpoint {
+  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+  const plain = /^([^:]*):(\d+)$/.exec(text);
+  const bare = /^(\d+)$/.exec(text);
+  const [host, portText] = bracketed
+    ? [bracketed[1], bracketed[2]]
+    : plain
+      ? [plain[1] || DEFAULT_HOST, plain[2]]
+      : bare
+        ? [DEFAULT_HOST, bare[1]]
+        : [undefined, undefined];
+  const port = Number(portText);
+  if (host === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UserError(`--listen '${text}' is not HOST:PORT`, 'write it like 127.0.0.1:10809 (port 0 picks a free one)', 2);
+  }
+  return { kind: 'tcp', host, port };
+}
+
+export function unixEndpoint(path: string): Endpoint {
+  return { kind: 'unix', path: resolve(path) };
+}
+
+/** The NBD URI of an export (the libnbd/QEMU convention). */
+export function nbdUri(endpoint: Endpoint, exportName: string): string {
+  if (endpoint.kind === 'unix') return `nbd+unix:///${exportName}?socket=${endpoint.path}`;
+  const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
+  return `nbd://${host}:${endpoint.port}/${exportName}`;
+}
+
+/**
+ * The kernel client's command to attach an export. -t sets the request timeout:
+ * past it the kernel fails the request with EIO, so it is set generously.
+ */
+export function nbdClientCommand(endpoint: Endpoint, exportName: string, device: string): string {
+  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${endpoint.path} ${device} -b 4096 -t 60`;
+  return `nbd-client -N ${exportName} ${endpoint.host} ${endpoint.port} ${device} -b 4096 -t 60`;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { demoCommand } from './commands/demo.js';
+import { serveCommand } from './commands/serve.js';
+import { reportError } from './user-error.js';
+
+const EPILOGUE = `A migration, in short: serve the disk; attach "source" and "destination" with nbd-client;
+mount the old filesystems from source; fstrim them, then seal; mkfs the new layout on
+destination and copy the files; finish. See README.md for the walk-through.`;
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('nbd-remapper')
+    .usage('$0 <command> [options]\n\nChange a disk\'s layout in place through two NBD exports.')
+    .command(serveCommand)
+    .command(demoCommand)
+    .demandCommand(1, 'name a command (see the list above)')
+    .strict()
+    .recommendCommands()
+    .epilogue(EPILOGUE)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((message, err, y) => {
+      if (err) throw err;
+      process.stderr.write(`${y.help()}\n\nnbd-remapper: ${message}\n`);
+      process.exit(2);
+    })
+    .parseAsync();
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => process.exit(reportError(err)),
+);

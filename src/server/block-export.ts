@@ -1,0 +1,65 @@
+import type { BlockSizeConstraints, StatusDescriptor } from 'nbd-protocol-ts';
+
+/**
+ * What the server needs from an export. The server knows nothing of disks or
+ * remapping: it validates requests against `size` and the capabilities, then
+ * calls these methods. Methods fail by throwing NbdError (the errno the client
+ * sees); anything else thrown is reported as EIO and logged.
+ *
+ * Like an nbdkit filter stack, remapping views implement this same interface
+ * over the disk.
+ */
+export interface BlockExport {
+  readonly name: string;
+  readonly description: string;
+  /** Size in bytes, fixed for the lifetime of a connection. */
+  readonly size: number;
+  readonly blockSize: BlockSizeConstraints;
+  /** Capabilities as of now; a connection captures them at handshake. */
+  capabilities(): ExportCapabilities;
+
+  /** Read exactly `length` bytes at `offset` (already validated to be inside the export). */
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
+  /**
+   * Make the range read as zeroes. `mayTrim` (no NBD_CMD_FLAG_NO_HOLE) allows
+   * deallocation; `fast` (NBD_CMD_FLAG_FAST_ZERO) means: fail with ENOTSUP at
+   * once rather than fall back to writing zeroes slowly.
+   */
+  writeZeroes(offset: number, length: number, options: ZeroOptions): Promise<void>;
+  /** Advisory discard; afterwards the range may read as anything. */
+  trim(offset: number, length: number, options: WriteOptions): Promise<void>;
+  /** Make every write completed so far durable. */
+  flush(): Promise<void>;
+  /** Prefetch hint. */
+  cache(offset: number, length: number): Promise<void>;
+  /** base:allocation of [offset, offset+length): descriptors covering at least the first byte. */
+  blockStatus(offset: number, length: number): Promise<StatusDescriptor[]>;
+
+  /** A client finished the handshake on this export / went away. Views use this (e.g. finish refuses while source has clients). */
+  attach?(clientId: string): void;
+  detach?(clientId: string): void;
+}
+
+export interface ExportCapabilities {
+  readOnly: boolean;
+  flush: boolean;
+  fua: boolean;
+  trim: boolean;
+  writeZeroes: boolean;
+  fastZero: boolean;
+  cache: boolean;
+  blockStatus: boolean;
+  /** True only when writes through one connection are visible to reads of every other and a flush on one covers all. */
+  multiConn: boolean;
+  rotational: boolean;
+}
+
+export interface WriteOptions {
+  fua: boolean;
+}
+
+export interface ZeroOptions extends WriteOptions {
+  mayTrim: boolean;
+  fast: boolean;
+}

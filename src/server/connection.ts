@@ -1,0 +1,106 @@
+import type { Socket } from 'node:net';
+import { HandshakeMachine, type NegotiatedSession } from 'nbd-protocol-ts';
+import type { Logger } from '../log/logger.js';
+import type { ExportTable } from './export-table.js';
+import { registryOf } from './export-table.js';
+import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
+
+export interface ConnectionOptions {
+  /** A client that has not reached the transmission phase by then is dropped (G8; QEMU CVE-2024-7409). */
+  handshakeTimeoutMs: number;
+  limits: TransmissionLimits;
+}
+
+/**
+ * One client from accept to close: the handshake (driven by the protocol
+ * package's state machine), then the transmission session.
+ */
+export class Connection {
+  private session: TransmissionSession | undefined;
+  private exportName: string | undefined;
+  private readonly handshakeTimer: NodeJS.Timeout;
+  readonly closed: Promise<void>;
+
+  constructor(
+    readonly id: string,
+    private readonly socket: Socket,
+    private readonly exports: ExportTable,
+    private readonly options: ConnectionOptions,
+    private readonly log: Logger,
+  ) {
+    const machine = new HandshakeMachine(registryOf(exports));
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', (err) => this.log.debug(`socket error: ${err.message}`));
+    socket.once('close', () => this.onClose());
+
+    this.handshakeTimer = setTimeout(() => {
+      this.log.warn(`handshake not finished within ${options.handshakeTimeoutMs} ms, dropping the client`);
+      socket.destroy();
+    }, options.handshakeTimeoutMs);
+
+    const onHandshakeData = (chunk: Buffer): void => {
+      for (const event of machine.push(chunk)) {
+        switch (event.type) {
+          case 'send':
+            socket.write(event.data);
+            break;
+          case 'close':
+            this.log.debug(`handshake ended: ${event.reason}`);
+            clearTimeout(this.handshakeTimer);
+            socket.end();
+            socket.off('data', onHandshakeData);
+            return;
+          case 'starttls':
+            // TLS is not offered yet, so the machine (tls: 'off') answers STARTTLS with ERR_UNSUP and never asks this.
+            this.log.error('client asked for TLS, which this server does not offer');
+            socket.destroy();
+            return;
+          case 'done':
+            socket.off('data', onHandshakeData);
+            this.beginTransmission(event.session);
+            return;
+        }
+      }
+    };
+    socket.on('data', onHandshakeData);
+    socket.write(machine.greeting());
+  }
+
+  get export(): string | undefined {
+    return this.exportName;
+  }
+
+  /** Server shutdown: answer what is in flight, then close. */
+  async shutdown(): Promise<void> {
+    clearTimeout(this.handshakeTimer);
+    if (this.session) await this.session.quiesce();
+    this.socket.end();
+  }
+
+  private beginTransmission(negotiated: NegotiatedSession): void {
+    clearTimeout(this.handshakeTimer);
+    const exp = this.exports.get(negotiated.export.name);
+    if (!exp) {
+      // The export vanished between haggling and now (e.g. `source` after finish).
+      this.log.warn(`export ${negotiated.export.name} is gone, closing`);
+      this.socket.destroy();
+      return;
+    }
+    this.exportName = exp.name;
+    exp.attach?.(this.id);
+    this.log.info(
+      `attached to export '${exp.name}' (${negotiated.structuredReplies ? 'structured' : 'simple'} replies${
+        negotiated.metaContexts.size > 0 ? ', block status' : ''
+      })`,
+    );
+    this.session = new TransmissionSession(this.socket, negotiated, exp, this.options.limits, this.log);
+  }
+
+  private onClose(): void {
+    clearTimeout(this.handshakeTimer);
+    if (this.exportName !== undefined) {
+      this.exports.get(this.exportName)?.detach?.(this.id);
+      this.log.info(`detached from export '${this.exportName}'`);
+    }
+  }
+}

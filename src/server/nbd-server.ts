@@ -1,0 +1,111 @@
+import { existsSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import type { Logger } from '../log/logger.js';
+import { Connection, type ConnectionOptions } from './connection.js';
+import type { ExportTable } from './export-table.js';
+import { ListenError } from './listen-error.js';
+
+export interface ServerOptions extends ConnectionOptions {
+  /** Clients beyond this are refused at accept (G8). */
+  maxConnections: number;
+}
+
+export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 64,
+  limits: {
+    maxInFlight: 64,
+    maxInFlightBytes: 64 * 1024 * 1024,
+    maxQueuedReplyBytes: 32 * 1024 * 1024,
+    maxPayload: 32 * 1024 * 1024,
+  },
+};
+
+export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+/** Sockets and their connections. Knows exports only through the ExportTable. */
+export class NbdServer {
+  private readonly listeners: net.Server[] = [];
+  private readonly connections = new Set<Connection>();
+  private nextId = 1;
+  private stopping = false;
+
+  constructor(
+    private readonly exports: ExportTable,
+    private readonly options: ServerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Clients attached to the named export right now. */
+  clientsOf(exportName: string): string[] {
+    return [...this.connections].filter((c) => c.export === exportName).map((c) => c.id);
+  }
+
+  /** Listen on a TCP address or unix socket; resolves with the bound endpoint (port 0 gets an ephemeral port). */
+  async listen(endpoint: Endpoint): Promise<Endpoint> {
+    if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(ListenError.from(err, endpoint)));
+      if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, () => resolve());
+      else server.listen(endpoint.path, () => resolve());
+    });
+    server.on('error', (err) => this.log.error(`listener error: ${err.message}`));
+    this.listeners.push(server);
+    if (endpoint.kind === 'unix') return endpoint;
+    const address = server.address();
+    return { kind: 'tcp', host: endpoint.host, port: typeof address === 'object' && address ? address.port : endpoint.port };
+  }
+
+  /** Stop accepting, answer every request in flight, then close every connection. */
+  async close(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.all(this.listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))));
+    await Promise.all([...this.connections].map((c) => c.shutdown()));
+    await Promise.all([...this.connections].map((c) => c.closed));
+  }
+
+  private accept(socket: net.Socket): void {
+    const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      this.log.warn(`refusing client ${peer}: ${this.options.maxConnections} connections already (--max-connections)`);
+      socket.destroy();
+      return;
+    }
+    const id = `c${this.nextId++}`;
+    const log = this.log.child(`[${id}]`);
+    log.debug(`client connected from ${peer}`);
+    const connection = new Connection(id, socket, this.exports, this.options, log);
+    this.connections.add(connection);
+    void connection.closed.then(() => this.connections.delete(connection));
+  }
+}
+
+/** A socket file left by a server that died is removed; one that still answers is in use. */
+async function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) {
+    throw new ListenError(
+      `unix socket ${path} is in use by another running server`,
+      'stop that server, or choose another path with --socket',
+    );
+  }
+  unlinkSync(path);
+}

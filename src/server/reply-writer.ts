@@ -1,0 +1,58 @@
+import type { Socket } from 'node:net';
+import {
+  ReplyFlag,
+  encodeBlockStatus,
+  encodeErrorChunk,
+  encodeNoneChunk,
+  encodeOffsetDataHeader,
+  encodeSimpleReply,
+  type ErrnoValue,
+  type StatusDescriptor,
+} from 'nbd-protocol-ts';
+
+/**
+ * Encodes replies for one connection in the negotiated style and writes each
+ * reply's header and payload in a single corked write, so a reply never
+ * interleaves with another and costs one syscall.
+ */
+export class ReplyWriter {
+  constructor(
+    private readonly socket: Socket,
+    private readonly structured: boolean,
+  ) {}
+
+  data(cookie: bigint, offset: number, data: Buffer): void {
+    if (!this.structured) {
+      this.send(encodeSimpleReply(cookie, 0), data);
+    } else if (data.length === 0) {
+      this.send(encodeNoneChunk(cookie));
+    } else {
+      this.send(encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, data.length), data);
+    }
+  }
+
+  ok(cookie: bigint): void {
+    this.send(encodeSimpleReply(cookie, 0));
+  }
+
+  blockStatus(cookie: bigint, contextId: number, descriptors: StatusDescriptor[]): void {
+    this.send(encodeBlockStatus(ReplyFlag.DONE, cookie, contextId, descriptors));
+  }
+
+  error(cookie: bigint, errno: ErrnoValue, message: string): void {
+    if (this.structured) this.send(encodeErrorChunk(ReplyFlag.DONE, cookie, errno, message));
+    else this.send(encodeSimpleReply(cookie, errno));
+  }
+
+  private send(header: Buffer, payload?: Buffer): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    if (!payload || payload.length === 0) {
+      this.socket.write(header);
+      return;
+    }
+    this.socket.cork();
+    this.socket.write(header);
+    this.socket.write(payload);
+    this.socket.uncork();
+  }
+}

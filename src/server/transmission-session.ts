@@ -1,0 +1,234 @@
+import type { Socket } from 'node:net';
+import {
+  BASE_ALLOCATION,
+  Command,
+  CommandFlag,
+  Errno,
+  NbdError,
+  ProtocolError,
+  RequestParser,
+  nameOf,
+  type ErrnoValue,
+  type NegotiatedSession,
+  type Request,
+  type RequestFrame,
+} from 'nbd-protocol-ts';
+import type { Logger } from '../log/logger.js';
+import type { BlockExport, ExportCapabilities } from './block-export.js';
+import { ReplyWriter } from './reply-writer.js';
+import { validateRequest, type ValidationContext } from './validate-request.js';
+
+export interface TransmissionLimits {
+  /** Requests being served at once on this connection; reading stops at the bound. */
+  maxInFlight: number;
+  /** Payload bytes held by in-flight requests (write payloads and read buffers). */
+  maxInFlightBytes: number;
+  /** Reply bytes waiting in the socket before reading stops (a slow reader must not make us buffer unboundedly). */
+  maxQueuedReplyBytes: number;
+  /** Largest READ/WRITE accepted: the advertised maximum block size. */
+  maxPayload: number;
+}
+
+/**
+ * The transmission phase of one connection: parses requests, validates them,
+ * runs them against the export concurrently, and replies as each finishes
+ * (replies go out in completion order, as the spec allows).
+ */
+export class TransmissionSession {
+  private readonly parser: RequestParser;
+  private readonly replies: ReplyWriter;
+  private readonly validation: ValidationContext;
+  private readonly blockStatusContextId: number | undefined;
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private disconnecting = false;
+  private readonly drained: Array<() => void> = [];
+
+  constructor(
+    private readonly socket: Socket,
+    negotiated: NegotiatedSession,
+    private readonly exp: BlockExport,
+    private readonly limits: TransmissionLimits,
+    private readonly log: Logger,
+  ) {
+    this.parser = new RequestParser({ maxPayload: limits.maxPayload, extendedHeaders: negotiated.extendedHeaders });
+    this.replies = new ReplyWriter(socket, negotiated.structuredReplies);
+    for (const [id, name] of negotiated.metaContexts) if (name === BASE_ALLOCATION) this.blockStatusContextId = id;
+    const capabilities: ExportCapabilities = exp.capabilities();
+    this.validation = {
+      size: exp.size,
+      capabilities,
+      structuredReplies: negotiated.structuredReplies,
+      blockStatusContext: this.blockStatusContextId !== undefined,
+      maxPayload: limits.maxPayload,
+    };
+    socket.on('data', (chunk: Buffer) => {
+      this.parser.push(chunk);
+      this.pump();
+    });
+    socket.on('drain', () => this.pump());
+    if (negotiated.leftover.length > 0) this.parser.push(negotiated.leftover);
+    this.pump();
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /** Stop taking requests (server shutdown); resolves when those in flight have been answered. */
+  quiesce(): Promise<void> {
+    this.disconnecting = true;
+    this.socket.pause();
+    return this.whenDrained();
+  }
+
+  private whenDrained(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drained.push(resolve));
+  }
+
+  private canAccept(): boolean {
+    return (
+      this.inFlight < this.limits.maxInFlight &&
+      this.inFlightBytes < this.limits.maxInFlightBytes &&
+      this.socket.writableLength < this.limits.maxQueuedReplyBytes
+    );
+  }
+
+  private pump(): void {
+    while (!this.disconnecting && this.canAccept()) {
+      let frame: RequestFrame | undefined;
+      try {
+        frame = this.parser.next();
+      } catch (err) {
+        const why = err instanceof ProtocolError ? err.message : String(err);
+        this.log.warn(`protocol error, disconnecting: ${why}`);
+        this.socket.destroy();
+        return;
+      }
+      if (!frame) break;
+      this.accept(frame);
+    }
+    if (this.disconnecting) return;
+    if (this.canAccept()) this.socket.resume();
+    else this.socket.pause();
+  }
+
+  private accept(frame: RequestFrame): void {
+    const { request } = frame;
+    if (request.type === Command.DISC) {
+      this.disconnecting = true;
+      this.socket.pause();
+      void this.whenDrained().then(() => this.socket.end());
+      return;
+    }
+    if (frame.payloadDiscarded) {
+      this.fail(request, Errno.EINVAL, `write of ${request.length} bytes exceeds the maximum block size ${this.limits.maxPayload}`);
+      return;
+    }
+    const verdict = validateRequest(request, this.validation);
+    if (!verdict.ok) {
+      this.fail(request, verdict.errno, verdict.reason);
+      return;
+    }
+    const bytes = request.type === Command.READ || request.type === Command.WRITE ? request.length : 0;
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+    this.run(request, frame.payload)
+      .catch((err: unknown) => this.failWith(request, err))
+      .finally(() => {
+        this.inFlight--;
+        this.inFlightBytes -= bytes;
+        if (this.inFlight === 0) for (const resolve of this.drained.splice(0)) resolve();
+        this.pump();
+      });
+  }
+
+  private async run(request: Request, payload: Buffer | undefined): Promise<void> {
+    const { cookie, offset, length, flags } = request;
+    const fua = (flags & CommandFlag.FUA) !== 0;
+    switch (request.type) {
+      case Command.READ: {
+        const data = length === 0 ? Buffer.alloc(0) : await this.exp.read(offset, length);
+        this.replies.data(cookie, offset, data);
+        return;
+      }
+      case Command.WRITE:
+        if (length > 0) await this.exp.write(offset, payload ?? Buffer.alloc(0), { fua });
+        break;
+      case Command.FLUSH:
+        await this.exp.flush();
+        break;
+      case Command.TRIM:
+        if (length > 0) await this.exp.trim(offset, length, { fua });
+        break;
+      case Command.WRITE_ZEROES:
+        if (length > 0) {
+          await this.exp.writeZeroes(offset, length, {
+            fua,
+            mayTrim: (flags & CommandFlag.NO_HOLE) === 0,
+            fast: (flags & CommandFlag.FAST_ZERO) !== 0,
+          });
+        }
+        break;
+      case Command.CACHE:
+        if (length > 0) await this.exp.cache(offset, length);
+        break;
+      case Command.BLOCK_STATUS: {
+        const found = await this.exp.blockStatus(offset, length);
+        const descriptors = clipDescriptors(found, length, (flags & CommandFlag.REQ_ONE) !== 0);
+        this.replies.blockStatus(cookie, this.blockStatusContextId ?? 0, descriptors);
+        return;
+      }
+    }
+    this.replies.ok(cookie);
+  }
+
+  private failWith(request: Request, err: unknown): void {
+    if (err instanceof NbdError) {
+      this.fail(request, err.errno, err.message);
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    this.log.error(`${nameOf(Command, request.type)} ${request.offset}+${request.length} failed: ${message}`);
+    this.fail(request, Errno.EIO, message);
+  }
+
+  private fail(request: Request, errno: ErrnoValue, reason: string): void {
+    this.log.debug(`${nameOf(Command, request.type)} ${request.offset}+${request.length} -> ${nameOf(Errno, errno)}: ${reason}`);
+    this.replies.error(request.cookie, errno, reason);
+  }
+}
+
+/** Descriptors must not run past the request and must be non-empty (spec, NBD_CMD_BLOCK_STATUS). */
+function clipDescriptors(
+  found: readonly { length: number; flags: number }[],
+  length: number,
+  onlyOne: boolean,
+): { length: number; flags: number }[] {
+  const out: { length: number; flags: number }[] = [];
+  let covered = 0;
+  for (const d of found) {
+    if (covered >= length || d.length <= 0) break;
+    const take = Math.min(d.length, length - covered);
+    const last = out[out.length - 1];
+    if (last && last.flags === d.flags) last.length += take;
+    else out.push({ length: take, flags: d.flags });
+    covered += take;
+    if (onlyOne) break;
+  }
+  // A descriptor length is 32 bits on the wire; split anything larger.
+  const wire: { length: number; flags: number }[] = [];
+  const MAX = 0xffffffff - 511;
+  for (const d of out) {
+    let left = d.length;
+    while (left > 0) {
+      const take = Math.min(left, MAX);
+      wire.push({ length: take, flags: d.flags });
+      left -= take;
+      if (onlyOne) break;
+    }
+  }
+  if (wire.length === 0) wire.push({ length, flags: 0 });
+  return onlyOne ? wire.slice(0, 1) : wire;
+}
