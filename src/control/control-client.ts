@@ -1,0 +1,87 @@
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FinishProgress, MigrationStatus } from './migration-control.js';
+
+/** One default that `serve` and every control command share, so none needs the other's arguments. */
+export function defaultControlPath(): string {
+  if (process.env.NBD_REMAPPER_CONTROL) return process.env.NBD_REMAPPER_CONTROL;
+  const uid = process.getuid?.() ?? 0;
+  return uid === 0 ? '/run/nbd-remapper/control.sock' : join(tmpdir(), `nbd-remapper-${uid}`, 'control.sock');
+}
+
+/** The control plane refused or failed; message and fix come from the server. */
+export class ControlError extends Error {
+  override readonly name = 'ControlError';
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
+
+function request(socketPath: string, method: string, path: string, onLine?: (line: string) => void): Promise<{ code: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method, path }, (res) => {
+      let body = '';
+      let pending = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        if (!onLine) return;
+        pending += chunk;
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          onLine(pending.slice(0, nl));
+          pending = pending.slice(nl + 1);
+        }
+      });
+      res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+        reject(new ControlError(`no nbd-remapper server answers on ${socketPath}`, 'start one with `nbd-remapper serve`, or point at its socket with --control PATH'));
+      } else if (err.code === 'EACCES') {
+        reject(new ControlError(`no permission to use ${socketPath}`, 'run as the user that started the server (often root)'));
+      } else reject(err);
+    });
+    req.end();
+  });
+}
+
+function parse<T>(reply: { code: number; body: string }): T {
+  const value = JSON.parse(reply.body) as T & { error?: string; fix?: string };
+  if (reply.code !== 200) throw new ControlError(value.error ?? `control plane answered ${reply.code}`, value.fix ?? 'see the server log');
+  return value;
+}
+
+export class ControlClient {
+  constructor(readonly socketPath: string) {}
+
+  async status(): Promise<MigrationStatus> {
+    return parse<MigrationStatus>(await request(this.socketPath, 'GET', '/status'));
+  }
+  async seal(): Promise<MigrationStatus> {
+    return parse<MigrationStatus>(await request(this.socketPath, 'POST', '/seal'));
+  }
+  async checkpoint(): Promise<MigrationStatus> {
+    return parse<MigrationStatus>(await request(this.socketPath, 'POST', '/checkpoint'));
+  }
+  async finish(onProgress: (p: FinishProgress) => void): Promise<MigrationStatus> {
+    let result: MigrationStatus | undefined;
+    let failure: ControlError | undefined;
+    const reply = await request(this.socketPath, 'POST', '/finish', (line) => {
+      if (!line.trim()) return;
+      const event = JSON.parse(line) as { progress?: FinishProgress; finished?: MigrationStatus; error?: string; fix?: string };
+      if (event.progress) onProgress(event.progress);
+      if (event.finished) result = event.finished;
+      if (event.error) failure = new ControlError(event.error, event.fix ?? 'see the server log');
+    });
+    if (reply.code !== 200) return parse<MigrationStatus>(reply);
+    if (failure) throw failure;
+    if (!result) throw new ControlError('the server ended finish without a result', 'see the server log; run finish again (it resumes)');
+    return result;
+  }
+}

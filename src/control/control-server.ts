@@ -1,0 +1,116 @@
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import type { Logger } from '../log/logger.js';
+import type { MigrationControl } from './migration-control.js';
+
+/**
+ * The control plane: HTTP with JSON bodies on a unix socket (Docker's
+ * convention), so it is scriptable with `curl --unix-socket` and the CLI is just
+ * one client of it.
+ *
+ *   GET  /status       → status JSON
+ *   POST /seal         → status JSON after sealing
+ *   POST /checkpoint   → status JSON after the checkpoint
+ *   POST /finish       → NDJSON stream: {"progress":{done,total}}… then {"finished":status} or {"error",fix}
+ *
+ * Refusals are 409 with {"error","fix"}; unknown paths 404.
+ */
+export class ControlServer {
+  private server: http.Server | undefined;
+
+  constructor(
+    private readonly control: MigrationControl,
+    private readonly log: Logger,
+  ) {}
+
+  async listen(path: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true });
+    if (existsSync(path)) {
+      if (await socketAnswers(path)) {
+        throw Object.assign(new Error(`control socket ${path} belongs to another running server`), {
+          fix: 'stop that server, or give this one another path with --control',
+        });
+      }
+      unlinkSync(path);
+    }
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const route = `${req.method} ${new URL(req.url ?? '/', 'http://control').pathname}`;
+    try {
+      switch (route) {
+        case 'GET /status':
+          return sendJson(res, 200, this.control.status());
+        case 'POST /seal':
+          await this.control.seal();
+          this.log.info('source sealed: it is read-only from now on, and destination accepts writes');
+          return sendJson(res, 200, this.control.status());
+        case 'POST /checkpoint':
+          await this.control.checkpoint();
+          this.log.info('checkpoint: everything read from source so far is confirmed copied');
+          return sendJson(res, 200, this.control.status());
+        case 'POST /finish':
+          return await this.finish(res);
+        default:
+          return sendJson(res, 404, { error: `no such control request: ${route}`, fix: 'use GET /status, POST /seal, /checkpoint or /finish' });
+      }
+    } catch (err) {
+      const fix = (err as { fix?: unknown }).fix;
+      const message = err instanceof Error ? err.message : String(err);
+      if (typeof fix === 'string') return sendJson(res, 409, { error: message, fix });
+      this.log.error(`control ${route} failed: ${message}`);
+      return sendJson(res, 500, { error: message, fix: 'see the server log' });
+    }
+  }
+
+  private async finish(res: http.ServerResponse): Promise<void> {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    let last = 0;
+    try {
+      await this.control.finish((progress) => {
+        const now = Date.now();
+        if (now - last < 200 && progress.done < progress.total) return;
+        last = now;
+        res.write(JSON.stringify({ progress }) + '\n');
+      });
+      res.end(JSON.stringify({ finished: this.control.status() }) + '\n');
+      this.log.info('finish complete: the disk is the new layout');
+    } catch (err) {
+      const fix = (err as { fix?: unknown }).fix;
+      res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : 'see the server log' }) + '\n');
+    }
+  }
+}
+
+function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A temporary directory removed by cleanup(). */
+export function scratchDir(prefix = 'nbd-remapper-test-'): { path: string; file(name: string): string; cleanup(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return {
+    path,
+    file: (name) => join(path, name),
+    cleanup: () => rmSync(path, { recursive: true, force: true }),
+  };
+}
+
+/** A file of random bytes. */
+export function randomImage(path: string, size: number): Buffer {
+  const data = randomBytes(size);
+  writeFileSync(path, data);
+  return data;
+}
+
+/** A sparse file of `size` bytes with data only in the given [offset, length) pieces (random bytes). */
+export function sparseImage(path: string, size: number, pieces: ReadonlyArray<{ offset: number; length: number }>): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, size);
+    for (const p of pieces) writeSync(fd, randomBytes(p.length), 0, p.length, p.offset);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,85 @@
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { expect, it } from 'vitest';
+import { runTool } from '../helpers/run-tool.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { CLI, startServerProcess } from '../helpers/server-process.js';
+
+const cli = (args: string[]) => runTool(process.execPath, [CLI, ...args], { timeoutMs: 20_000 });
+
+it('a second server on the same disk fails at once with the lock error', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 1024 * 1024);
+  const first = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('a.sock')]);
+  try {
+    const second = await cli(['serve', '--disk', disk, '--socket', dir.file('b.sock')]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/in use|locked/i);
+    expect(second.stderr).toMatch(/fix:/);
+    expect(second.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  } finally {
+    expect(await first.stop()).toBe(0);
+  }
+  // once the first is gone the disk can be served again
+  const third = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('c.sock')]);
+  expect(await third.stop()).toBe(0);
+  dir.cleanup();
+});
+
+it('names the cause and the fix for a missing disk, a directory, a busy port and a bad address', async () => {
+  const dir = scratchDir();
+  const missing = await cli(['serve', '--disk', dir.file('nope.img')]);
+  expect(missing.code).not.toBe(0);
+  expect(missing.stderr).toMatch(/nope\.img/);
+  expect(missing.stderr).toMatch(/fix:/);
+
+  mkdirSync(dir.file('adir'));
+  const directory = await cli(['serve', '--disk', dir.file('adir')]);
+  expect(directory.code).not.toBe(0);
+  expect(directory.stderr).toMatch(/director/i);
+
+  const disk = dir.file('disk.img');
+  randomImage(disk, 65536);
+  const other = dir.file('other.img');
+  randomImage(other, 65536);
+  const first = await startServerProcess(['serve', '--disk', disk, '--listen', '127.0.0.1:0']);
+  try {
+    const port = /nbd:\/\/127\.0\.0\.1:(\d+)\//.exec(first.stdout())![1];
+    const busy = await cli(['serve', '--disk', other, '--listen', `127.0.0.1:${port}`]);
+    expect(busy.code).not.toBe(0);
+    expect(busy.stderr).toMatch(/in use/);
+    expect(busy.stderr).toMatch(/--listen/);
+  } finally {
+    expect(await first.stop()).toBe(0);
+  }
+
+  const bad = await cli(['serve', '--disk', disk, '--listen', 'not-an-address']);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/HOST:PORT/);
+  dir.cleanup();
+});
+
+it('teaches with --help and refuses unknown commands', async () => {
+  const help = await cli(['serve', '--help']);
+  expect(help.code).toBe(0);
+  for (const option of ['--disk', '--listen', '--socket', '--read-only']) expect(help.stdout).toContain(option);
+  const unknown = await cli(['frobnicate']);
+  expect(unknown.code).toBe(2);
+});
+
+it('names a permission problem and its fix', async () => {
+  const dir = scratchDir();
+  chmodSync(dir.path, 0o755);
+  const disk = dir.file('private.img');
+  writeFileSync(disk, Buffer.alloc(65536));
+  chmodSync(disk, 0o600);
+  // Root ignores file modes, so the refusal is shown by running the CLI as an unprivileged user.
+  const asRoot = process.getuid?.() === 0;
+  const result = asRoot
+    ? await runTool('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'serve', '--disk', disk, '--socket', dir.file('s.sock')], { timeoutMs: 20_000 })
+    : await (chmodSync(disk, 0), cli(['serve', '--disk', disk, '--socket', dir.file('s.sock')]));
+  expect(result.code).toBe(1);
+  expect(result.stderr).toMatch(/permission/i);
+  expect(result.stderr).toMatch(/fix:/);
+  dir.cleanup();
+});

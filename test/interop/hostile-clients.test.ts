@@ -1,0 +1,155 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawNbdClient, u16, u32 } from '../helpers/raw-nbd-client.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+const MiB = 1024 * 1024;
+const READ = 0;
+const WRITE = 1;
+const DISC = 2;
+const EINVAL = 22;
+const ERR_UNSUP = 0x80000001;
+const ERR_TOO_BIG = 0x80000009;
+const ERR_UNKNOWN = 0x80000006;
+
+describe('hostile and unusual clients (G7, G8)', () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  const socketPath = dir.file('nbd.sock');
+  let server: ServerProcess;
+  let content: Buffer;
+
+  beforeAll(async () => {
+    content = randomImage(disk, 4 * MiB);
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--handshake-timeout', '1', '--max-connections', '4']);
+  });
+  afterAll(async () => {
+    expect(await server.stop()).toBe(0);
+    dir.cleanup();
+  });
+
+  const connect = () => RawNbdClient.connect({ path: socketPath });
+
+  it('answers unknown options (and EXTENDED_HEADERS) with ERR_UNSUP and haggling goes on to a working GO', async () => {
+    const c = await connect();
+    await c.greet();
+    c.sendOption(11); // NBD_OPT_EXTENDED_HEADERS: newer QEMU asks first
+    expect((await c.readOptionReply()).type).toBe(ERR_UNSUP);
+    c.sendOption(0x1234, Buffer.from('whatever'));
+    const unknown = await c.readOptionReply();
+    expect(unknown.option).toBe(0x1234);
+    expect(unknown.type).toBe(ERR_UNSUP);
+    const { size } = await c.go('source');
+    expect(size).toBe(4 * MiB);
+    c.sendRequest({ type: READ, cookie: 7n, offset: 4096, length: 512 });
+    const reply = await c.readSimpleReply(512);
+    expect(reply.error).toBe(0);
+    expect(reply.cookie).toBe(7n);
+    expect(reply.data.equals(content.subarray(4096, 4608))).toBe(true);
+    c.close();
+  });
+
+  it('refuses an unknown export by name with ERR_UNKNOWN, and an oversized option with ERR_TOO_BIG, then carries on', async () => {
+    const c = await connect();
+    await c.greet();
+    const name = Buffer.from('no-such-export');
+    c.sendOption(7, Buffer.concat([u32(name.length), name, u16(0)]));
+    const reply = await c.readOptionReply();
+    expect(reply.type).toBe(ERR_UNKNOWN);
+    c.sendOption(6, Buffer.alloc(MiB)); // NBD_OPT_INFO with an absurd payload
+    expect((await c.readOptionReply()).type).toBe(ERR_TOO_BIG);
+    expect((await c.go('source')).size).toBe(4 * MiB);
+    c.close();
+  });
+
+  it('closes a client without FIXED_NEWSTYLE', async () => {
+    const c = await connect();
+    await c.read(18);
+    c.write(u32(0));
+    await c.closed;
+    expect(c.isClosed).toBe(true);
+  });
+
+  it('drops a client that never finishes the handshake', async () => {
+    const c = await connect();
+    await c.read(18);
+    // say nothing; the server's 1 s deadline must close us (bounded wait, not a timing assertion)
+    await Promise.race([c.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('not dropped within 15 s')), 15_000))]);
+    expect(c.isClosed).toBe(true);
+  });
+
+  it('caps the number of connections; a refused client does not disturb the others', async () => {
+    const held = await Promise.all([connect(), connect(), connect(), connect()]);
+    for (const c of held) await c.read(18);
+    const extra = await connect();
+    await extra.closed;
+    expect(extra.isClosed).toBe(true);
+    for (const c of held) c.close();
+    await Promise.all(held.map((c) => c.closed));
+    const again = await connect();
+    await again.greet();
+    expect((await again.go('source')).size).toBe(4 * MiB);
+    again.close();
+  });
+
+  it('disconnects on a bad request magic without hurting another connection', async () => {
+    const victim = await connect();
+    await victim.greet();
+    await victim.go('source');
+    const bystander = await connect();
+    await bystander.greet();
+    await bystander.go('source');
+    victim.sendRequest({ type: READ, cookie: 1n, offset: 0, length: 512, magic: 0xdeadbeef });
+    await victim.closed;
+    bystander.sendRequest({ type: READ, cookie: 2n, offset: 0, length: 4096 });
+    const reply = await bystander.readSimpleReply(4096);
+    expect(reply.error).toBe(0);
+    expect(reply.data.equals(content.subarray(0, 4096))).toBe(true);
+    bystander.close();
+  });
+
+  it('answers a write longer than the maximum block size with EINVAL, skips its payload and carries on', async () => {
+    const c = await connect();
+    await c.greet();
+    await c.go('source');
+    const huge = 33 * MiB;
+    c.sendRequest({ type: WRITE, cookie: 9n, offset: 0, length: huge }, Buffer.alloc(huge, 0xee));
+    const refused = await c.readSimpleReply();
+    expect(refused.cookie).toBe(9n);
+    expect(refused.error).toBe(EINVAL);
+    expect(readFileSync(disk).subarray(0, 16).equals(content.subarray(0, 16))).toBe(true);
+    c.sendRequest({ type: READ, cookie: 10n, offset: 0, length: 16 });
+    const after = await c.readSimpleReply(16);
+    expect(after.data.equals(content.subarray(0, 16))).toBe(true);
+    c.close();
+  });
+
+  it('answers many pipelined requests, each with its own cookie and data', async () => {
+    const c = await connect();
+    await c.greet();
+    await c.go('source');
+    const lengths = new Map<bigint, { offset: number; length: number }>();
+    for (let i = 0; i < 300; i++) {
+      const offset = (i * 7919 * 512) % (4 * MiB - 65536);
+      const length = 512 * (1 + (i % 64));
+      lengths.set(BigInt(i + 1), { offset, length });
+      c.sendRequest({ type: READ, cookie: BigInt(i + 1), offset, length });
+    }
+    const seen = new Set<bigint>();
+    for (let i = 0; i < 300; i++) {
+      const header = await c.read(16);
+      expect(header.readUInt32BE(0)).toBe(0x67446698);
+      expect(header.readUInt32BE(4)).toBe(0);
+      const cookie = header.readBigUInt64BE(8);
+      const asked = lengths.get(cookie);
+      expect(asked).toBeDefined();
+      const data = await c.read(asked!.length);
+      expect(data.equals(content.subarray(asked!.offset, asked!.offset + asked!.length))).toBe(true);
+      seen.add(cookie);
+    }
+    expect(seen.size).toBe(300);
+    c.sendRequest({ type: DISC, cookie: 0n, offset: 0, length: 0 });
+    await c.closed;
+  });
+});
