@@ -23,10 +23,10 @@ function workload(seed: number): string[] {
         cmds.push(`write -P ${next(256)} ${offset} ${length}`);
         break;
       case 1:
-        cmds.push(`write -z ${offset} ${length}`);
+        cmds.push(next(2) ? `write -z ${offset} ${length}` : `write -z -u ${offset} ${length}`);
         break;
       case 2:
-        cmds.push(`write -F -P ${next(256)} ${offset & ~511} ${Math.max(512, length & ~511)}`);
+        cmds.push(`write -f -P ${next(256)} ${offset & ~511} ${Math.max(512, length & ~511)}`);
         break;
       case 3:
         cmds.push(`aio_write -P ${next(256)} ${offset} ${length}`, 'aio_flush');

@@ -102,17 +102,15 @@ export async function startServer(options: ServeOptions, print: (line: string) =
 /** Runs until SIGINT/SIGTERM, then stops cleanly and exits 0. */
 export async function serveUntilSignalled(options: ServeOptions): Promise<void> {
   const log = createLogger({ level: options.verbose ? 'debug' : 'info' });
-  const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      log.info(`${signal}: finishing requests in flight, flushing, exiting`);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      resolve();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+  // Handlers go in before anything is printed: a supervisor that signals as soon as it reads
+  // "ready" must get a clean stop, not the default kill.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
+  const signal = await signalled;
+  log.info(`${signal}: finishing requests in flight, flushing, exiting`);
   await running.stop();
 }
 

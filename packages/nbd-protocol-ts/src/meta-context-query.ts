@@ -1,0 +1,36 @@
+/**
+ * Meaning of meta context queries (spec, "Metadata querying" and the `base:`
+ * namespace). A context name is `namespace:leaf`.
+ */
+
+/** `ns:` with an empty leaf: a wildcard for every context of that namespace. */
+function isNamespaceWildcard(query: string): boolean {
+  return query.indexOf(':') === query.length - 1 && query.length > 1;
+}
+
+/**
+ * NBD_OPT_LIST_META_CONTEXT: no query lists everything; `ns:` lists the
+ * namespace; any other query lists the context of exactly that name. Unknown
+ * namespaces and names match nothing, which is not an error. Result in the
+ * export's order, each context once.
+ */
+export function contextsListedBy(available: readonly string[], queries: readonly string[]): string[] {
+  if (queries.length === 0) return [...available];
+  return available.filter((context) =>
+    queries.some((query) => (isNamespaceWildcard(query) ? context.startsWith(query) : context === query)),
+  );
+}
+
+/**
+ * NBD_OPT_SET_META_CONTEXT: only exact names select; the spec says the
+ * `base:` wildcard MUST be ignored here (and an empty leaf SHOULD NOT select
+ * in any namespace). Each context gets a stable id: its position in the
+ * export's list plus one, so 0 never names a selected context.
+ */
+export function contextsSelectedBy(available: readonly string[], queries: readonly string[]): Map<number, string> {
+  const selected = new Map<number, string>();
+  available.forEach((context, index) => {
+    if (queries.includes(context)) selected.set(index + 1, context);
+  });
+  return selected;
+}

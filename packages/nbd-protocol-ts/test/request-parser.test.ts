@@ -1,0 +1,200 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  Command,
+  CommandFlag,
+  ProtocolError,
+  RequestParser,
+  encodeRequest,
+  type RequestFrame,
+  type RequestInit,
+} from '../src/index.js';
+import { hex } from './hex.js';
+
+function drain(parser: RequestParser): RequestFrame[] {
+  const frames: RequestFrame[] = [];
+  for (let i = 0; i < 10_000; i++) {
+    const frame = parser.next();
+    if (!frame) return frames;
+    frames.push(frame);
+  }
+  throw new Error('parser produced more frames than any test sends');
+}
+
+function request(type: number, cookie: bigint, offset: number, length: number, flags = 0): RequestInit {
+  return { type, cookie, offset, length, flags };
+}
+
+/** A stream mixing every framing case: header only, payload, empty payload. */
+function sampleStream(): { bytes: Buffer; expected: RequestFrame[] } {
+  const data = Buffer.from('payload bytes!', 'latin1');
+  const parts: [RequestInit, Buffer | undefined][] = [
+    [request(Command.READ, 1n, 0, 4096), undefined],
+    [request(Command.WRITE, 2n, 512, data.length, CommandFlag.FUA), data],
+    [request(Command.FLUSH, 3n, 0, 0), undefined],
+    [request(Command.WRITE, 4n, 0, 0), Buffer.alloc(0)],
+    [request(Command.TRIM, 5n, 8192, 1024), undefined],
+    [request(Command.WRITE, 6n, 1, 3), hex('aabbcc')],
+    [request(Command.DISC, 7n, 0, 0), undefined],
+  ];
+  const bytes = Buffer.concat(parts.map(([r, payload]) => encodeRequest(r, payload)));
+  const expected = parts.map(([r, payload]): RequestFrame => {
+    const frame: RequestFrame = { request: { ...r, extended: false } };
+    if (payload) frame.payload = payload;
+    return frame;
+  });
+  return { bytes, expected };
+}
+
+describe('RequestParser framing', () => {
+  it('yields every frame of one chunk that holds many', () => {
+    const { bytes, expected } = sampleStream();
+    const parser = new RequestParser({ maxPayload: 1024 });
+    parser.push(bytes);
+    expect(drain(parser)).toEqual(expected);
+    expect(parser.buffered).toBe(0);
+  });
+
+  it('yields the same frames whatever byte boundary the stream is split at', () => {
+    const { bytes, expected } = sampleStream();
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const parser = new RequestParser({ maxPayload: 1024 });
+      parser.push(bytes.subarray(0, cut));
+      const frames = drain(parser);
+      parser.push(bytes.subarray(cut));
+      frames.push(...drain(parser));
+      expect(frames, `cut at ${cut}`).toEqual(expected);
+    }
+  });
+
+  it('yields nothing until a frame is complete when fed one byte at a time', () => {
+    const { bytes, expected } = sampleStream();
+    const parser = new RequestParser({ maxPayload: 1024 });
+    const frames: RequestFrame[] = [];
+    const frameEnds = new Set<number>();
+    let end = 0;
+    for (const f of expected) {
+      end += 28 + (f.payload?.length ?? 0);
+      frameEnds.add(end);
+    }
+    for (let i = 0; i < bytes.length; i++) {
+      parser.push(bytes.subarray(i, i + 1));
+      const got = drain(parser);
+      expect(got.length, `after byte ${i + 1}`).toBe(frameEnds.has(i + 1) ? 1 : 0);
+      frames.push(...got);
+    }
+    expect(frames).toEqual(expected);
+  });
+
+  it('yields the same frames under any chunking (property)', () => {
+    const { bytes, expected } = sampleStream();
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: bytes.length - 1 }), { maxLength: 12 }), (cuts) => {
+        const points = [0, ...cuts.sort((a, b) => a - b), bytes.length];
+        const parser = new RequestParser({ maxPayload: 1024 });
+        const frames: RequestFrame[] = [];
+        for (let i = 1; i < points.length; i++) {
+          parser.push(bytes.subarray(points[i - 1], points[i]));
+          frames.push(...drain(parser));
+        }
+        expect(frames).toEqual(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('parses extended headers when they were negotiated, including a PAYLOAD_LEN block status', () => {
+    const filter = hex('0000000000001000', '00000001');
+    const bytes = Buffer.concat([
+      encodeRequest({ ...request(Command.WRITE, 1n, 0, 2), extended: true }, hex('abcd')),
+      encodeRequest({ ...request(Command.BLOCK_STATUS, 2n, 0, filter.length, CommandFlag.PAYLOAD_LEN), extended: true }, filter),
+      encodeRequest({ ...request(Command.READ, 3n, 0, 2 ** 33), extended: true }),
+    ]);
+    const parser = new RequestParser({ maxPayload: 1024, extendedHeaders: true });
+    parser.push(bytes);
+    const frames = drain(parser);
+    expect(frames.map((f) => [f.request.type, f.payload?.toString('hex')])).toEqual([
+      [Command.WRITE, 'abcd'],
+      [Command.BLOCK_STATUS, filter.toString('hex')],
+      [Command.READ, undefined],
+    ]);
+    expect(frames[2].request).toMatchObject({ extended: true, length: 2 ** 33 });
+  });
+});
+
+describe('RequestParser on hostile input', () => {
+  it('throws ProtocolError on a bad magic, and keeps throwing', () => {
+    const parser = new RequestParser({ maxPayload: 1024 });
+    parser.push(encodeRequest(request(Command.READ, 1n, 0, 512)));
+    parser.push(hex('deadbeef'));
+    expect(parser.next()?.request.cookie).toBe(1n);
+    expect(() => parser.next()).toThrow(ProtocolError);
+    parser.push(encodeRequest(request(Command.READ, 2n, 0, 512)));
+    expect(() => parser.next()).toThrow(/deadbeef/);
+  });
+
+  it('rejects the magic as soon as 4 bytes are in, before a whole header', () => {
+    const parser = new RequestParser({ maxPayload: 1024 });
+    parser.push(hex('25609514'));
+    expect(() => parser.next()).toThrow(ProtocolError);
+  });
+
+  it('rejects an extended header that was not negotiated, and a compact one that was', () => {
+    const compact = new RequestParser({ maxPayload: 1024 });
+    compact.push(encodeRequest({ ...request(Command.READ, 1n, 0, 512), extended: true }));
+    expect(() => compact.next()).toThrow(/not negotiated/);
+    const extended = new RequestParser({ maxPayload: 1024, extendedHeaders: true });
+    extended.push(encodeRequest(request(Command.READ, 1n, 0, 512)));
+    expect(() => extended.next()).toThrow(/compact header/);
+  });
+
+  it('drops an oversized write payload as it arrives, holding none of it, and stays in sync', () => {
+    const maxPayload = 32 * 1024 * 1024;
+    const length = 0xffffffff;
+    const parser = new RequestParser({ maxPayload });
+    parser.push(encodeRequest(request(Command.WRITE, 9n, 0, length)));
+    const first = parser.next();
+    expect(first).toEqual({ request: { ...request(Command.WRITE, 9n, 0, length), extended: false }, payloadDiscarded: true });
+
+    // 4 GiB of junk in 1 MiB chunks; junk bytes would be a bad magic if they were ever parsed.
+    const chunk = Buffer.alloc(1024 * 1024, 0xab);
+    let left = length;
+    let pushes = 0;
+    while (left > chunk.length) {
+      parser.push(chunk);
+      left -= chunk.length;
+      pushes++;
+      expect(parser.buffered).toBe(0);
+    }
+    expect(pushes).toBeGreaterThan(4000);
+    expect(parser.next()).toBeUndefined();
+    // The tail of the junk and the next request arrive together.
+    parser.push(Buffer.concat([chunk.subarray(0, left), encodeRequest(request(Command.FLUSH, 10n, 0, 0))]));
+    expect(parser.next()?.request).toMatchObject({ type: Command.FLUSH, cookie: 10n });
+    expect(parser.next()).toBeUndefined();
+  });
+
+  it('accepts a write of exactly maxPayload and discards one byte more', () => {
+    const parser = new RequestParser({ maxPayload: 4 });
+    parser.push(encodeRequest(request(Command.WRITE, 1n, 0, 4), hex('01020304')));
+    parser.push(encodeRequest(request(Command.WRITE, 2n, 0, 5), hex('0102030405')));
+    parser.push(encodeRequest(request(Command.READ, 3n, 0, 5)));
+    const frames = drain(parser);
+    expect(frames.map((f) => [f.request.cookie, f.payload?.length, f.payloadDiscarded])).toEqual([
+      [1n, 4, undefined],
+      [2n, undefined, true],
+      [3n, undefined, undefined],
+    ]);
+  });
+
+  it('never holds more than a header plus maxPayload for a write still arriving', () => {
+    const parser = new RequestParser({ maxPayload: 1000 });
+    parser.push(encodeRequest(request(Command.WRITE, 1n, 0, 1000)));
+    for (let i = 0; i < 999; i++) parser.push(hex('00'));
+    expect(parser.next()).toBeUndefined();
+    expect(parser.buffered).toBe(999);
+    parser.push(hex('00'));
+    expect(parser.next()?.payload?.length).toBe(1000);
+    expect(parser.buffered).toBe(0);
+  });
+});

@@ -1,0 +1,134 @@
+/**
+ * Why a disk could not be opened or used, said for a person: `message` names
+ * the path and the cause, `fix` says what to do. The CLI prints both and no
+ * stack trace, so the text has to stand on its own.
+ */
+export class DiskError extends Error {
+  override readonly name: string = 'DiskError';
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly fix: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export class DiskNotFoundError extends DiskError {
+  override readonly name = 'DiskNotFoundError';
+}
+
+export class DiskPermissionError extends DiskError {
+  override readonly name = 'DiskPermissionError';
+}
+
+export class DiskLockedError extends DiskError {
+  override readonly name = 'DiskLockedError';
+}
+
+export class DiskNotUsableError extends DiskError {
+  override readonly name = 'DiskNotUsableError';
+}
+
+/** A request reached the disk after close() began: a bug in the caller, never the user's doing. */
+export class DiskClosedError extends DiskError {
+  override readonly name = 'DiskClosedError';
+  constructor(path: string) {
+    super(`the disk ${path} is closed`, path, 'this is a bug in nbd-remapper (a request ran after shutdown began); please report it');
+  }
+}
+
+/** A write reached a disk opened read-only: the layers above should have refused it with their own error. */
+export class DiskReadOnlyError extends DiskError {
+  override readonly name = 'DiskReadOnlyError';
+  readonly code = 'EROFS';
+  constructor(path: string) {
+    super(`the disk ${path} was opened read-only; a write cannot go through`, path, 'serve the disk without --read-only to allow writes');
+  }
+}
+
+/**
+ * A positional write that the kernel accepted with zero bytes for a non-empty
+ * request. Retrying would spin forever, so it fails with the errno a client
+ * understands as a media error.
+ */
+export class DiskNoProgressError extends Error {
+  override readonly name = 'DiskNoProgressError';
+  readonly code = 'EIO';
+  constructor(position: number, length: number) {
+    super(`a write of ${length} bytes at offset ${position} made no progress`);
+  }
+}
+
+function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Turns the failure of stat/open/flock on `path` into the error a person can act on. */
+export function diskOpenError(path: string, err: unknown, readOnly: boolean): DiskError {
+  const code = errnoCode(err);
+  const mode = readOnly ? 'reading' : 'reading and writing';
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new DiskNotFoundError(
+        `the disk ${path} does not exist (${code})`,
+        path,
+        'check the path; an image file must be created first (e.g. truncate -s 1G disk.img), a block device must be attached (lsblk lists them)',
+        { cause: err },
+      );
+    case 'EACCES':
+    case 'EPERM':
+      return new DiskPermissionError(
+        `permission denied opening the disk ${path} for ${mode} (${code})`,
+        path,
+        `run as root (sudo), or give this user ${readOnly ? 'read' : 'read and write'} access to it (ls -l ${path}; block devices usually need the "disk" group)`,
+        { cause: err },
+      );
+    case 'EROFS':
+      return new DiskPermissionError(
+        `permission denied opening the disk ${path} for writing: it is on a read-only filesystem or is a write-protected device (${code})`,
+        path,
+        'serve it read-only (--read-only), or remount the filesystem read-write / remove the write protection',
+        { cause: err },
+      );
+    case 'EAGAIN':
+    case 'EWOULDBLOCK':
+      return new DiskLockedError(
+        `the disk ${path} is locked: it is in use by another nbd-remapper (or another program holding a flock on it)`,
+        path,
+        `find that process with "fuser -v ${path}" or "lsof ${path}", stop it, then try again`,
+        { cause: err },
+      );
+    case 'EISDIR':
+      return notUsable(path, 'is a directory', err);
+    case 'ENXIO':
+    case 'ENODEV':
+    case 'ENOMEDIUM':
+      return notUsable(path, `is a device node with no device or medium behind it (${code})`, err);
+    case 'EBUSY':
+      return new DiskError(
+        `the disk ${path} is busy (${code}): the kernel is using it exclusively`,
+        path,
+        'unmount its filesystems and stop whatever holds it (RAID, LVM, swap); lsblk and fuser -v show the users',
+        { cause: err },
+      );
+    default: {
+      const detail = err instanceof Error ? err.message : String(err);
+      return new DiskError(`cannot open the disk ${path}: ${detail}`, path, 'check that the path names an image file or a block device you can open', {
+        cause: err,
+      });
+    }
+  }
+}
+
+export function notUsable(path: string, why: string, cause?: unknown): DiskNotUsableError {
+  return new DiskNotUsableError(
+    `the disk ${path} cannot be served: it ${why}`,
+    path,
+    'give an image file of non-zero size (e.g. truncate -s 1G disk.img) or a block device such as /dev/sdb',
+    cause === undefined ? undefined : { cause },
+  );
+}

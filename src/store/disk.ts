@@ -1,0 +1,242 @@
+import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, type Stats } from 'node:fs';
+import { promisify } from 'node:util';
+import { flock, seek } from 'fs-ext';
+import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
+import { DiskClosedError, DiskReadOnlyError, diskOpenError, notUsable } from './disk-errors.js';
+import { readFully, readFullySync, writeFully, type PositionalIo, type PositionalIoSync } from './positional-io.js';
+
+export type { AllocationExtent } from './allocation-map.js';
+
+export interface DiskOpenOptions {
+  readOnly: boolean;
+}
+
+const SEEK_END = 2;
+
+/** writeZeroes reuses one buffer of this size, so zeroing a terabyte costs a MiB of RAM. */
+export const ZERO_CHUNK_BYTES = 1024 * 1024;
+let zeroChunk: Buffer | undefined;
+function zeroes(): Buffer {
+  zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
+  return zeroChunk;
+}
+
+const statAsync = promisify(stat);
+const openAsync = promisify(open);
+const fstatAsync = promisify(fstat);
+const closeAsync = promisify(close);
+const fdatasyncAsync = promisify(fdatasync);
+// promisify() would pick flock's numeric overload; the string flags read better.
+function flockAsync(fd: number, operation: 'exnb' | 'un'): Promise<void> {
+  return new Promise((resolve, reject) => flock(fd, operation, (err) => (err ? reject(err) : resolve())));
+}
+const seekAsync = promisify(seek);
+
+/** The kinds of file that cannot be a disk, or whose open() itself would block (FIFOs). */
+function unusableKind(stats: Stats): string | undefined {
+  if (stats.isDirectory()) return 'is a directory';
+  if (stats.isCharacterDevice()) return 'is a character device, not a block device';
+  if (stats.isFIFO()) return 'is a FIFO (named pipe)';
+  if (stats.isSocket()) return 'is a socket';
+  if (!stats.isFile() && !stats.isBlockDevice()) return 'is neither a regular file nor a block device';
+  return undefined;
+}
+
+function assertSpan(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new RangeError(`invalid disk range: offset ${offset}, length ${length}`);
+  }
+}
+
+/**
+ * One physical disk (an image file or a block device), opened once for the
+ * whole server with an exclusive flock so that two servers can never move
+ * blocks of the same disk. Positional I/O only: the file offset is never used,
+ * so any number of requests may be in flight at once.
+ */
+export class Disk {
+  private closeRequested = false;
+  private closing: Promise<void> | undefined;
+  private inFlight = 0;
+  private onIdle: (() => void) | undefined;
+
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    readonly size: number,
+    readonly isBlockDevice: boolean,
+    readonly readOnly: boolean,
+  ) {}
+
+  static async open(path: string, options: DiskOpenOptions): Promise<Disk> {
+    const { readOnly } = options;
+    let before: Stats;
+    try {
+      before = await statAsync(path);
+    } catch (err) {
+      throw diskOpenError(path, err, readOnly);
+    }
+    // Checked before open() because opening a FIFO would wait for a writer forever.
+    const kindBefore = unusableKind(before);
+    if (kindBefore !== undefined) throw notUsable(path, kindBefore);
+
+    let fd: number;
+    try {
+      fd = await openAsync(path, readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR);
+    } catch (err) {
+      throw diskOpenError(path, err, readOnly);
+    }
+    try {
+      // The path may have been replaced since stat(); fstat says what was really opened.
+      const stats = await fstatAsync(fd);
+      const kind = unusableKind(stats);
+      if (kind !== undefined) throw notUsable(path, kind);
+      try {
+        await flockAsync(fd, 'exnb');
+      } catch (err) {
+        throw diskOpenError(path, err, readOnly);
+      }
+      const isBlockDevice = stats.isBlockDevice();
+      // fstat reports 0 bytes for block devices; seeking to the end gives their size.
+      const size = isBlockDevice ? await seekAsync(fd, 0, SEEK_END) : stats.size;
+      if (size <= 0) throw notUsable(path, isBlockDevice ? 'is a block device of size 0 (no medium?)' : 'is empty (0 bytes)');
+      return new Disk(path, fd, size, isBlockDevice, readOnly);
+    } catch (err) {
+      await closeAsync(fd).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** `length` bytes at `offset`; bytes past the end of the file read as zeroes. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    assertSpan(offset, length);
+    const buffer = Buffer.allocUnsafe(length);
+    await this.tracked(() => readFully(this.preadAsync, buffer, offset));
+    return buffer;
+  }
+
+  /** Fills `buffer` with the bytes at `offset` (zeroes past the end of the file). */
+  async readInto(buffer: Buffer, offset: number): Promise<void> {
+    assertSpan(offset, buffer.length);
+    await this.tracked(() => readFully(this.preadAsync, buffer, offset));
+  }
+
+  /**
+   * readInto without the thread-pool hop: for small requests that the page
+   * cache almost always answers, the hop costs more than the read (PERFORMANCE.md).
+   * It blocks the event loop, so keep it to small buffers.
+   */
+  readIntoSync(buffer: Buffer, offset: number): void {
+    assertSpan(offset, buffer.length);
+    if (this.closeRequested) throw new DiskClosedError(this.path);
+    readFullySync(this.preadSync, buffer, offset);
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    this.assertWritable(offset, data.length);
+    await this.tracked(() => writeFully(this.pwriteAsync, data, offset));
+  }
+
+  /**
+   * Makes [offset, offset+length) read as zeroes. Holes already read as zeroes,
+   * so only the data inside the range is overwritten: zeroing a sparse image
+   * does not fill it.
+   */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.assertWritable(offset, length);
+    await this.tracked(async () => {
+      const extents = await this.allocationOf(offset, length);
+      const zero = zeroes();
+      for (const extent of extents) {
+        if (!extent.data) continue;
+        const end = extent.offset + extent.length;
+        for (let position = extent.offset; position < end; position += zero.length) {
+          await writeFully(this.pwriteAsync, zero.subarray(0, Math.min(zero.length, end - position)), position);
+        }
+      }
+    });
+  }
+
+  /** Makes every completed write durable (fdatasync). */
+  async sync(): Promise<void> {
+    await this.tracked(() => fdatasyncAsync(this.fd));
+  }
+
+  /**
+   * The data/hole map of [offset, offset+length), clipped to the disk size:
+   * contiguous extents that add up to exactly the clipped length. Block devices
+   * and filesystems that cannot tell report everything as data.
+   */
+  async allocation(offset: number, length: number): Promise<AllocationExtent[]> {
+    assertSpan(offset, length);
+    return this.tracked(() => this.allocationOf(offset, length));
+  }
+
+  /** True when the whole range is already a hole, so zeroing it costs nothing (NBD FAST_ZERO). */
+  async isZeroRangeFast(offset: number, length: number): Promise<boolean> {
+    assertSpan(offset, length);
+    if (length === 0) return true;
+    if (this.isBlockDevice) return false;
+    const extents = await this.allocation(offset, length);
+    return extents.every((extent) => !extent.data);
+  }
+
+  /**
+   * Waits for the requests in flight, then unlocks and closes. Idempotent.
+   * Waiting matters: once the descriptor is closed its number is reused, and a
+   * late write would land in whatever file got that number.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    this.closeRequested = true;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+    // Closing the only descriptor drops the lock anyway; unlocking first says it outright.
+    await flockAsync(this.fd, 'un').catch(() => undefined);
+    await closeAsync(this.fd);
+  }
+
+  private async tracked<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closeRequested) throw new DiskClosedError(this.path);
+    this.inFlight++;
+    try {
+      return await operation();
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0 && this.onIdle !== undefined) {
+        const wake = this.onIdle;
+        this.onIdle = undefined;
+        wake();
+      }
+    }
+  }
+
+  private async allocationOf(offset: number, length: number): Promise<AllocationExtent[]> {
+    const end = Math.min(offset + length, this.size);
+    if (end <= offset) return [];
+    if (this.isBlockDevice) return [{ offset, length: end - offset, data: true }];
+    return mapAllocation(this.seekAsync, offset, end);
+  }
+
+  private assertWritable(offset: number, length: number): void {
+    assertSpan(offset, length);
+    if (this.readOnly) throw new DiskReadOnlyError(this.path);
+    // Writing past the end would grow an image file silently; the layers above must clip.
+    if (offset + length > this.size) {
+      throw new RangeError(`write of ${length} bytes at offset ${offset} goes past the end of the disk ${this.path} (${this.size} bytes)`);
+    }
+  }
+
+  private readonly preadAsync: PositionalIo = (buffer, bufferOffset, length, position) =>
+    new Promise((resolve, reject) => read(this.fd, buffer, bufferOffset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+
+  private readonly preadSync: PositionalIoSync = (buffer, bufferOffset, length, position) => readSync(this.fd, buffer, bufferOffset, length, position);
+
+  private readonly pwriteAsync: PositionalIo = (buffer, bufferOffset, length, position) =>
+    new Promise((resolve, reject) => write(this.fd, buffer, bufferOffset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+
+  private readonly seekAsync: SeekFn = (position, whence) => seekAsync(this.fd, position, whence);
+}

@@ -1,0 +1,51 @@
+import { DiskNoProgressError } from './disk-errors.js';
+
+/** One pread/pwrite-like call: returns how many bytes it moved, which may be fewer than asked. */
+export type PositionalIo = (buffer: Buffer, bufferOffset: number, length: number, position: number) => Promise<number>;
+export type PositionalIoSync = (buffer: Buffer, bufferOffset: number, length: number, position: number) => number;
+
+/**
+ * Node refuses lengths above 2 GiB - 1 in one call and Linux moves at most
+ * 0x7ffff000 bytes per syscall anyway, so bigger requests are split.
+ */
+export const MAX_IO_PER_CALL = 1 << 30;
+
+/**
+ * Fills `buffer` from `position` on. The kernel may return fewer bytes than
+ * asked (signals, page-cache boundaries, huge requests), so it loops; a read
+ * of 0 bytes is end of file and the rest reads as zeroes.
+ */
+export async function readFully(read: PositionalIo, buffer: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buffer.length) {
+    const n = await read(buffer, done, Math.min(buffer.length - done, MAX_IO_PER_CALL), position + done);
+    if (n === 0) {
+      buffer.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+export function readFullySync(read: PositionalIoSync, buffer: Buffer, position: number): void {
+  let done = 0;
+  while (done < buffer.length) {
+    const n = read(buffer, done, Math.min(buffer.length - done, MAX_IO_PER_CALL), position + done);
+    if (n === 0) {
+      buffer.fill(0, done);
+      return;
+    }
+    done += n;
+  }
+}
+
+/** Writes all of `data` at `position`, looping on short writes. */
+export async function writeFully(write: PositionalIo, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const length = Math.min(data.length - done, MAX_IO_PER_CALL);
+    const n = await write(data, done, length, position + done);
+    if (n <= 0) throw new DiskNoProgressError(position + done, length);
+    done += n;
+  }
+}
