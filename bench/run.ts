@@ -61,7 +61,7 @@ function fioIops(uri: string, rw: 'randread' | 'randwrite'): Promise<number> {
     '--name=bench', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', '--iodepth=16',
     `--size=${SIZE}`, '--time_based', `--runtime=${RANDOM_SECONDS}`, '--output-format=json',
   ]).then(({ stdout }) => {
-    const job = (JSON.parse(stdout) as { jobs: Array<Record<'read' | 'write', { iops: number }>> }).jobs[0];
+    const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { iops: number }>> }).jobs[0];
     return rw === 'randread' ? job.read.iops : job.write.iops;
   });
 }

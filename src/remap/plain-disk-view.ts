@@ -47,6 +47,10 @@ export class PlainDiskView implements BlockExport {
     return this.disk.read(offset, length);
   }
 
+  readInto(buffer: Buffer, offset: number): Promise<void> {
+    return this.disk.readInto(buffer, offset);
+  }
+
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
     this.assertWritable();
     await this.disk.write(offset, data);

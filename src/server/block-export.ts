@@ -20,6 +20,11 @@ export interface BlockExport {
 
   /** Read exactly `length` bytes at `offset` (already validated to be inside the export). */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: fill a buffer the server owns with the bytes at `offset`. Lets the
+   * server reuse buffers (see BufferPool); exports that can, should.
+   */
+  readInto?(buffer: Buffer, offset: number): Promise<void>;
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /**
    * Make the range read as zeroes. `mayTrim` (no NBD_CMD_FLAG_NO_HOLE) allows

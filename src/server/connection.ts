@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { HandshakeMachine, type NegotiatedSession } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
+import type { BufferPool } from './buffer-pool.js';
 import type { ExportTable } from './export-table.js';
 import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
@@ -27,6 +28,7 @@ export class Connection {
     private readonly exports: ExportTable,
     private readonly options: ConnectionOptions,
     private readonly log: Logger,
+    private readonly buffers: BufferPool,
   ) {
     const machine = new HandshakeMachine(registryOf(exports));
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
@@ -93,7 +95,7 @@ export class Connection {
         negotiated.metaContexts.size > 0 ? ', block status' : ''
       })`,
     );
-    this.session = new TransmissionSession(this.socket, negotiated, exp, this.options.limits, this.log);
+    this.session = new TransmissionSession(this.socket, negotiated, exp, this.options.limits, this.log, this.buffers);
   }
 
   private onClose(): void {

@@ -1,6 +1,7 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/logger.js';
+import { BufferPool } from './buffer-pool.js';
 import { Connection, type ConnectionOptions } from './connection.js';
 import type { ExportTable } from './export-table.js';
 import { ListenError } from './listen-error.js';
@@ -29,6 +30,8 @@ export class NbdServer {
   private readonly connections = new Set<Connection>();
   private nextId = 1;
   private stopping = false;
+  /** Shared by all connections: idle read buffers, bounded like the in-flight bytes of one connection. */
+  private readonly buffers = new BufferPool(64 * 1024 * 1024);
 
   constructor(
     private readonly exports: ExportTable,
@@ -84,7 +87,7 @@ export class NbdServer {
     const id = `c${this.nextId++}`;
     const log = this.log.child(`[${id}]`);
     log.debug(`client connected from ${peer}`);
-    const connection = new Connection(id, socket, this.exports, this.options, log);
+    const connection = new Connection(id, socket, this.exports, this.options, log, this.buffers);
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
   }

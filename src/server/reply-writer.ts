@@ -21,13 +21,14 @@ export class ReplyWriter {
     private readonly structured: boolean,
   ) {}
 
-  data(cookie: bigint, offset: number, data: Buffer): void {
+  /** `sent` runs once the socket no longer needs `data` (written, or the connection died). */
+  data(cookie: bigint, offset: number, data: Buffer, sent?: () => void): void {
     if (!this.structured) {
-      this.send(encodeSimpleReply(cookie, 0), data);
+      this.send(encodeSimpleReply(cookie, 0), data, sent);
     } else if (data.length === 0) {
-      this.send(encodeNoneChunk(cookie));
+      this.send(encodeNoneChunk(cookie), undefined, sent);
     } else {
-      this.send(encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, data.length), data);
+      this.send(encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, data.length), data, sent);
     }
   }
 
@@ -44,15 +45,18 @@ export class ReplyWriter {
     else this.send(encodeSimpleReply(cookie, errno));
   }
 
-  private send(header: Buffer, payload?: Buffer): void {
-    if (this.socket.destroyed || !this.socket.writable) return;
+  private send(header: Buffer, payload?: Buffer, sent?: () => void): void {
+    if (this.socket.destroyed || !this.socket.writable) {
+      sent?.();
+      return;
+    }
     if (!payload || payload.length === 0) {
-      this.socket.write(header);
+      this.socket.write(header, sent && (() => sent()));
       return;
     }
     this.socket.cork();
     this.socket.write(header);
-    this.socket.write(payload);
+    this.socket.write(payload, sent && (() => sent()));
     this.socket.uncork();
   }
 }

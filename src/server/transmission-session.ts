@@ -15,6 +15,7 @@ import {
 } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
 import type { BlockExport, ExportCapabilities } from './block-export.js';
+import type { BufferPool } from './buffer-pool.js';
 import { ReplyWriter } from './reply-writer.js';
 import { validateRequest, type ValidationContext } from './validate-request.js';
 
@@ -50,6 +51,7 @@ export class TransmissionSession {
     private readonly exp: BlockExport,
     private readonly limits: TransmissionLimits,
     private readonly log: Logger,
+    private readonly buffers: BufferPool,
   ) {
     this.parser = new RequestParser({ maxPayload: limits.maxPayload, extendedHeaders: negotiated.extendedHeaders });
     this.replies = new ReplyWriter(socket, negotiated.structuredReplies);
@@ -63,8 +65,12 @@ export class TransmissionSession {
       maxPayload: limits.maxPayload,
     };
     socket.on('data', (chunk: Buffer) => {
+      // Replies to every request in this chunk that completes without waiting (page-cache
+      // reads) leave in one writev instead of one syscall each.
+      socket.cork();
       this.parser.push(chunk);
       this.pump();
+      setImmediate(() => socket.uncork());
     });
     socket.on('drain', () => this.pump());
     if (negotiated.leftover.length > 0) this.parser.push(negotiated.leftover);
@@ -149,8 +155,18 @@ export class TransmissionSession {
     const fua = (flags & CommandFlag.FUA) !== 0;
     switch (request.type) {
       case Command.READ: {
-        const data = length === 0 ? Buffer.alloc(0) : await this.exp.read(offset, length);
-        this.replies.data(cookie, offset, data);
+        if (length === 0 || !this.exp.readInto) {
+          this.replies.data(cookie, offset, length === 0 ? Buffer.alloc(0) : await this.exp.read(offset, length));
+          return;
+        }
+        const buffer = this.buffers.acquire(length);
+        try {
+          await this.exp.readInto(buffer, offset);
+        } catch (err) {
+          this.buffers.release(buffer);
+          throw err;
+        }
+        this.replies.data(cookie, offset, buffer, () => this.buffers.release(buffer));
         return;
       }
       case Command.WRITE:

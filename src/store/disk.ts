@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { flock, seek } from 'fs-ext';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, diskOpenError, notUsable } from './disk-errors.js';
+import { IoPathChooser } from './io-path-chooser.js';
 import { readFully, readFullySync, writeFully, type PositionalIo, type PositionalIoSync } from './positional-io.js';
 
 export type { AllocationExtent } from './allocation-map.js';
@@ -58,6 +59,7 @@ export class Disk {
   private closeRequested = false;
   private closing: Promise<void> | undefined;
   private inFlight = 0;
+  private readonly readPath = new IoPathChooser();
   private onIdle: (() => void) | undefined;
 
   private constructor(
@@ -109,15 +111,24 @@ export class Disk {
 
   /** `length` bytes at `offset`; bytes past the end of the file read as zeroes. */
   async read(offset: number, length: number): Promise<Buffer> {
-    assertSpan(offset, length);
     const buffer = Buffer.allocUnsafe(length);
-    await this.tracked(() => readFully(this.preadAsync, buffer, offset));
+    await this.readInto(buffer, offset);
     return buffer;
   }
 
-  /** Fills `buffer` with the bytes at `offset` (zeroes past the end of the file). */
+  /**
+   * Fills `buffer` with the bytes at `offset` (zeroes past the end of the file).
+   * Small reads run synchronously while they keep hitting the page cache (see IoPathChooser).
+   */
   async readInto(buffer: Buffer, offset: number): Promise<void> {
     assertSpan(offset, buffer.length);
+    if (this.readPath.useSync(buffer.length)) {
+      if (this.closeRequested) throw new DiskClosedError(this.path);
+      const started = process.hrtime.bigint();
+      readFullySync(this.preadSync, buffer, offset);
+      this.readPath.recordSync(Number(process.hrtime.bigint() - started));
+      return;
+    }
     await this.tracked(() => readFully(this.preadAsync, buffer, offset));
   }
 

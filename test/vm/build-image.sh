@@ -172,6 +172,8 @@ main() {
   exec 9>"$build_root/.lock"
   # Parallel test files build once: the others wait here and then find the cache.
   flock 9
+  # Left behind by a build that was killed (the test's build timeout sends SIGKILL).
+  rm -rf "$build_root"/work.*
 
   local kernel_pkg kernel_version key
   read -r kernel_pkg kernel_version < <(resolve_kernel_package)

@@ -34,7 +34,7 @@ export interface VmScenarioOptions {
   extraFiles?: Readonly<Record<string, VmFile>>;
   /** Guest RAM; 512 MiB unless said otherwise. */
   memoryMiB?: number;
-  /** Live console output, e.g. for watching a scenario while writing it. */
+  /** Live console output, e.g. for watching a scenario while writing it (VM_CONSOLE=1 sends it to stderr). */
   onConsole?: (text: string) => void;
 }
 
@@ -294,12 +294,16 @@ function runQemu(args: string[], token: string, options: VmScenarioOptions): Pro
     let consoleText = '';
     let qemuStderr = '';
     let timedOut = false;
-    child.stdout!.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('utf8').replace(/\r/g, '');
+    const watch = options.onConsole ?? (process.env.VM_CONSOLE === '1' ? (text: string) => process.stderr.write(text) : undefined);
+    // setEncoding keeps a character split across chunks whole.
+    child.stdout!.setEncoding('utf8');
+    child.stderr!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      const text = chunk.replace(/\r/g, '');
       consoleText += text;
-      options.onConsole?.(text);
+      watch?.(text);
     });
-    child.stderr!.on('data', (chunk: Buffer) => (qemuStderr += chunk.toString('utf8')));
+    child.stderr!.on('data', (chunk: string) => (qemuStderr += chunk));
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
