@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { copyCommand } from './commands/copy.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
 import { reportError } from './user-error.js';
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
     .usage('$0 <command> [options]\n\nChange a disk\'s layout in place through two NBD exports.')
     .command(serveCommand)
     .command(demoCommand)
+    .command(copyCommand)
     .demandCommand(1, 'name a command (see the list above)')
     .strict()
     .recommendCommands()

@@ -1,0 +1,107 @@
+import { planBytes, planChunks, type CopyChunk } from './plan-chunks.js';
+import type { CopyPlan } from './copy-plan.js';
+import { CopyFailure } from './copy-failure.js';
+
+/** The reading side of a copy (an NbdClient is one). */
+export interface CopySource {
+  pread(offset: number, length: number): Promise<Buffer>;
+}
+
+/** The writing side of a copy (an NbdClient is one). */
+export interface CopyDestination {
+  readonly canWriteZeroes: boolean;
+  readonly canFlush: boolean;
+  pwrite(offset: number, data: Buffer): Promise<void>;
+  zero(offset: number, length: number): Promise<void>;
+  flush(): Promise<void>;
+}
+
+export interface CopyOptions {
+  /** Largest chunk, in bytes. */
+  requestSize: number;
+  /** Chunks between their read being issued and their write being answered, at most. */
+  maxInFlight: number;
+  onProgress?(copiedBytes: number, totalBytes: number): void;
+}
+
+export interface CopySummary {
+  totalBytes: number;
+  /** Bytes sent as data. */
+  dataBytes: number;
+  /** Bytes that were all zero and sent as WRITE_ZEROES. */
+  zeroBytes: number;
+  chunks: number;
+  /** False when the destination offers no FLUSH. */
+  flushed: boolean;
+  elapsedMs: number;
+}
+
+/**
+ * Runs a plan: for each chunk, read the source, then write the destination —
+ * as WRITE_ZEROES when the data is all zero and the destination can (cheap
+ * for the remapper, which holds zeroes as extents). Reads are issued strictly
+ * in plan order, since the remapper releases source blocks as they are read;
+ * at most `maxInFlight` chunks are between read and written at any time. On
+ * the first failure no new chunk starts; the ones in flight finish, then the
+ * failure is thrown. After the last write is answered, the destination is
+ * flushed.
+ */
+export async function copyByPlan(source: CopySource, destination: CopyDestination, plan: CopyPlan, options: CopyOptions): Promise<CopySummary> {
+  if (!Number.isInteger(options.maxInFlight) || options.maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, got ${options.maxInFlight}`);
+  const started = Date.now();
+  const totalBytes = planBytes(plan);
+  const zeroes = Buffer.alloc(options.requestSize);
+  const summary = { totalBytes, dataBytes: 0, zeroBytes: 0, chunks: 0 };
+  let active = 0;
+  let failure: CopyFailure | undefined;
+  let wake: (() => void) | undefined;
+  const slotFreed = (): Promise<void> => new Promise((resolve) => (wake = resolve));
+
+  const copyChunk = async (chunk: CopyChunk): Promise<void> => {
+    let data: Buffer;
+    try {
+      data = await source.pread(chunk.from, chunk.length);
+    } catch (err) {
+      throw new CopyFailure('read', chunk, err);
+    }
+    const allZero = destination.canWriteZeroes && data.equals(zeroes.subarray(0, data.length));
+    try {
+      if (allZero) await destination.zero(chunk.to, chunk.length);
+      else await destination.pwrite(chunk.to, data);
+    } catch (err) {
+      throw new CopyFailure('write', chunk, err);
+    }
+    if (allZero) summary.zeroBytes += chunk.length;
+    else summary.dataBytes += chunk.length;
+    summary.chunks++;
+    options.onProgress?.(summary.dataBytes + summary.zeroBytes, totalBytes);
+  };
+
+  for (const chunk of planChunks(plan, options.requestSize)) {
+    while (active >= options.maxInFlight && !failure) await slotFreed();
+    if (failure) break;
+    active++;
+    // pread is called synchronously here, so reads go out in plan order.
+    copyChunk(chunk)
+      .catch((err: unknown) => {
+        failure ??= err instanceof CopyFailure ? err : new CopyFailure('write', chunk, err);
+      })
+      .finally(() => {
+        active--;
+        wake?.();
+      });
+  }
+  while (active > 0) await slotFreed();
+  if (failure) throw failure;
+
+  let flushed = false;
+  if (destination.canFlush) {
+    try {
+      await destination.flush();
+    } catch (err) {
+      throw new CopyFailure('flush', undefined, err);
+    }
+    flushed = true;
+  }
+  return { ...summary, flushed, elapsedMs: Date.now() - started };
+}

@@ -1,0 +1,11 @@
+import { formatBytes } from '../../cli/parse-size.js';
+import type { CopySummary } from './copy-engine.js';
+import { formatRate } from './copy-rate.js';
+
+/** The line a finished copy ends with: how much, how it was sent, how long, how fast. */
+export function formatCopySummary(summary: CopySummary): string {
+  const seconds = (summary.elapsedMs / 1000).toFixed(summary.elapsedMs < 10_000 ? 2 : 1);
+  const how = `${formatBytes(summary.dataBytes)} as data, ${formatBytes(summary.zeroBytes)} as zeroes`;
+  const durability = summary.flushed ? 'destination flushed' : 'the destination offers no FLUSH, so durability is up to it';
+  return `copied ${formatBytes(summary.totalBytes)} (${summary.totalBytes} bytes; ${how}) in ${seconds} s, ${formatRate(summary.totalBytes, summary.elapsedMs)}; ${durability}`;
+}

@@ -1,0 +1,151 @@
+/**
+ * NBD URIs as libnbd and QEMU write them (the NBD project's doc/uri.md):
+ *
+ *   nbd://HOST[:PORT]/[EXPORT]           TCP, port 10809 unless given
+ *   nbd+unix:///[EXPORT]?socket=PATH     unix socket
+ *
+ * Parsed by hand rather than with WHATWG URL: URL folds `+` in queries into
+ * spaces and normalises `..` in paths, and both would silently change a socket
+ * path or an export name.
+ */
+
+export const DEFAULT_NBD_PORT = 10809;
+
+/** Export names are protocol strings: at most this many UTF-8 bytes. */
+const MAX_EXPORT_NAME_BYTES = 4096;
+
+export type NbdTransport = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export interface NbdTarget {
+  /** The URI as the user wrote it, for messages. */
+  uri: string;
+  transport: NbdTransport;
+  /** Decoded; '' is the server's default export. */
+  exportName: string;
+}
+
+/** A URI that cannot name an NBD export; `fix` says how to write one. */
+export class NbdUriError extends Error {
+  override readonly name = 'NbdUriError';
+  readonly fix = 'write nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH, e.g. nbd+unix:///source?socket=/run/nbd-remapper.sock';
+
+  constructor(
+    readonly uri: string,
+    reason: string,
+  ) {
+    super(`'${uri}' is not an NBD URI: ${reason}`);
+  }
+}
+
+const URI_SHAPE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?(#.*)?$/;
+const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+const IPV6_LITERAL = /^[0-9A-Fa-f:.]+$/;
+
+export function parseNbdUri(uri: string): NbdTarget {
+  const fail = (reason: string): never => {
+    throw new NbdUriError(uri, reason);
+  };
+  const shape = URI_SHAPE.exec(uri);
+  if (!shape) fail('it does not have the form SCHEME://…');
+  const [, schemeText, authority, path, query, fragment] = shape as RegExpExecArray;
+  const scheme = schemeText.toLowerCase();
+  if (fragment !== undefined) fail('a #fragment means nothing in an NBD URI');
+  if (authority.includes('@')) fail('user names are not supported (remove the part before @)');
+  const exportName = decodeExportName(path, fail);
+  const params = parseQuery(query, fail);
+
+  switch (scheme) {
+    case 'nbd': {
+      if (params.size > 0) fail(`nbd:// takes no query parameters (got ${[...params.keys()].join(', ')})`);
+      return { uri, transport: parseHostPort(authority, fail), exportName };
+    }
+    case 'nbd+unix': {
+      if (authority !== '') fail(`nbd+unix:// takes no host (got '${authority}'); write three slashes: nbd+unix:///EXPORT?socket=PATH`);
+      const socket = params.get('socket');
+      for (const key of params.keys()) if (key !== 'socket') fail(`unknown query parameter '${key}' (only socket= is understood)`);
+      if (socket === undefined || socket === '') fail('nbd+unix:// needs ?socket=PATH');
+      return { uri, transport: { kind: 'unix', path: socket as string }, exportName };
+    }
+    case 'nbds':
+    case 'nbds+unix':
+      return fail('TLS (nbds) is not supported by this client; use nbd:// on a trusted network or nbd+unix:// locally');
+    default:
+      return fail(`unknown scheme '${schemeText}' (expected nbd or nbd+unix)`);
+  }
+}
+
+/** "host:port" or "[v6]:port" for messages; the socket path for unix. */
+export function describeTransport(transport: NbdTransport): string {
+  if (transport.kind === 'unix') return `unix socket ${transport.path}`;
+  const host = transport.host.includes(':') ? `[${transport.host}]` : transport.host;
+  return `${host}:${transport.port}`;
+}
+
+/** True when two targets name the same export on the same endpoint, as far as the URIs tell. */
+export function sameExport(a: NbdTarget, b: NbdTarget): boolean {
+  if (a.exportName !== b.exportName || a.transport.kind !== b.transport.kind) return false;
+  if (a.transport.kind === 'unix' && b.transport.kind === 'unix') return a.transport.path === b.transport.path;
+  if (a.transport.kind === 'tcp' && b.transport.kind === 'tcp') {
+    return a.transport.host.toLowerCase() === b.transport.host.toLowerCase() && a.transport.port === b.transport.port;
+  }
+  return false;
+}
+
+type Fail = (reason: string) => never;
+
+function parseHostPort(authority: string, fail: Fail): NbdTransport {
+  if (authority === '') fail('nbd:// needs a host, e.g. nbd://127.0.0.1:10809/EXPORT');
+  let host: string;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(authority);
+  if (bracketed) {
+    host = bracketed[1];
+    portText = bracketed[2];
+    if (!IPV6_LITERAL.test(host) || !host.includes(':')) fail(`'[${host}]' is not an IPv6 address`);
+  } else {
+    const colon = authority.lastIndexOf(':');
+    host = colon < 0 ? authority : authority.slice(0, colon);
+    portText = colon < 0 ? undefined : authority.slice(colon + 1);
+    if (!HOST_NAME.test(host)) fail(`'${host}' is not a host name or address (IPv6 goes in brackets: [::1])`);
+  }
+  let port = DEFAULT_NBD_PORT;
+  if (portText !== undefined) {
+    port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+    if (!(port >= 1 && port <= 65535)) fail(`port '${portText}' is not a number from 1 to 65535`);
+  }
+  return { kind: 'tcp', host, port };
+}
+
+function decodeExportName(path: string | undefined, fail: Fail): string {
+  if (path === undefined) return '';
+  let name = '';
+  try {
+    name = decodeURIComponent(path.slice(1));
+  } catch {
+    fail(`the export name '${path.slice(1)}' has a broken %-escape`);
+  }
+  if (name.includes('\0')) fail('the export name contains a NUL byte');
+  if (Buffer.byteLength(name, 'utf8') > MAX_EXPORT_NAME_BYTES) fail(`the export name is longer than ${MAX_EXPORT_NAME_BYTES} bytes`);
+  return name;
+}
+
+function parseQuery(query: string | undefined, fail: Fail): Map<string, string> {
+  const params = new Map<string, string>();
+  if (query === undefined || query === '?') return params;
+  for (const part of query.slice(1).split('&')) {
+    const eq = part.indexOf('=');
+    const rawKey = eq < 0 ? part : part.slice(0, eq);
+    const rawValue = eq < 0 ? '' : part.slice(eq + 1);
+    let key = '';
+    let value = '';
+    try {
+      key = decodeURIComponent(rawKey);
+      value = decodeURIComponent(rawValue);
+    } catch {
+      fail(`the query parameter '${part}' has a broken %-escape`);
+    }
+    if (params.has(key)) fail(`query parameter '${key}' is given twice`);
+    params.set(key, value);
+  }
+  return params;
+}
