@@ -6,7 +6,7 @@ import { StaticExportTable } from '../../server/export-table.js';
 import { DEFAULT_SERVER_OPTIONS, NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
-import { formatBytes } from '../parse-size.js';
+import { formatBytes } from '../../format/bytes.js';
 import { UserError } from '../user-error.js';
 
 export interface ServeOptions {

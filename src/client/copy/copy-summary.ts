@@ -1,4 +1,4 @@
-import { formatBytes } from '../../cli/parse-size.js';
+import { formatBytes } from '../../format/bytes.js';
 import type { CopySummary } from './copy-engine.js';
 import { formatRate } from './copy-rate.js';
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { formatBytes } from '../../cli/parse-size.js';
+import { formatBytes } from '../../format/bytes.js';
 import { NbdClient } from '../nbd-client.js';
 import { NbdClientError } from '../nbd-client-error.js';
 import { parseNbdUri, sameExport } from '../nbd-uri.js';
