@@ -1,0 +1,22 @@
+/**
+ * The part of a disk the remapping engine needs. src/store's `Disk` satisfies
+ * it structurally; tests use an instrumented in-memory device. Offsets and
+ * lengths are bytes; every range the engine passes lies inside [0, size).
+ */
+export interface BlockDevice {
+  readonly size: number;
+  /** Fill `buffer` with the bytes at `offset`. */
+  readInto(buffer: Buffer, offset: number): Promise<void>;
+  write(offset: number, data: Buffer): Promise<void>;
+  /**
+   * Optional: write buffers back to back from `offset` in one call (pwritev).
+   * Landing RAM-held blocks then needs no copy into one buffer first.
+   */
+  writev?(offset: number, buffers: readonly Buffer[]): Promise<void>;
+  /** Make every completed write durable. */
+  sync(): Promise<void>;
+  /** Optional: zero a range cheaply (e.g. skipping holes of a sparse image). */
+  writeZeroes?(offset: number, length: number): Promise<void>;
+  /** Optional: the data/hole map of a range, for block status of untouched regions. */
+  allocation?(offset: number, length: number): Promise<ReadonlyArray<{ offset: number; length: number; data: boolean }>>;
+}

@@ -1,0 +1,454 @@
+import { Errno, NbdError } from 'nbd-protocol-ts';
+import type { DestinationReader } from './destination-reader.js';
+import type { DiskWriter, WriteRun } from './disk-writer.js';
+import type { LandingQueue } from './landing-queue.js';
+import type { RangeLock } from './range-locks.js';
+import type { RemapState } from './remap-state.js';
+import { isAllZero, ZERO_CHUNK_BYTES, zeroes } from './zero-data.js';
+
+/** New data for one whole destination block. */
+interface BlockWrite {
+  d: number;
+  data: Buffer;
+}
+
+/** Data about to land at its home. `wasLanded`: the home already held this block's data (no barrier needed). */
+interface Landing extends BlockWrite {
+  p: number;
+  wasLanded: boolean;
+}
+
+/** Consecutive RAM-held blocks with consecutive homes, chosen to land so their RAM can be reused. */
+interface VictimRun {
+  dest: number;
+  disk: number;
+  buffers: Buffer[];
+  locks: RangeLock[];
+  bytes: number;
+}
+
+/** Evicting a confirmed run goes on this far past what is needed, to write in fewer, larger pieces. */
+const EVICT_BATCH_BLOCKS = 32;
+
+export const READ_ONLY_UNTIL_SEALED = 'destination is read-only until the source is sealed: run `nbd-remapper seal`';
+
+/**
+ * Destination writes, write-zeroes and trims (docs/remap-engine.md
+ * §Destination write). Each request holds the locks of its destination
+ * blocks; the placement of every block is decided in one synchronous step,
+ * then the disk I/O runs through the DiskWriter.
+ */
+export class DestinationWriter {
+  constructor(
+    private readonly s: RemapState,
+    private readonly reader: DestinationReader,
+    private readonly disk: DiskWriter,
+  ) {}
+
+  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    const s = this.s;
+    this.assertWritable();
+    if (s.phase === 'finished') return this.writePlain(offset, data, fua);
+    const B = s.B;
+    const end = offset + data.length;
+    const d0 = Math.floor(offset / B);
+    const d1 = Math.ceil(end / B);
+    const lock = await s.locks.acquire(d0, d1);
+    try {
+      const blocks: Array<BlockWrite | undefined> = [];
+      const merges: Promise<void>[] = [];
+      for (let d = d0; d < d1; d++) {
+        const blockStart = d * B;
+        const blockEnd = blockStart + s.map.destBlockLength(d);
+        const from = Math.max(offset, blockStart);
+        const to = Math.min(end, blockEnd);
+        const piece = data.subarray(from - offset, to - offset);
+        if (from === blockStart && to === blockEnd) {
+          blocks.push({ d, data: piece });
+          continue;
+        }
+        const ram = s.ram.get(d);
+        if (ram !== undefined) {
+          // Partial write of a RAM-held block: merge in place (we hold its lock, nothing else touches it).
+          piece.copy(ram, from - blockStart);
+          continue;
+        }
+        const slot = blocks.length;
+        blocks.push(undefined);
+        merges.push(
+          this.reader.readBlock(d).then((current) => {
+            piece.copy(current, from - blockStart);
+            blocks[slot] = { d, data: current };
+          }),
+        );
+      }
+      await Promise.all(merges);
+      await this.store(blocks.filter((b): b is BlockWrite => b !== undefined));
+    } finally {
+      lock.release();
+    }
+    if (fua) await s.committer.flush();
+  }
+
+  async writeZeroes(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
+    const s = this.s;
+    this.assertWritable();
+    if (s.phase === 'finished') return this.zeroPlain(offset, length, fua, fast);
+    const B = s.B;
+    const end = offset + length;
+    const d0 = Math.floor(offset / B);
+    const d1 = Math.ceil(end / B);
+    const lock = await s.locks.acquire(d0, d1);
+    try {
+      const f0 = Math.ceil(offset / B);
+      // The destination's last block may be short: a range reaching the end covers it entirely.
+      const f1 = end === s.map.destinationSize ? d1 : Math.floor(end / B);
+      if (f0 < f1) s.holdZeroes(f0, f1);
+      const partial: BlockWrite[] = [];
+      for (const d of new Set([d0, d1 - 1])) {
+        if (d >= f0 && d < f1) continue;
+        const blockStart = d * B;
+        const from = Math.max(offset, blockStart) - blockStart;
+        const to = Math.min(end, blockStart + s.map.destBlockLength(d)) - blockStart;
+        const ram = s.ram.get(d);
+        if (ram !== undefined) {
+          ram.fill(0, from, to);
+          continue;
+        }
+        const current = await this.reader.readBlock(d);
+        current.fill(0, from, to);
+        partial.push({ d, data: current });
+      }
+      await this.store(partial);
+    } finally {
+      lock.release();
+    }
+    if (fua) await s.committer.flush();
+  }
+
+  /** Advisory: held blocks (RAM or slot) become zero extents; other blocks keep their bytes. */
+  async trim(offset: number, length: number, fua: boolean): Promise<void> {
+    const s = this.s;
+    this.assertWritable();
+    if (s.phase === 'finished') return;
+    const B = s.B;
+    const end = offset + length;
+    const f0 = Math.ceil(offset / B);
+    const f1 = end === s.map.destinationSize ? Math.ceil(end / B) : Math.floor(end / B);
+    if (f0 >= f1) return;
+    const lock = await s.locks.acquire(f0, f1);
+    try {
+      const held: number[] = [];
+      if (s.ram.size < f1 - f0) {
+        for (const d of s.ram.keys()) if (d >= f0 && d < f1) held.push(d);
+      } else {
+        for (let d = f0; d < f1; d++) if (s.ram.has(d)) held.push(d);
+      }
+      for (const d of held) s.holdZeroes(d, d + 1);
+      for (const run of s.spill.runsIn(f0, f1)) s.holdZeroes(run.start, run.end);
+    } finally {
+      lock.release();
+    }
+    if (fua) await s.committer.flush();
+  }
+
+  private assertWritable(): void {
+    const s = this.s;
+    if (s.phase !== 'unsealed') return;
+    s.unsealedWriteLog.note('destination write refused: seal the source first (`nbd-remapper seal`)');
+    throw new NbdError(Errno.EPERM, READ_ONLY_UNTIL_SEALED);
+  }
+
+  /**
+   * Places whole blocks (the caller holds their locks). Decides every block in
+   * one synchronous step, then runs the I/O; a block that finds neither RAM
+   * nor a slot makes the request fail with ENOSPC after the rest is done.
+   */
+  private async store(blocks: readonly BlockWrite[]): Promise<void> {
+    if (blocks.length === 0) return;
+    const s = this.s;
+    const landings: Landing[] = [];
+    const inPlace: Array<BlockWrite & { slot: number }> = [];
+    const needRoom: BlockWrite[] = [];
+    let zeroFrom = -1;
+    let zeroTo = -1;
+    const flushZeroes = (): void => {
+      if (zeroFrom >= 0) s.holdZeroes(zeroFrom, zeroTo);
+      zeroFrom = zeroTo = -1;
+    };
+    for (const block of blocks) {
+      const { d, data } = block;
+      if (isAllZero(data)) {
+        if (zeroTo !== d) flushZeroes();
+        if (zeroFrom < 0) zeroFrom = d;
+        zeroTo = d + 1;
+        continue;
+      }
+      const p = s.map.homeOf(d);
+      if (s.canLandAt(p)) {
+        landings.push({ d, data, p, wasLanded: s.landed.get(p) });
+        s.landed.set(p);
+        continue;
+      }
+      const slot = s.spill.get(d);
+      if (slot !== undefined) {
+        inPlace.push({ d, data, slot });
+        continue;
+      }
+      const ram = s.ram.get(d);
+      if (ram !== undefined) {
+        data.copy(ram);
+        continue;
+      }
+      if (s.ramBytes + data.length <= s.cacheBytes) {
+        s.ramAdmit(d, data);
+        continue;
+      }
+      needRoom.push(block);
+    }
+    flushZeroes();
+
+    const work: Promise<void>[] = [];
+    let refused: NbdError | undefined;
+    if (needRoom.length > 0) refused = this.relieve(needRoom, landings, work);
+    if (landings.length > 0) work.push(this.land(landings));
+    if (inPlace.length > 0) {
+      const runs = groupRuns(inPlace, (b) => b.slot);
+      work.push(this.disk.write(runs, false));
+    }
+    const results = await Promise.allSettled(work);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    if (refused !== undefined) throw refused;
+  }
+
+  /**
+   * Pressure (RAM full): frees RAM by landing, or spills, in the order of
+   * least damage (docs/remap-engine.md §Destination write, step 6). Pushes the
+   * I/O it starts onto `work`; returns the ENOSPC error for what found no room.
+   */
+  private relieve(items: BlockWrite[], landings: Landing[], work: Promise<void>[]): NbdError | undefined {
+    const s = this.s;
+    let rest = items;
+    // a. Land confirmed RAM data; the new blocks take its place.
+    rest = this.evictFor(rest, s.landableConfirmed, true, work);
+    // b. Spill into slots whose destruction risks nothing.
+    rest = this.spillInto(rest, true, work);
+    if (rest.length > 0 && !s.safe) {
+      // c. Land at unconfirmed homes: older RAM data first, then the new blocks themselves.
+      rest = this.evictFor(rest, s.landableUnconfirmed, false, work);
+      rest = rest.filter((b) => {
+        const p = s.map.homeOf(b.d);
+        if (!s.released.get(p) || s.slotted.get(p) || s.landed.get(p)) return true;
+        landings.push({ ...b, p, wasLanded: false });
+        s.landed.set(p);
+        return false;
+      });
+      // d. Spill into unconfirmed blocks.
+      rest = this.spillInto(rest, false, work);
+    }
+    if (rest.length === 0) return undefined;
+    const safeNote = s.safe && (!s.unconfirmedHome.isEmpty || !s.unconfirmedNonHome.isEmpty || s.landableUnconfirmed.size > 0);
+    return s.noSpace(
+      `no room for ${rest.length} destination block(s) (first: ${rest[0].d}): the RAM cache is full ` +
+        `(${s.ramBytes} of ${s.cacheBytes} bytes) and no released disk block is free for a spill; ` +
+        (safeNote
+          ? '--safe forbids destroying originals not confirmed yet: run `nbd-remapper checkpoint` after syncing the new filesystems'
+          : 'read more of the source (it releases blocks), fstrim the old filesystems before sealing, or raise --cache'),
+    );
+  }
+
+  /** Lands RAM victims from `list` to make room for `items`; returns the items that still need room. */
+  private evictFor(items: BlockWrite[], list: LandingQueue, confirmedClass: boolean, work: Promise<void>[]): BlockWrite[] {
+    if (items.length === 0 || list.size === 0) return items;
+    const wanted = items.reduce((n, b) => n + b.data.length, 0);
+    const victims = this.pickVictims(list, wanted, confirmedClass);
+    let room = victims.reduce((n, v) => n + v.bytes, 0);
+    if (room === 0) return items;
+    const admitted: BlockWrite[] = [];
+    let i = 0;
+    for (; i < items.length && items[i].data.length <= room; i++) {
+      admitted.push(items[i]);
+      room -= items[i].data.length;
+    }
+    work.push(this.evict(victims, admitted));
+    return items.slice(i);
+  }
+
+  /** Chooses RAM-held blocks to land, oldest first, in runs of consecutive homes; takes their locks without waiting. */
+  private pickVictims(list: LandingQueue, wanted: number, confirmedClass: boolean): VictimRun[] {
+    const s = this.s;
+    const runs: VictimRun[] = [];
+    let bytes = 0;
+    const isVictim = (d: number): boolean => {
+      const p = s.map.homeOf(d);
+      if (!s.ram.has(d) || !s.released.get(p) || s.slotted.get(p) || s.landed.get(p)) return false;
+      if (s.phase === 'finishing' || !s.unconfirmed.get(p) || s.destroyed.get(p)) return true;
+      return !confirmedClass && !s.safe;
+    };
+    for (const d of list.values()) {
+      if (bytes >= wanted) break;
+      if (!isVictim(d)) {
+        list.delete(d);
+        continue;
+      }
+      if (s.locks.isBusy(d, d + 1)) continue;
+      const run: VictimRun = { dest: d, disk: s.map.homeOf(d), buffers: [], locks: [], bytes: 0 };
+      let next = d;
+      for (;;) {
+        const buffer = s.ram.get(next) as Buffer;
+        run.buffers.push(buffer);
+        run.bytes += buffer.length;
+        bytes += buffer.length;
+        s.landed.set(run.disk + run.buffers.length - 1);
+        s.landableConfirmed.delete(next);
+        s.landableUnconfirmed.delete(next);
+        next++;
+        const more = bytes < wanted || (confirmedClass && run.buffers.length < EVICT_BATCH_BLOCKS);
+        if (!more || next >= s.map.destinationBlocks || !s.ram.has(next)) break;
+        if (s.map.homeOf(next) !== run.disk + run.buffers.length || !isVictim(next) || s.locks.isBusy(next, next + 1)) break;
+      }
+      // Nothing was free to interleave since isBusy said so: this cannot fail.
+      run.locks.push(s.locks.tryAcquire(run.dest, run.dest + run.buffers.length) as RangeLock);
+      runs.push(run);
+    }
+    return runs;
+  }
+
+  /** Lands victims, then admits `admitted` into the RAM they leave (same synchronous step: RAM never exceeds the cap). */
+  private async evict(victims: VictimRun[], admitted: BlockWrite[]): Promise<void> {
+    const s = this.s;
+    const runs: WriteRun[] = victims.map((v) => ({ disk: v.disk, count: v.buffers.length, data: joined(v.buffers) }));
+    try {
+      await this.disk.write(runs, true);
+    } catch (err) {
+      for (const v of victims) {
+        s.landed.clearRange(v.disk, v.disk + v.buffers.length);
+        // Still held: back on the landing queues for a later attempt.
+        for (let i = 0; i < v.buffers.length; i++) s.noteLandable(v.dest + i);
+      }
+      throw err;
+    } finally {
+      for (const v of victims) for (const l of v.locks) l.release();
+    }
+    for (const v of victims) {
+      for (let i = 0; i < v.buffers.length; i++) s.ramDrop(v.dest + i);
+      s.committer.append({ type: 'land', dest: v.dest, count: v.buffers.length });
+    }
+    s.anyLanded = true;
+    for (const b of admitted) s.ramAdmit(b.d, b.data);
+  }
+
+  /** Spills items into slots taken from the queues; returns the items that found none. */
+  private spillInto(items: BlockWrite[], confirmedOnly: boolean, work: Promise<void>[]): BlockWrite[] {
+    if (items.length === 0) return items;
+    const s = this.s;
+    const slots = s.takeSlots(items.length, confirmedOnly);
+    const placed: Array<BlockWrite & { slot: number }> = [];
+    let i = 0;
+    for (const run of slots) {
+      for (let k = 0; k < run.count; k++, i++) placed.push({ d: items[i].d, data: items[i].data, slot: run.start + k });
+    }
+    if (placed.length > 0) work.push(this.spill(placed));
+    return items.slice(i);
+  }
+
+  private async spill(placed: Array<BlockWrite & { slot: number }>): Promise<void> {
+    const s = this.s;
+    const runs = groupRuns(placed, (b) => b.slot);
+    try {
+      await this.disk.write(runs, true);
+    } catch (err) {
+      for (const b of placed) s.unreserveSlots(b.slot, 1);
+      throw err;
+    }
+    for (const run of groupDestRuns(placed, (b) => b.slot)) {
+      s.zeros.remove(run.dest, run.dest + run.count);
+      s.spill.set(run.dest, run.count, run.disk);
+      s.slotOwner.set(run.disk, run.count, run.dest);
+      s.committer.append({ type: 'spill', dest: run.dest, count: run.count, slot: run.disk });
+    }
+    s.heldVersion++;
+  }
+
+  private async land(landings: Landing[]): Promise<void> {
+    const s = this.s;
+    const runs = groupRuns(landings, (b) => b.p);
+    try {
+      await this.disk.write(runs, landings.some((l) => !l.wasLanded));
+    } catch (err) {
+      for (const l of landings) {
+        if (!l.wasLanded && (s.ram.has(l.d) || s.zeros.has(l.d) || s.spill.has(l.d))) s.landed.clear(l.p);
+      }
+      throw err;
+    }
+    for (const run of groupDestRuns(landings, (b) => b.p)) {
+      s.committer.append({ type: 'land', dest: run.dest, count: run.count });
+      s.dropRamRange(run.dest, run.dest + run.count);
+      s.zeros.remove(run.dest, run.dest + run.count);
+      s.dropSpill(run.dest, run.count);
+    }
+    s.anyLanded = true;
+  }
+
+  private async writePlain(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    const s = this.s;
+    await Promise.all(s.map.splitBytes(offset, data.length).map((p) => s.device.write(p.diskOffset, data.subarray(p.destOffset - offset, p.destOffset - offset + p.length))));
+    if (fua) await s.committer.flush();
+  }
+
+  private async zeroPlain(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
+    const s = this.s;
+    if (fast) throw new NbdError(Errno.ENOTSUP, 'zeroing would mean writing zeroes to the disk');
+    for (const piece of s.map.splitBytes(offset, length)) {
+      if (s.device.writeZeroes !== undefined) {
+        await s.device.writeZeroes(piece.diskOffset, piece.length);
+        continue;
+      }
+      for (let at = 0; at < piece.length; at += ZERO_CHUNK_BYTES) {
+        await s.device.write(piece.diskOffset + at, zeroes(Math.min(ZERO_CHUNK_BYTES, piece.length - at)));
+      }
+    }
+    if (fua) await s.committer.flush();
+  }
+}
+
+/** Coalesces blocks with consecutive destination and disk numbers into write runs. */
+function groupRuns<T extends BlockWrite>(blocks: readonly T[], diskOf: (b: T) => number): WriteRun[] {
+  const runs: WriteRun[] = [];
+  let i = 0;
+  while (i < blocks.length) {
+    let j = i + 1;
+    while (j < blocks.length && blocks[j].d === blocks[j - 1].d + 1 && diskOf(blocks[j]) === diskOf(blocks[j - 1]) + 1) j++;
+    runs.push({ disk: diskOf(blocks[i]), count: j - i, data: joined(blocks.slice(i, j).map((b) => b.data)) });
+    i = j;
+  }
+  return runs;
+}
+
+/**
+ * Buffers back to back, without copying: one view when they are adjacent
+ * slices of the same memory (a request's data), else the list (written with
+ * writev when the device has it).
+ */
+function joined(buffers: readonly Buffer[]): Buffer | readonly Buffer[] {
+  if (buffers.length === 1) return buffers[0];
+  const first = buffers[0];
+  let end = first.byteOffset + first.length;
+  for (let i = 1; i < buffers.length; i++) {
+    const b = buffers[i];
+    if (b.buffer !== first.buffer || b.byteOffset !== end) return buffers;
+    end += b.length;
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset);
+}
+
+/** The same grouping as runs of {dest, disk, count}, for the records. */
+function groupDestRuns<T extends BlockWrite>(blocks: readonly T[], diskOf: (b: T) => number): Array<{ dest: number; disk: number; count: number }> {
+  const runs: Array<{ dest: number; disk: number; count: number }> = [];
+  for (const b of blocks) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && b.d === last.dest + last.count && diskOf(b) === last.disk + last.count) last.count++;
+    else runs.push({ dest: b.d, disk: diskOf(b), count: 1 });
+  }
+  return runs;
+}

@@ -1,0 +1,54 @@
+/**
+ * The disk reads and writes the engine has in flight, by disk block range.
+ * An I/O registers at the moment its target is decided (synchronously) and
+ * first waits for the earlier overlapping I/O that could disturb it: a read
+ * waits for earlier writes, a write for earlier reads and writes. So a slot
+ * is never reused under a reader that chose it, a home is never landed on
+ * while a source read of its original is running, and a read sees a whole
+ * block either before or after a concurrent write. Waits point only to
+ * earlier registrations (no cycles) and only to I/O in flight (G9).
+ */
+export type IoKind = 'read' | 'write';
+
+export interface TrackedIo {
+  /** Resolves when the earlier conflicting I/O has finished. */
+  readonly ready: Promise<void>;
+  /** Call when this I/O has finished (success or failure). */
+  done(): void;
+}
+
+interface Entry {
+  kind: IoKind;
+  start: number;
+  end: number;
+  finished: Promise<void>;
+  resolve: () => void;
+}
+
+const READY: Promise<void> = Promise.resolve();
+
+export class DiskIoTracker {
+  private readonly active: Entry[] = [];
+
+  register(kind: IoKind, start: number, end: number): TrackedIo {
+    const waits: Promise<void>[] = [];
+    for (const e of this.active) {
+      if (e.start < end && start < e.end && (kind === 'write' || e.kind === 'write')) waits.push(e.finished);
+    }
+    let resolve!: () => void;
+    const finished = new Promise<void>((r) => (resolve = r));
+    const entry: Entry = { kind, start, end, finished, resolve };
+    this.active.push(entry);
+    let over = false;
+    return {
+      ready: waits.length === 0 ? READY : Promise.all(waits).then(() => undefined),
+      done: () => {
+        if (over) return;
+        over = true;
+        const at = this.active.indexOf(entry);
+        if (at >= 0) this.active.splice(at, 1);
+        resolve();
+      },
+    };
+  }
+}

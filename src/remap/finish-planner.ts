@@ -1,0 +1,265 @@
+import type { TrackedIo } from './disk-io-tracker.js';
+import type { DiskWriter, WriteRun } from './disk-writer.js';
+import type { RangeLock } from './range-locks.js';
+import type { RemapState } from './remap-state.js';
+
+export interface FinishProgress {
+  done: number;
+  total: number;
+}
+
+/** One move of held data to its homes: destination blocks [dest, dest+count) → disk blocks [home, home+count). */
+interface Move {
+  kind: 'ram' | 'zero' | 'slot';
+  dest: number;
+  home: number;
+  count: number;
+  /** For slot moves: where the data is now. */
+  slot: number;
+  lock: RangeLock;
+}
+
+/** RAM blocks moved by one write at most. */
+const RAM_RUN_BLOCKS = 256;
+
+/** Slot and RAM bytes one wave moves at most (bounds the memory a wave's reads take). */
+const WAVE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Lands everything held (docs/remap-engine.md §Finish planner) in waves: each
+ * wave moves the held blocks whose homes are not slots, then commits, which
+ * frees their slots for the next wave. A home that is a slot still waiting to
+ * move is never written, so chains resolve link by link; when nothing can move
+ * but data is held, the slots form cycles and some of their blocks are read
+ * into RAM to break them.
+ */
+export class FinishPlanner {
+  private done = 0;
+
+  constructor(
+    private readonly s: RemapState,
+    private readonly disk: DiskWriter,
+  ) {}
+
+  get progress(): FinishProgress {
+    return { done: this.done, total: this.done + this.s.heldBlocks };
+  }
+
+  /**
+   * Runs until nothing is held and no destination write is in flight, then
+   * calls `settled` in that same synchronous step (so no write can slip in
+   * between: the caller switches the destination to a plain view there).
+   */
+  async run(onProgress: (progress: FinishProgress) => void, settled: () => void): Promise<void> {
+    const s = this.s;
+    onProgress(this.progress);
+    let focus: Array<{ dest: number; count: number }> | undefined;
+    let seenVersion = s.heldVersion;
+    for (;;) {
+      if (s.heldBlocks === 0) {
+        if (s.locks.heldCount === 0) {
+          settled();
+          return;
+        }
+        await s.locks.whenFree(0, s.map.destinationBlocks);
+        continue;
+      }
+      if (s.heldVersion !== seenVersion) {
+        focus = undefined;
+        seenVersion = s.heldVersion;
+      }
+      const { moves, busy, truncated } = this.collect(focus);
+      if (moves.length === 0) {
+        if (focus !== undefined) {
+          focus = undefined;
+          continue;
+        }
+        if (busy) {
+          // Held data whose lock a client write holds: wait for that write (I/O in flight).
+          await s.locks.whenFree(0, s.map.destinationBlocks);
+          continue;
+        }
+        const freed = await this.breakCycles();
+        if (freed.length === 0) {
+          if (s.locks.heldCount > 0) {
+            await s.locks.whenFree(0, s.map.destinationBlocks);
+            continue;
+          }
+          throw new Error(`finish cannot make progress: ${s.heldBlocks} blocks held, none movable and no RAM free to break a cycle`);
+        }
+        await s.committer.commitThrough();
+        focus = this.ownersOf(freed);
+        seenVersion = s.heldVersion;
+        continue;
+      }
+      const freed = await this.execute(moves);
+      await s.committer.commitThrough();
+      onProgress(this.progress);
+      focus = truncated ? undefined : this.ownersOf(freed);
+      seenVersion = s.heldVersion;
+    }
+  }
+
+  /** Held blocks (in `focus`, or all) whose homes are not slots, with their locks taken (busy ones skipped). */
+  private collect(focus: Array<{ dest: number; count: number }> | undefined): { moves: Move[]; busy: boolean; truncated: boolean } {
+    const s = this.s;
+    const moves: Move[] = [];
+    let busy = false;
+    let bytes = 0;
+    const B = s.B;
+    const full = (): boolean => bytes >= WAVE_BYTES;
+    const consider = (kind: Move['kind'], dest: number, count: number, slot: number): void => {
+      for (const run of s.map.homeRuns(dest, count)) {
+        s.slotted.forEachRun(false, run.disk, run.disk + run.count, (a, b) => {
+          if (kind !== 'zero' && full()) return;
+          const d = run.dest + (a - run.disk);
+          const n = b - a;
+          const lock = s.locks.tryAcquire(d, d + n);
+          if (lock === undefined) {
+            busy = true;
+            return;
+          }
+          s.landed.setRange(a, b);
+          moves.push({ kind, dest: d, home: a, count: n, slot: slot + (d - dest), lock });
+          if (kind !== 'zero') bytes += n * B;
+        });
+      }
+    };
+    const ranges = focus ?? [{ dest: 0, count: s.map.destinationBlocks }];
+    for (const range of ranges) {
+      const lo = range.dest;
+      const hi = range.dest + range.count;
+      if (s.ram.size > 0) {
+        const keys = s.ram.size < range.count ? [...s.ram.keys()].filter((d) => d >= lo && d < hi) : rangeKeys(lo, hi).filter((d) => s.ram.has(d));
+        keys.sort((a, b) => a - b);
+        // Consecutive RAM blocks move together (consider() splits them where their homes stop being consecutive or free).
+        for (let i = 0; i < keys.length && !full(); ) {
+          let j = i + 1;
+          while (j < keys.length && keys[j] === keys[j - 1] + 1 && j - i < RAM_RUN_BLOCKS) j++;
+          consider('ram', keys[i], j - i, 0);
+          i = j;
+        }
+      }
+      for (const run of s.zeros.runsIn(lo, hi)) consider('zero', run.start, run.end - run.start, 0);
+      for (const run of s.spill.runsIn(lo, hi)) consider('slot', run.start, run.end - run.start, run.value);
+    }
+    return { moves, busy, truncated: full() };
+  }
+
+  /** Writes every move, updates the state, returns the slot runs it freed. */
+  private async execute(moves: Move[]): Promise<Array<{ start: number; count: number }>> {
+    const s = this.s;
+    const B = s.B;
+    const runs: WriteRun[] = [];
+    const slotReads: Array<{ move: Move; buffer: Buffer; io: TrackedIo }> = [];
+    for (const m of moves) {
+      if (m.kind === 'zero') {
+        runs.push({ disk: m.home, count: m.count, data: 'zero' });
+      } else if (m.kind === 'ram') {
+        const buffers: Buffer[] = [];
+        for (let k = 0; k < m.count; k++) buffers.push(s.ram.get(m.dest + k) as Buffer);
+        runs.push({ disk: m.home, count: m.count, data: buffers.length === 1 ? buffers[0] : buffers });
+      } else {
+        const bytes = (m.count - 1) * B + s.map.destBlockLength(m.dest + m.count - 1);
+        const buffer = Buffer.allocUnsafe(bytes);
+        slotReads.push({ move: m, buffer, io: s.io.register('read', m.slot, m.slot + m.count) });
+        runs.push({ disk: m.home, count: m.count, data: buffer });
+      }
+    }
+    try {
+      // Slot data is read first; the homes are reserved (landed) and the blocks locked, so nothing else targets them meanwhile.
+      await Promise.all(
+        slotReads.map(async (r) => {
+          try {
+            await r.io.ready;
+            await s.device.readInto(r.buffer, r.move.slot * B);
+          } finally {
+            r.io.done();
+          }
+        }),
+      );
+      await this.disk.write(runs, true);
+    } catch (err) {
+      for (const m of moves) if (s.isHeld(m.dest)) s.landed.clearRange(m.home, m.home + m.count);
+      for (const m of moves) m.lock.release();
+      throw err;
+    }
+    const freed: Array<{ start: number; count: number }> = [];
+    for (const m of moves) {
+      s.committer.append({ type: 'land', dest: m.dest, count: m.count });
+      if (m.kind === 'ram') for (let k = 0; k < m.count; k++) s.ramDrop(m.dest + k);
+      else if (m.kind === 'zero') s.zeros.remove(m.dest, m.dest + m.count);
+      else {
+        s.spill.delete(m.dest, m.count);
+        s.freeSlots(m.slot, m.count);
+        freed.push({ start: m.slot, count: m.count });
+      }
+      this.done += m.count;
+      m.lock.release();
+    }
+    s.anyLanded = true;
+    return freed;
+  }
+
+  /**
+   * Nothing can move, yet data is held: every held block is in a slot that is
+   * another held block's home (held homes are distinct, so if all are slots
+   * there is no RAM or zero item left), i.e. the slots form cycles. Reads as
+   * many slot blocks as the free RAM takes into RAM (each kept in a `hold`
+   * record, since its slot is about to be reused) and frees their slots.
+   */
+  private async breakCycles(): Promise<Array<{ start: number; count: number }>> {
+    const s = this.s;
+    const B = s.B;
+    let room = Math.floor((s.cacheBytes - s.ramBytes) / B);
+    const picked: Array<{ dest: number; slot: number; lock: RangeLock }> = [];
+    for (const run of s.spill.all()) {
+      for (let d = run.start; d < run.end && room > 0; d++) {
+        const lock = s.locks.tryAcquire(d, d + 1);
+        if (lock === undefined) continue;
+        picked.push({ dest: d, slot: run.value + (d - run.start), lock });
+        room--;
+      }
+      if (room === 0) break;
+    }
+    const freed: Array<{ start: number; count: number }> = [];
+    const reads = picked.map((item) => ({ item, buffer: Buffer.allocUnsafe(s.map.destBlockLength(item.dest)), io: s.io.register('read', item.slot, item.slot + 1) }));
+    try {
+      await Promise.all(
+        reads.map(async (r) => {
+          try {
+            await r.io.ready;
+            await s.device.readInto(r.buffer, r.item.slot * B);
+          } finally {
+            r.io.done();
+          }
+        }),
+      );
+      for (const { item, buffer } of reads) {
+        // A client write may have filled RAM meanwhile: take only what fits; the rest stays in its slot.
+        if (s.ramBytes + buffer.length > s.cacheBytes) continue;
+        s.committer.append({ type: 'hold', dest: item.dest, data: Buffer.from(buffer) });
+        s.spill.delete(item.dest, 1);
+        s.ramAdmit(item.dest, buffer);
+        s.freeSlots(item.slot, 1);
+        freed.push({ start: item.slot, count: 1 });
+      }
+    } finally {
+      for (const { lock } of picked) lock.release();
+    }
+    return freed;
+  }
+
+  /** Destination runs whose homes are the given disk runs (the next links of the chains). */
+  private ownersOf(runs: Array<{ start: number; count: number }>): Array<{ dest: number; count: number }> {
+    const out: Array<{ dest: number; count: number }> = [];
+    for (const run of runs) for (const owner of this.s.map.ownerRuns(run.start, run.count)) out.push({ dest: owner.dest, count: owner.count });
+    return out;
+  }
+}
+
+function rangeKeys(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let d = lo; d < hi; d++) out.push(d);
+  return out;
+}

@@ -1,0 +1,12 @@
+/** The remapping engine: map, views, ordering, finish. See docs/remap-engine.md. */
+export type { BlockDevice } from './block-device.js';
+export { MapError, type MapRule } from './map-error.js';
+export { RemapMap, validateBlockSize, MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, type MapExtent, type HomeRun, type BytePiece } from './map.js';
+export { createRemapper, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES, type RemapperOptions } from './create-remapper.js';
+export { RemapEngine } from './remap-engine.js';
+export type { Phase } from './remap-state.js';
+export type { RemapStatus } from './remap-status.js';
+export type { FinishProgress } from './finish-planner.js';
+export { SourceView } from './source-view.js';
+export { DestinationView } from './destination-view.js';
+export { MemoryStateJournal, type StateJournal, type StateRecord, type StateRecordType } from './state-journal.js';

@@ -1,0 +1,176 @@
+import { ControlRefusal, type MigrationControl } from '../control/migration-control.js';
+import type { Logger } from '../log/logger.js';
+import type { BlockDevice } from './block-device.js';
+import { DestinationReader } from './destination-reader.js';
+import { DestinationView } from './destination-view.js';
+import { DestinationWriter } from './destination-writer.js';
+import { DiskWriter } from './disk-writer.js';
+import { FinishPlanner, type FinishProgress } from './finish-planner.js';
+import type { RemapMap } from './map.js';
+import { RemapState, type Phase } from './remap-state.js';
+import { statusOf, type RemapStatus } from './remap-status.js';
+import { SourcePath } from './source-path.js';
+import { SourceView } from './source-view.js';
+import type { StateJournal } from './state-journal.js';
+
+export interface RemapEngineOptions {
+  device: BlockDevice;
+  map: RemapMap;
+  cacheBytes: number;
+  revisitCacheBytes: number;
+  journal: StateJournal;
+  log: Logger;
+  safe: boolean;
+}
+
+/**
+ * One migration: the shared ordering engine, its two views (`source`,
+ * `destination`) and the control operations (seal, checkpoint, finish,
+ * status). Phases only move forward: unsealed → sealed → finishing → finished.
+ */
+export class RemapEngine implements MigrationControl {
+  readonly source: SourceView;
+  readonly destination: DestinationView;
+  private readonly s: RemapState;
+  private readonly sourcePath: SourcePath;
+  private readonly planner: FinishPlanner;
+  private finishing: Promise<void> | undefined;
+  private readonly progressListeners = new Set<(progress: FinishProgress) => void>();
+  private readonly phaseListeners = new Set<(phase: Phase) => void>();
+
+  constructor(options: RemapEngineOptions) {
+    const s = new RemapState(options);
+    this.s = s;
+    const disk = new DiskWriter(s);
+    const reader = new DestinationReader(s);
+    this.sourcePath = new SourcePath(s);
+    this.planner = new FinishPlanner(s, disk);
+    this.source = new SourceView(s, this.sourcePath);
+    this.destination = new DestinationView(s, reader, new DestinationWriter(s, reader, disk));
+  }
+
+  get phase(): Phase {
+    return this.s.phase;
+  }
+
+  get map(): RemapMap {
+    return this.s.map;
+  }
+
+  /** Calls `listener` on every phase change (the server drops `source` on 'finished'); returns the unsubscribe function. */
+  onPhase(listener: (phase: Phase) => void): () => void {
+    this.phaseListeners.add(listener);
+    return () => this.phaseListeners.delete(listener);
+  }
+
+  /** The source becomes read-only for good; the destination starts accepting writes. */
+  async seal(): Promise<void> {
+    const s = this.s;
+    if (s.phase !== 'unsealed' || s.sealing) {
+      throw new ControlRefusal(s.sealing ? 'the source is being sealed already' : 'the source is already sealed', 'nothing to do: sealing cannot be undone');
+    }
+    s.sealing = true;
+    // Writes that began before the seal finish first; new ones are refused already.
+    await this.sourcePath.whenIdle();
+    for (const run of [...s.free.all()]) {
+      s.release(run.start, run.end, true, false);
+      s.trimmed.setRange(run.start, run.end);
+    }
+    s.free.clear();
+    s.committer.append({ type: 'seal' });
+    s.phase = 'sealed';
+    s.sealing = false;
+    s.log.info(`sealed: ${s.released.count} free block(s) released at once`);
+    this.emit();
+    await s.committer.commitThrough();
+  }
+
+  /** Every block read from source so far is confirmed copied (the copier synced the new filesystems). */
+  async checkpoint(): Promise<void> {
+    const s = this.s;
+    if (s.phase === 'unsealed') {
+      throw new ControlRefusal('nothing to checkpoint: the source is not sealed yet', 'run `nbd-remapper seal` first, copy, sync the new filesystems, then checkpoint');
+    }
+    if (s.phase !== 'sealed') {
+      throw new ControlRefusal(`finish has begun (phase ${s.phase}): every block is confirmed already`, 'nothing to do');
+    }
+    s.confirmAll();
+    s.committer.append({ type: 'checkpoint' });
+    await s.committer.flush();
+  }
+
+  /**
+   * Lands everything held; afterwards the disk is the new layout, the
+   * destination is a plain view of it and the source is gone. Refused while
+   * the source has clients. Calling it again while it runs joins the run; after
+   * a failure it resumes where it stopped.
+   */
+  finish(onProgress: (progress: FinishProgress) => void = () => {}): Promise<void> {
+    const s = this.s;
+    if (s.phase === 'finished') {
+      onProgress({ done: 0, total: 0 });
+      return Promise.resolve();
+    }
+    if (this.finishing !== undefined) {
+      this.progressListeners.add(onProgress);
+      return this.finishing;
+    }
+    if (s.phase === 'unsealed') {
+      return Promise.reject(new ControlRefusal('finish refused: the source is not sealed', 'seal it (`nbd-remapper seal`), copy the data, then finish'));
+    }
+    if (s.sourceClients.size > 0) {
+      const n = s.sourceClients.size;
+      return Promise.reject(
+        new ControlRefusal(
+          `finish refused: the source export has ${n} attached client${n === 1 ? '' : 's'}`,
+          'unmount the old filesystems and detach the source (`nbd-client -d /dev/nbdX`), then run finish again',
+        ),
+      );
+    }
+    if (s.phase === 'sealed') {
+      s.phase = 'finishing';
+      s.release(0, s.map.diskBlocks, true, false);
+      s.confirmAll();
+      s.committer.append({ type: 'finish-begin' });
+      this.emit();
+    }
+    this.progressListeners.add(onProgress);
+    const run = async (): Promise<void> => {
+      await s.committer.commitThrough();
+      await this.planner.run(
+        (p) => {
+          for (const listener of this.progressListeners) listener(p);
+        },
+        () => {
+          s.phase = 'finished';
+        },
+      );
+      await s.committer.flush();
+      s.committer.append({ type: 'finished' });
+      await s.committer.commitThrough();
+      s.log.info('finish complete: the disk holds the new layout');
+      this.emit();
+    };
+    this.finishing = run().finally(() => {
+      this.finishing = undefined;
+      this.progressListeners.clear();
+    });
+    return this.finishing;
+  }
+
+  /** Where destination block d's newest data is now (for `verify`, diagnostics and tests). */
+  locationOf(d: number): { kind: 'ram' | 'zero' | 'slot' | 'home'; block?: number } {
+    const loc = this.s.locationOf(d);
+    if (loc.kind === 'slot') return { kind: 'slot', block: loc.slot };
+    if (loc.kind === 'home') return { kind: 'home', block: loc.home };
+    return { kind: loc.kind };
+  }
+
+  status(): RemapStatus {
+    return statusOf(this.s, this.s.phase === 'finishing' ? this.planner.progress : null);
+  }
+
+  private emit(): void {
+    for (const listener of this.phaseListeners) listener(this.s.phase);
+  }
+}

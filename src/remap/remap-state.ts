@@ -1,0 +1,371 @@
+import { Errno, NbdError } from 'nbd-protocol-ts';
+import type { Logger } from '../log/logger.js';
+import type { BlockDevice } from './block-device.js';
+import { CaptureRegistry } from './capture-registry.js';
+import { DiskIoTracker } from './disk-io-tracker.js';
+import { LandingQueue } from './landing-queue.js';
+import type { RemapMap } from './map.js';
+import { PagedBitmap } from './paged-bitmap.js';
+import { RangeLocks } from './range-locks.js';
+import { RevisitCache } from './revisit-cache.js';
+import { ExtentMap, IntervalSet } from './run-map.js';
+import { RunQueue } from './run-queue.js';
+import { StateCommitter } from './state-committer.js';
+import type { StateJournal } from './state-journal.js';
+
+export type Phase = 'unsealed' | 'sealed' | 'finishing' | 'finished';
+
+/** RAM-held blocks are carved from slabs of this size. */
+const SLAB_BYTES = 1024 * 1024;
+
+export interface RemapStateOptions {
+  device: BlockDevice;
+  map: RemapMap;
+  cacheBytes: number;
+  revisitCacheBytes: number;
+  journal: StateJournal;
+  log: Logger;
+  safe: boolean;
+}
+
+/** Where a destination block's newest data is. */
+export type Location =
+  | { kind: 'ram'; data: Buffer }
+  | { kind: 'zero' }
+  | { kind: 'slot'; slot: number }
+  | { kind: 'home'; home: number };
+
+/** Logs the first occurrences of a repeated event, then every 1000th, so a storm cannot flood the log. */
+export class LogThrottle {
+  private count = 0;
+  constructor(private readonly emit: (message: string) => void) {}
+  note(message: string): void {
+    this.count++;
+    if (this.count <= 10 || this.count % 1000 === 0) this.emit(this.count > 10 ? `${message} (${this.count} times so far)` : message);
+  }
+}
+
+/**
+ * The engine's state (docs/remap-engine.md §State) and the synchronous steps
+ * that change it. Nothing here awaits: callers decide in one synchronous
+ * step and do their I/O afterwards.
+ */
+export class RemapState {
+  readonly map: RemapMap;
+  readonly B: number;
+  readonly device: BlockDevice;
+  readonly log: Logger;
+  readonly safe: boolean;
+  readonly cacheBytes: number;
+
+  phase: Phase = 'unsealed';
+  /** Set while seal() waits for source writes in flight: new ones are refused already. */
+  sealing = false;
+
+  readonly free = new IntervalSet();
+  readonly released: PagedBitmap;
+  /** Released because the filesystem declared them free (source TRIM before sealing): their originals are not kept for revisits. */
+  readonly trimmed: PagedBitmap;
+  readonly unconfirmed: PagedBitmap;
+  readonly destroyed: PagedBitmap;
+  readonly landed: PagedBitmap;
+  readonly slotted: PagedBitmap;
+
+  readonly ram = new Map<number, Buffer>();
+  ramBytes = 0;
+  /**
+   * Block buffers for RAM entries: carved from slabs (one allocation per
+   * 1 MiB, not per block) and reused once dropped, never freed. Never more
+   * than the cache holds: held + spare ≤ the most ever held ≤ the cache, plus
+   * the uncarved rest of one slab.
+   */
+  private readonly spareBuffers: Buffer[] = [];
+  private slab: Buffer | undefined;
+  private slabUsed = 0;
+  readonly zeros = new IntervalSet();
+  readonly spill = new ExtentMap();
+  readonly slotOwner = new ExtentMap();
+
+  /** RAM-held blocks whose home can take them, in the order they became landable. */
+  readonly landableConfirmed = new LandingQueue();
+  readonly landableUnconfirmed = new LandingQueue();
+
+  /** Slot candidates by class, each in release order. */
+  readonly recycled = new RunQueue();
+  readonly confirmedNonHome = new RunQueue();
+  readonly confirmedHome = new RunQueue();
+  readonly unconfirmedNonHome = new RunQueue();
+  readonly unconfirmedHome = new RunQueue();
+
+  readonly revisit: RevisitCache;
+  readonly committer: StateCommitter;
+  readonly locks = new RangeLocks();
+  readonly io = new DiskIoTracker();
+  readonly captures = new CaptureRegistry();
+
+  atRisk = 0;
+  enospcCount = 0;
+  lastEnospc: string | undefined;
+  anyLanded = false;
+  /** Bumped whenever client writes change held data (the finish planner rescans then). */
+  heldVersion = 0;
+  readonly sourceClients = new Set<string>();
+  readonly destinationClients = new Set<string>();
+  sourceWritesInFlight = 0;
+
+  readonly enospcLog: LogThrottle;
+  readonly unsealedWriteLog: LogThrottle;
+  readonly revisitMissLog: LogThrottle;
+
+  constructor(options: RemapStateOptions) {
+    this.map = options.map;
+    this.B = options.map.blockSize;
+    this.device = options.device;
+    this.log = options.log;
+    this.safe = options.safe;
+    this.cacheBytes = options.cacheBytes;
+    const n = options.map.diskBlocks;
+    this.released = new PagedBitmap(n);
+    this.trimmed = new PagedBitmap(n);
+    this.unconfirmed = new PagedBitmap(n);
+    this.destroyed = new PagedBitmap(n);
+    this.landed = new PagedBitmap(n);
+    this.slotted = new PagedBitmap(n);
+    this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
+    this.committer = new StateCommitter(options.journal, options.device);
+    this.enospcLog = new LogThrottle((m) => this.log.warn(m));
+    this.unsealedWriteLog = new LogThrottle((m) => this.log.warn(m));
+    this.revisitMissLog = new LogThrottle((m) => this.log.warn(m));
+  }
+
+  // ---- predicates -------------------------------------------------------
+
+  /** A released block that neither a slot nor landed data occupies. */
+  isFreeBlock = (p: number): boolean => this.released.get(p) && !this.slotted.get(p) && !this.landed.get(p);
+
+  /** A free block that can hold any destination block: the disk's short last block cannot. */
+  private isSlotCandidate = (p: number): boolean => this.isFreeBlock(p) && this.map.diskBlockLength(p) === this.B;
+
+  /**
+   * Destination data for home p may be written there at once: p is released,
+   * not a slot, and destroying it costs nothing at risk (its original is
+   * confirmed or already gone; everything is confirmed once finishing).
+   */
+  canLandAt(p: number): boolean {
+    if (!this.released.get(p) || this.slotted.get(p)) return false;
+    return this.phase === 'finishing' || !this.unconfirmed.get(p) || this.destroyed.get(p);
+  }
+
+  locationOf(d: number): Location {
+    const data = this.ram.get(d);
+    if (data !== undefined) return { kind: 'ram', data };
+    if (this.zeros.has(d)) return { kind: 'zero' };
+    const slot = this.spill.get(d);
+    if (slot !== undefined) return { kind: 'slot', slot };
+    return { kind: 'home', home: this.map.homeOf(d) };
+  }
+
+  /** d's newest data is held (RAM, zero extent or slot), not at its home. */
+  isHeld(d: number): boolean {
+    return this.ram.has(d) || this.zeros.has(d) || this.spill.has(d);
+  }
+
+  get heldBlocks(): number {
+    return this.ram.size + this.zeros.size + this.spill.size;
+  }
+
+  // ---- RAM ----------------------------------------------------------------
+
+  /** d's newest data becomes a RAM copy of `data` (the caller checked the room; d is not in a slot). */
+  ramAdmit(d: number, data: Buffer): void {
+    this.zeros.remove(d, d + 1);
+    const old = this.ram.get(d);
+    if (old !== undefined && old.length === data.length) {
+      data.copy(old);
+      return;
+    }
+    const copy = data.length === this.B ? this.blockBuffer() : Buffer.allocUnsafeSlow(data.length);
+    data.copy(copy);
+    if (old !== undefined) this.ramBytes -= old.length;
+    this.ram.set(d, copy);
+    this.ramBytes += copy.length;
+    this.heldVersion++;
+    this.noteLandable(d);
+  }
+
+  private blockBuffer(): Buffer {
+    const spare = this.spareBuffers.pop();
+    if (spare !== undefined) return spare;
+    if (this.slab === undefined || this.slabUsed === this.slab.length) {
+      const bytes = Math.max(this.B, Math.floor(Math.min(SLAB_BYTES, this.cacheBytes) / this.B) * this.B);
+      this.slab = Buffer.allocUnsafeSlow(bytes);
+      this.slabUsed = 0;
+    }
+    const block = this.slab.subarray(this.slabUsed, this.slabUsed + this.B);
+    this.slabUsed += this.B;
+    return block;
+  }
+
+  /** d's RAM copy is no longer its newest data. Callers drop only buffers no I/O is using any more. */
+  ramDrop(d: number): void {
+    const old = this.ram.get(d);
+    if (old === undefined) return;
+    this.ram.delete(d);
+    this.ramBytes -= old.length;
+    if (old.length === this.B) this.spareBuffers.push(old);
+    this.landableConfirmed.delete(d);
+    this.landableUnconfirmed.delete(d);
+  }
+
+  /** Puts RAM-held d on a landing list when its home can take it now. */
+  noteLandable(d: number): void {
+    if (!this.ram.has(d)) return;
+    const p = this.map.homeOf(d);
+    if (!this.released.get(p) || this.slotted.get(p)) return;
+    if (!this.unconfirmed.get(p) || this.destroyed.get(p)) {
+      this.landableUnconfirmed.delete(d);
+      this.landableConfirmed.add(d);
+    } else if (!this.landableConfirmed.has(d)) {
+      this.landableUnconfirmed.add(d);
+    }
+  }
+
+  /** Calls noteLandable for RAM-held owners of disk blocks [p, p+count). */
+  private noteOwnersLandable(p: number, count: number): void {
+    if (this.ram.size === 0) return;
+    if (this.ram.size < count) {
+      for (const d of this.ram.keys()) {
+        const home = this.map.homeOf(d);
+        if (home >= p && home < p + count) this.noteLandable(d);
+      }
+      return;
+    }
+    for (const run of this.map.ownerRuns(p, count)) {
+      for (let i = 0; i < run.count; i++) if (this.ram.has(run.dest + i)) this.noteLandable(run.dest + i);
+    }
+  }
+
+  // ---- releasing ------------------------------------------------------------
+
+  /**
+   * Releases disk blocks [start, end) (a complete source read, the free set at
+   * seal, or finish) and returns the runs that were not released before.
+   * `confirmed` puts them straight into the confirmed class. `noteLandable`
+   * false skips looking for RAM data that can land now (seal: RAM is empty;
+   * finish: the planner scans RAM itself).
+   */
+  release(start: number, end: number, confirmed: boolean, noteLandable = true): Array<{ start: number; end: number }> {
+    const fresh: Array<{ start: number; end: number }> = [];
+    this.released.forEachRun(false, start, end, (a, b) => fresh.push({ start: a, end: b }));
+    for (const { start: a, end: b } of fresh) {
+      this.released.setRange(a, b);
+      if (!confirmed) this.unconfirmed.setRange(a, b);
+      this.map.forEachHomeSplit(a, b - a, (s, n, isHome) => {
+        const queue = confirmed ? (isHome ? this.confirmedHome : this.confirmedNonHome) : isHome ? this.unconfirmedHome : this.unconfirmedNonHome;
+        queue.push(s, n);
+      });
+      if (noteLandable) this.noteOwnersLandable(a, b - a);
+    }
+    return fresh;
+  }
+
+  /** Every released block becomes confirmed (checkpoint, finish). */
+  confirmAll(): void {
+    this.unconfirmed.clearAll();
+    this.atRisk = 0;
+    this.confirmedNonHome.appendAll(this.unconfirmedNonHome);
+    this.confirmedHome.appendAll(this.unconfirmedHome);
+    for (const d of this.landableUnconfirmed.values()) this.landableConfirmed.add(d);
+    this.landableUnconfirmed.clear();
+  }
+
+  // ---- slots and homes --------------------------------------------------
+
+  /** Disk blocks [s, s+count) stop being slots (their data moved; the record saying so is appended). */
+  freeSlots(s: number, count: number): void {
+    this.slotOwner.delete(s, count);
+    this.slotted.clearRange(s, s + count);
+    this.recycled.push(s, count);
+    this.noteOwnersLandable(s, count);
+  }
+
+  /** d's slot(s) in [d, d+count) are no longer its location: frees them. */
+  dropSpill(d: number, count: number): void {
+    for (const run of this.spill.runsIn(d, d + count)) {
+      this.spill.delete(run.start, run.end - run.start);
+      this.freeSlots(run.value, run.end - run.start);
+    }
+  }
+
+  /**
+   * Takes up to `count` slot candidates from the queues, in preference order
+   * (recycled, confirmed non-homes, confirmed homes, then — unless `--safe`
+   * or `confirmedOnly` — unconfirmed non-homes and homes), reserving them.
+   */
+  takeSlots(count: number, confirmedOnly: boolean): Array<{ start: number; count: number }> {
+    const queues = [this.recycled, this.confirmedNonHome, this.confirmedHome];
+    if (!confirmedOnly && !this.safe) queues.push(this.unconfirmedNonHome, this.unconfirmedHome);
+    const out: Array<{ start: number; count: number }> = [];
+    let left = count;
+    for (const q of queues) {
+      while (left > 0) {
+        const run = q.take(left, this.isSlotCandidate);
+        if (run === undefined) break;
+        this.slotted.setRange(run.start, run.start + run.count);
+        out.push({ start: run.start, count: run.count });
+        left -= run.count;
+      }
+      if (left === 0) break;
+    }
+    return out;
+  }
+
+  /** Gives back reserved slots whose write failed (their originals count as destroyed). */
+  unreserveSlots(s: number, count: number): void {
+    this.slotted.clearRange(s, s + count);
+    this.recycled.push(s, count);
+  }
+
+  /**
+   * Held zeroes for destination blocks [d0, d1): frees their RAM and slots.
+   * A home that held the block's landed data becomes free again (recycled:
+   * its original is gone already); the zeroes land there at finish.
+   */
+  holdZeroes(d0: number, d1: number): void {
+    if (d1 <= d0) return;
+    this.dropRamRange(d0, d1);
+    const spilled = this.spill.runsIn(d0, d1);
+    this.zeros.add(d0, d1);
+    this.committer.append({ type: 'zero', dest: d0, count: d1 - d0 });
+    for (const home of this.map.homeRuns(d0, d1 - d0)) {
+      this.landed.forEachRun(true, home.disk, home.disk + home.count, (a, b) => {
+        this.landed.clearRange(a, b);
+        this.recycled.push(a, b - a);
+      });
+    }
+    for (const run of spilled) {
+      this.spill.delete(run.start, run.end - run.start);
+      this.freeSlots(run.value, run.end - run.start);
+    }
+    this.heldVersion++;
+  }
+
+  /** Drops RAM entries of [d0, d1) without iterating a huge range. */
+  dropRamRange(d0: number, d1: number): void {
+    if (this.ram.size === 0) return;
+    if (this.ram.size < d1 - d0) {
+      for (const d of [...this.ram.keys()]) if (d >= d0 && d < d1) this.ramDrop(d);
+      return;
+    }
+    for (let d = d0; d < d1; d++) this.ramDrop(d);
+  }
+
+  // ---- errors -------------------------------------------------------------
+
+  noSpace(reason: string): NbdError {
+    this.enospcCount++;
+    this.lastEnospc = reason;
+    this.enospcLog.note(`destination write refused with ENOSPC: ${reason}`);
+    return new NbdError(Errno.ENOSPC, reason);
+  }
+}

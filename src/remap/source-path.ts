@@ -1,0 +1,177 @@
+import { Errno, NbdError } from 'nbd-protocol-ts';
+import type { RemapState } from './remap-state.js';
+import { ZERO_CHUNK_BYTES, zeroes } from './zero-data.js';
+
+export const SOURCE_SEALED = 'source is sealed: it is read-only now';
+
+interface DiskRead {
+  diskOffset: number;
+  bufferOffset: number;
+  length: number;
+  first: number;
+  last: number;
+}
+
+/**
+ * The `source` export's operations. Unsealed: a read-write passthrough whose
+ * TRIMs mark blocks free. Sealed and later: read-only; a read returns the
+ * originals (from the disk, or for destroyed blocks from the revisit cache or
+ * the capture in flight) or fails with EIO — never destination data (G2) —
+ * and releases every block it covered entirely.
+ */
+export class SourcePath {
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly s: RemapState) {}
+
+  async readInto(buffer: Buffer, offset: number): Promise<void> {
+    const s = this.s;
+    if (s.phase === 'unsealed') return s.device.readInto(buffer, offset);
+    if (s.phase === 'finished') {
+      // The destination writes straight to the disk now, untracked: no byte of it can be vouched for as an original.
+      s.revisitMissLog.note('source read after finish failed with EIO: the source export is gone, the disk holds the new layout');
+      throw new NbdError(Errno.EIO, 'the source is gone: finish has completed');
+    }
+    const B = s.B;
+    const end = offset + buffer.length;
+    const p0 = Math.floor(offset / B);
+    const p1 = Math.ceil(end / B);
+    const reads: DiskRead[] = [];
+    const waits: Array<Promise<number | undefined>> = [];
+    const lost: number[] = [];
+    let pending: DiskRead | undefined;
+    for (let p = p0; p < p1; p++) {
+      const blockStart = p * B;
+      const from = Math.max(offset, blockStart);
+      const to = Math.min(end, blockStart + s.map.diskBlockLength(p));
+      const inBlock = from - blockStart;
+      if (!s.destroyed.get(p)) {
+        if (pending !== undefined && pending.diskOffset + pending.length === from) {
+          pending.length += to - from;
+          pending.last = p;
+        } else {
+          pending = { diskOffset: from, bufferOffset: from - offset, length: to - from, first: p, last: p };
+          reads.push(pending);
+        }
+        continue;
+      }
+      pending = undefined;
+      const capture = s.captures.find(p);
+      if (capture !== undefined) {
+        waits.push(
+          capture.data.then((chunks) => {
+            const chunk = chunks?.find((c) => c.start <= p && p < c.start + Math.ceil(c.data.length / B));
+            if (chunk === undefined) {
+              s.revisit.misses++;
+              return p;
+            }
+            s.revisit.hits++;
+            const at = (p - chunk.start) * B + inBlock;
+            chunk.data.copy(buffer, from - offset, at, at + (to - from));
+            return undefined;
+          }),
+        );
+        continue;
+      }
+      if (!s.revisit.copyOut(p, inBlock, inBlock + (to - from), buffer, from - offset)) lost.push(p);
+    }
+    if (lost.length > 0) throw this.originalsLost(lost);
+    const tracked = reads.map((r) => s.io.register('read', r.first, r.last + 1));
+    try {
+      const [lostLate] = await Promise.all([
+        Promise.all(waits),
+        Promise.all(
+          reads.map(async (r, i) => {
+            await tracked[i].ready;
+            await s.device.readInto(buffer.subarray(r.bufferOffset, r.bufferOffset + r.length), r.diskOffset);
+          }),
+        ),
+      ]);
+      const late = lostLate.filter((p): p is number => p !== undefined);
+      if (late.length > 0) throw this.originalsLost(late);
+    } finally {
+      for (const t of tracked) t.done();
+    }
+    if (s.phase !== 'sealed') return;
+    // Only blocks this read covered entirely: the client has not seen the rest of a partly read block.
+    const f0 = Math.ceil(offset / B);
+    const f1 = end === s.map.diskSize ? p1 : Math.floor(end / B);
+    if (f0 >= f1) return;
+    for (const run of s.release(f0, f1, false)) s.committer.append({ type: 'release', start: run.start, count: run.end - run.start });
+  }
+
+  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
+    await this.mutate(offset, data.length, () => this.s.device.write(offset, data));
+    if (fua) await this.s.committer.flush();
+  }
+
+  async writeZeroes(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
+    const s = this.s;
+    this.assertWritable();
+    if (fast) throw new NbdError(Errno.ENOTSUP, 'source cannot promise fast zeroing');
+    await this.mutate(offset, length, async () => {
+      if (s.device.writeZeroes !== undefined) return s.device.writeZeroes(offset, length);
+      for (let at = 0; at < length; at += ZERO_CHUNK_BYTES) await s.device.write(offset + at, zeroes(Math.min(ZERO_CHUNK_BYTES, length - at)));
+    });
+    if (fua) await s.committer.flush();
+  }
+
+  /** Before sealing: the blocks the range covers entirely are free (their originals are not needed). Not passed to the disk. */
+  async trim(offset: number, length: number): Promise<void> {
+    const s = this.s;
+    this.assertWritable();
+    const B = s.B;
+    const end = offset + length;
+    const f0 = Math.ceil(offset / B);
+    const f1 = end === s.map.diskSize ? Math.ceil(end / B) : Math.floor(end / B);
+    if (f0 >= f1) return;
+    s.free.add(f0, f1);
+    s.committer.append({ type: 'free', start: f0, count: f1 - f0 });
+  }
+
+  flush(): Promise<void> {
+    return this.s.committer.flush();
+  }
+
+  /** Resolves when no source write is in flight (seal waits for this). */
+  whenIdle(): Promise<void> {
+    if (this.s.sourceWritesInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private assertWritable(): void {
+    const s = this.s;
+    if (s.phase !== 'unsealed' || s.sealing) throw new NbdError(Errno.EPERM, SOURCE_SEALED);
+  }
+
+  /** A source write before sealing: the touched blocks are in use again (no longer free), then the write. */
+  private async mutate(offset: number, length: number, io: () => Promise<void>): Promise<void> {
+    const s = this.s;
+    this.assertWritable();
+    const p0 = Math.floor(offset / s.B);
+    const p1 = Math.ceil((offset + length) / s.B);
+    if (s.free.coveredIn(p0, p1) > 0) {
+      s.free.remove(p0, p1);
+      s.committer.append({ type: 'unfree', start: p0, count: p1 - p0 });
+    }
+    s.sourceWritesInFlight++;
+    try {
+      await io();
+    } finally {
+      s.sourceWritesInFlight--;
+      if (s.sourceWritesInFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  private originalsLost(blocks: number[]): NbdError {
+    const s = this.s;
+    const B = s.B;
+    for (const p of blocks) {
+      s.revisitMissLog.note(
+        `source read of disk block ${p} (bytes ${p * B}…${p * B + s.map.diskBlockLength(p) - 1}) failed with EIO: ` +
+          `its original was overwritten by destination data and is not in the revisit cache (${s.revisit.maxBytes} bytes); a larger --revisit-cache keeps more originals`,
+      );
+    }
+    return new NbdError(Errno.EIO, `the original of source block ${blocks[0]} is gone (overwritten, not in the revisit cache)`);
+  }
+}

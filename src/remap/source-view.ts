@@ -1,0 +1,89 @@
+import type { BlockSizeConstraints, StatusDescriptor } from 'nbd-protocol-ts';
+import type { BlockExport, ExportCapabilities, WriteOptions, ZeroOptions } from '../server/block-export.js';
+import { allocationDescriptors } from './allocation-descriptors.js';
+import type { RemapState } from './remap-state.js';
+import type { SourcePath } from './source-path.js';
+import { viewBlockSize } from './view-block-size.js';
+
+/**
+ * The `source` export: the disk as it is. Read-write until sealed, read-only
+ * after (a connection made before sealing keeps its write flags, so writes
+ * fail with EPERM). One engine serves every connection, so multi-conn holds.
+ */
+export class SourceView implements BlockExport {
+  readonly name = 'source';
+  readonly description = 'the disk as it is (read-only once sealed)';
+  readonly size: number;
+  readonly blockSize: BlockSizeConstraints;
+
+  constructor(
+    private readonly s: RemapState,
+    private readonly path: SourcePath,
+  ) {
+    this.size = s.map.diskSize;
+    this.blockSize = viewBlockSize(s.B);
+  }
+
+  capabilities(): ExportCapabilities {
+    const writable = this.s.phase === 'unsealed' && !this.s.sealing;
+    return {
+      readOnly: !writable,
+      flush: writable,
+      fua: writable,
+      trim: writable,
+      writeZeroes: writable,
+      fastZero: false,
+      cache: true,
+      blockStatus: true,
+      multiConn: true,
+      rotational: false,
+    };
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    await this.path.readInto(buffer, offset);
+    return buffer;
+  }
+
+  readInto(buffer: Buffer, offset: number): Promise<void> {
+    return this.path.readInto(buffer, offset);
+  }
+
+  write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {
+    return this.path.write(offset, data, options.fua);
+  }
+
+  writeZeroes(offset: number, length: number, options: ZeroOptions): Promise<void> {
+    return this.path.writeZeroes(offset, length, options.fua, options.fast);
+  }
+
+  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    // Recording free blocks needs no data on the disk: FUA has nothing to make durable beyond the state.
+    return options?.fua ? this.path.trim(offset, length).then(() => this.path.flush()) : this.path.trim(offset, length);
+  }
+
+  flush(): Promise<void> {
+    return this.path.flush();
+  }
+
+  async cache(): Promise<void> {
+    // A hint only; the read that follows fills the page cache anyway.
+  }
+
+  /**
+   * The disk's own holes: our writes never punch holes, so a hole now was a
+   * hole in the original too (reporting data for a former hole is allowed).
+   */
+  blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
+    return allocationDescriptors(this.s.device, [{ destOffset: offset, diskOffset: offset, length }]);
+  }
+
+  attach(clientId: string): void {
+    this.s.sourceClients.add(clientId);
+  }
+
+  detach(clientId: string): void {
+    this.s.sourceClients.delete(clientId);
+  }
+}

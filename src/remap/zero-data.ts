@@ -1,0 +1,23 @@
+/** One shared buffer of zeroes: the reference for the all-zero check and the source of zero fills. */
+const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
+
+/** A read-only view of `length` zero bytes (length ≤ 1 MiB). */
+export function zeroes(length: number): Buffer {
+  if (length > ZERO_CHUNK.length) throw new RangeError(`zeroes(${length}): at most ${ZERO_CHUNK.length} bytes`);
+  return ZERO_CHUNK.subarray(0, length);
+}
+
+export const ZERO_CHUNK_BYTES = ZERO_CHUNK.length;
+
+/**
+ * True when every byte is zero. Buffer.compare with ranges is a memcmp in C++
+ * against the shared zero buffer: memory speed, and no view objects allocated
+ * (this runs for every block written).
+ */
+export function isAllZero(data: Buffer): boolean {
+  for (let at = 0; at < data.length; at += ZERO_CHUNK.length) {
+    const end = Math.min(data.length, at + ZERO_CHUNK.length);
+    if (data.compare(ZERO_CHUNK, 0, end - at, at, end) !== 0) return false;
+  }
+  return true;
+}

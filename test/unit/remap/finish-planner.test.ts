@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { Harness, type Scenario } from './helpers/remap-harness.js';
+
+const B = 512;
+
+function scenario(homes: number[], extra: Partial<Scenario> = {}): Scenario {
+  return {
+    blockSize: B,
+    fullBlocks: homes.length,
+    tail: 0,
+    mapKind: 'identity',
+    cacheBlocks: 1,
+    revisitBlocks: 0,
+    safe: false,
+    seed: 7,
+    extents: homes.map((home, d) => ({ destOffset: d * B, length: B, diskOffset: home * B })),
+    ...extra,
+  };
+}
+
+/** Reads disk block p in full through source, then confirms it. */
+async function releaseConfirmed(h: Harness, p: number): Promise<void> {
+  await h.run({ kind: 'srcRead', a: p, b: 0, aligned: true });
+  await h.run({ kind: 'checkpoint' });
+}
+
+async function writeBlock(h: Harness, d: number, seed: number): Promise<void> {
+  await h.run({ kind: 'dstWrite', a: d, b: 0, aligned: true, zero: false, seed });
+}
+
+describe('finish planner', () => {
+  it('resolves a cycle of slots (each slot is the home of another spilled block) through RAM', async () => {
+    // d0→1, d1→2, d2→0 form the cycle; d3→3 only occupies the one-block RAM so that the others spill.
+    const h = new Harness(scenario([1, 2, 0, 3]));
+    await h.seal();
+    await writeBlock(h, 3, 100);
+    await releaseConfirmed(h, 2);
+    await writeBlock(h, 0, 101); // RAM is full: spills into block 2, the home of d1
+    await releaseConfirmed(h, 0);
+    await writeBlock(h, 1, 102); // its home (2) is a slot: spills into block 0, the home of d2
+    await releaseConfirmed(h, 1);
+    await writeBlock(h, 2, 103); // its home (0) is a slot: spills into block 1, the home of d0
+    h.assertClean('before finish');
+    expect([0, 1, 2].map((d) => h.engine.locationOf(d))).toEqual([
+      { kind: 'slot', block: 2 },
+      { kind: 'slot', block: 0 },
+      { kind: 'slot', block: 1 },
+    ]);
+    await h.run({ kind: 'finish' });
+    h.assertClean('after finish');
+    expect(h.journal.committed.filter((r) => r.type === 'hold').length).toBeGreaterThan(0);
+    await h.run({ kind: 'dstRead', a: 0, b: 4 * B, aligned: false });
+    h.assertClean('after reading back');
+  });
+
+  it('moves a chain of slots in an order that never overwrites a slot still waiting to move', async () => {
+    // Homes shifted by one: each spilled block's slot is the home of the next block to be written.
+    const n = 8;
+    const h = new Harness(scenario([...Array(n).keys()].map((d) => (d + 1) % n)));
+    await h.seal();
+    await writeBlock(h, n - 1, 200); // occupies the RAM (its home, block 0, is read last)
+    for (let d = 0; d < n - 1; d++) {
+      await releaseConfirmed(h, d + 2 < n ? d + 2 : 1);
+      await writeBlock(h, d, 201 + d);
+      h.assertClean(`after writing ${d}`);
+    }
+    const spilled = h.engine.status().spilled;
+    expect(spilled).toBeGreaterThan(2);
+    await h.run({ kind: 'finish' });
+    h.assertClean('after finish');
+    await h.run({ kind: 'dstRead', a: 0, b: n * B, aligned: false });
+    h.assertClean('after reading back');
+  });
+});

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import type { BlockDevice } from '../../../src/remap/block-device.js';
+import { StateCommitter } from '../../../src/remap/state-committer.js';
+import type { StateJournal, StateRecord } from '../../../src/remap/state-journal.js';
+
+/** Records the order of device syncs and journal calls; syncs can be held open to force interleavings. */
+function rig(durable: boolean) {
+  const events: string[] = [];
+  let releaseSync: (() => void) | undefined;
+  let holdSyncs = false;
+  const device: BlockDevice = {
+    size: 1 << 20,
+    readInto: async () => {},
+    write: async () => {},
+    sync: async () => {
+      events.push('sync-start');
+      if (holdSyncs) await new Promise<void>((resolve) => (releaseSync = resolve));
+      events.push('sync-done');
+    },
+  };
+  let failNext = false;
+  const journal: StateJournal = {
+    durable,
+    append: (r: StateRecord) => void events.push(`append ${r.type}`),
+    commit: async () => {
+      events.push('commit');
+      if (failNext) {
+        failNext = false;
+        throw new Error('disk full');
+      }
+    },
+  };
+  return {
+    events,
+    committer: new StateCommitter(journal, device),
+    hold: (on: boolean) => (holdSyncs = on),
+    release: () => releaseSync?.(),
+    failNextCommit: () => (failNext = true),
+  };
+}
+
+describe('StateCommitter (group commit and the ordering rules)', () => {
+  it('shares one commit among concurrent barriers', async () => {
+    const { committer, events } = rig(false);
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < 100; i++) {
+      committer.append({ type: 'release', start: i, count: 1 });
+      waits.push(committer.commitThrough());
+    }
+    await Promise.all(waits);
+    expect(events.filter((e) => e === 'commit').length).toBeLessThanOrEqual(2);
+    expect(events.filter((e) => e.startsWith('append')).length).toBe(100);
+    expect(committer.committed).toBe(100);
+  });
+
+  it('a barrier without data records does not sync the device; a flush always does', async () => {
+    const { committer, events } = rig(true);
+    committer.append({ type: 'destroy', start: 0, count: 1 });
+    await committer.commitThrough();
+    expect(events).toEqual(['append destroy', 'commit']);
+    await committer.flush();
+    expect(events.slice(2)).toEqual(['sync-start', 'sync-done']);
+  });
+
+  it('durable journal: the device is synced before a record that points at data reaches the journal', async () => {
+    const { committer, events } = rig(true);
+    committer.append({ type: 'spill', dest: 0, count: 1, slot: 9 });
+    await committer.commitThrough();
+    expect(events).toEqual(['sync-start', 'sync-done', 'append spill', 'commit']);
+  });
+
+  it('a record appended while a commit is syncing waits for the next sync', async () => {
+    const { committer, events, hold, release } = rig(true);
+    hold(true);
+    committer.append({ type: 'land', dest: 0, count: 1 });
+    const first = committer.commitThrough();
+    await new Promise((r) => setImmediate(r));
+    // Its data was written after the sync in flight began: that sync does not cover it.
+    committer.append({ type: 'land', dest: 1, count: 1 });
+    const second = committer.commitThrough();
+    hold(false);
+    release();
+    await Promise.all([first, second]);
+    const secondAppend = events.lastIndexOf('append land');
+    expect(events.slice(0, 4)).toEqual(['sync-start', 'sync-done', 'append land', 'commit']);
+    expect(events.slice(4, secondAppend)).toEqual(['sync-start', 'sync-done']);
+  });
+
+  it('a failed commit is final: later barriers fail too', async () => {
+    const { committer, failNextCommit } = rig(false);
+    failNextCommit();
+    committer.append({ type: 'checkpoint' });
+    await expect(committer.commitThrough()).rejects.toThrow('disk full');
+    committer.append({ type: 'checkpoint' });
+    await expect(committer.commitThrough()).rejects.toThrow('disk full');
+    await expect(committer.flush()).rejects.toThrow('disk full');
+  });
+});
