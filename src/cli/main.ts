@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { checkpointCommand, finishCommand, sealCommand, statusCommand } from './commands/control-commands.js';
 import { copyCommand } from './commands/copy.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
@@ -15,8 +16,12 @@ async function main(): Promise<void> {
     .scriptName('nbd-remapper')
     .usage('$0 <command> [options]\n\nChange a disk\'s layout in place through two NBD exports.')
     .command(serveCommand)
-    .command(demoCommand)
+    .command(statusCommand)
+    .command(sealCommand)
+    .command(checkpointCommand)
+    .command(finishCommand)
     .command(copyCommand)
+    .command(demoCommand)
     .demandCommand(1, 'name a command (see the list above)')
     .strict()
     .recommendCommands()

@@ -17,6 +17,8 @@ export interface BlockDevice {
   sync(): Promise<void>;
   /** Optional: zero a range cheaply (e.g. skipping holes of a sparse image). */
   writeZeroes?(offset: number, length: number): Promise<void>;
+  /** Optional: true when the range already reads as zeroes without any I/O (a hole), so FAST_ZERO can be honoured. */
+  isZeroRangeFast?(offset: number, length: number): Promise<boolean>;
   /** Optional: the data/hole map of a range, for block status of untouched regions. */
   allocation?(offset: number, length: number): Promise<ReadonlyArray<{ offset: number; length: number; data: boolean }>>;
 }

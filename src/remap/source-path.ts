@@ -108,7 +108,8 @@ export class SourcePath {
   async writeZeroes(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
     const s = this.s;
     this.assertWritable();
-    if (fast) throw new NbdError(Errno.ENOTSUP, 'source cannot promise fast zeroing');
+    // Without fallocate (Node has none) zeroing is only fast where the range is a hole already.
+    if (fast && !(await s.device.isZeroRangeFast?.(offset, length))) throw new NbdError(Errno.ENOTSUP, 'zeroing this range would need writing zeroes');
     await this.mutate(offset, length, async () => {
       if (s.device.writeZeroes !== undefined) return s.device.writeZeroes(offset, length);
       for (let at = 0; at < length; at += ZERO_CHUNK_BYTES) await s.device.write(offset + at, zeroes(Math.min(ZERO_CHUNK_BYTES, length - at)));

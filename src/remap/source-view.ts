@@ -32,7 +32,7 @@ export class SourceView implements BlockExport {
       fua: writable,
       trim: writable,
       writeZeroes: writable,
-      fastZero: false,
+      fastZero: writable,
       cache: true,
       blockStatus: true,
       multiConn: true,

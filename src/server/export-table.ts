@@ -7,20 +7,6 @@ export interface ExportTable {
   get(name: string): BlockExport | undefined;
 }
 
-/** A fixed set of exports. */
-export class StaticExportTable implements ExportTable {
-  private readonly byName: Map<string, BlockExport>;
-  constructor(exports: readonly BlockExport[]) {
-    this.byName = new Map(exports.map((e) => [e.name, e]));
-  }
-  list(): readonly BlockExport[] {
-    return [...this.byName.values()];
-  }
-  get(name: string): BlockExport | undefined {
-    return this.byName.get(name);
-  }
-}
-
 export function transmissionFlagsOf(caps: ExportCapabilities): number {
   let flags = TransmissionFlag.SEND_DF;
   if (caps.readOnly) flags |= TransmissionFlag.READ_ONLY;
@@ -56,4 +42,25 @@ export function registryOf(table: ExportTable): ExportRegistry {
       return exp ? describeExport(exp) : undefined;
     },
   };
+}
+
+/** Exports that come and go while the server runs (the remapper drops `source` after finish). */
+export class ExportList implements ExportTable {
+  private readonly byName = new Map<string, BlockExport>();
+  constructor(exports: readonly BlockExport[] = []) {
+    for (const exp of exports) this.add(exp);
+  }
+  add(exp: BlockExport): void {
+    this.byName.set(exp.name, exp);
+  }
+  /** New clients no longer see it; connections already attached keep it until they leave. */
+  remove(name: string): void {
+    this.byName.delete(name);
+  }
+  list(): readonly BlockExport[] {
+    return [...this.byName.values()];
+  }
+  get(name: string): BlockExport | undefined {
+    return this.byName.get(name);
+  }
 }

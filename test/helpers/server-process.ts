@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -20,7 +23,7 @@ export interface ServerProcess {
  * says it is ready. Rejects with everything it printed if it exits first.
  */
 export function startServerProcess(args: readonly string[], timeoutMs = 20_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...withPrivateControl(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
@@ -64,4 +67,13 @@ export function startServerProcess(args: readonly string[], timeoutMs = 20_000):
       reject(new Error(`server exited with ${code} before it was ready\nstdout:\n${out}\nstderr:\n${err}`));
     });
   });
+}
+
+/**
+ * Tests run servers side by side: each `serve` without --control gets its own
+ * control socket instead of the shared default, which the second would find taken.
+ */
+function withPrivateControl(args: readonly string[]): readonly string[] {
+  if (args[0] !== 'serve' || args.includes('--control') || args.includes('--read-only')) return args;
+  return [...args, '--control', join(tmpdir(), `nbd-remapper-test-${randomBytes(6).toString('hex')}.sock`)];
 }

@@ -46,10 +46,10 @@ describe('source export with real NBD clients', () => {
     });
   }
 
-  it('nbdinfo --list lists the source export', async () => {
+  it('nbdinfo --list lists the source and destination exports', async () => {
     const out = await mustRun('nbdinfo', ['--list', '--json', server.uri('source', 'unix')]);
     const names = (JSON.parse(out) as { exports: Array<{ 'export-name': string }> }).exports.map((e) => e['export-name']);
-    expect(names).toEqual(['source']);
+    expect(names).toEqual(['source', 'destination']);
   });
 
   it('nbdinfo --map shows the holes of the sparse image', async () => {

@@ -1,12 +1,17 @@
+import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule } from 'yargs';
+import { ControlServer } from '../../control/control-server.js';
+import { defaultControlPath } from '../../control/control-client.js';
+import { formatBytes } from '../../format/bytes.js';
 import { createLogger, type Logger } from '../../log/logger.js';
+import { createRemapper, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES, RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
 import { PlainDiskView } from '../../remap/plain-disk-view.js';
 import type { BlockExport } from '../../server/block-export.js';
-import { StaticExportTable } from '../../server/export-table.js';
+import { ExportList } from '../../server/export-table.js';
 import { DEFAULT_SERVER_OPTIONS, NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
-import { formatBytes } from '../../format/bytes.js';
+import { parseSize } from '../parse-size.js';
 import { UserError } from '../user-error.js';
 
 export interface ServeOptions {
@@ -14,6 +19,11 @@ export interface ServeOptions {
   listen?: string;
   socket?: string;
   readOnly: boolean;
+  map?: string;
+  blockSize: number;
+  cache: string;
+  revisitCache: string;
+  control: string;
   maxConnections: number;
   handshakeTimeout: number;
   verbose: boolean;
@@ -21,7 +31,7 @@ export interface ServeOptions {
 
 export interface RunningServer {
   endpoints: Endpoint[];
-  /** Finish requests in flight, flush, close the disk. */
+  /** Answer requests in flight, make acknowledged data durable, close the disk. */
   stop(): Promise<void>;
 }
 
@@ -32,12 +42,40 @@ export function serveOptions<T>(yargs: Argv<T>) {
       demandOption: true,
       describe: 'The disk to serve: an image file or a block device (opened exclusively; a second server on it is refused)',
     })
+    .option('map', {
+      type: 'string',
+      describe: 'JSON map of the new layout: {"extents":[{"destOffset","length","diskOffset"},…]} in bytes, destination order (default: identity, the destination is the whole disk). See README "Map files"',
+    })
+    .option('block-size', {
+      type: 'number',
+      default: DEFAULT_BLOCK_SIZE,
+      describe: 'Unit of ordering B in bytes (power of two, 512…65536); map extents must be multiples of it',
+    })
+    .option('cache', {
+      type: 'string',
+      default: '256M',
+      describe: 'RAM for destination data that cannot land yet (K/M/G); over it, data spills into already-read disk blocks',
+    })
+    .option('revisit-cache', {
+      type: 'string',
+      default: '64M',
+      describe: 'RAM keeping originals of overwritten blocks, so a second read of an old block still returns the old data (0 disables)',
+    })
+    .option('control', {
+      type: 'string',
+      default: defaultControlPath(),
+      describe: 'Unix socket of the control plane (seal, checkpoint, status, finish use the same default; env NBD_REMAPPER_CONTROL)',
+    })
     .option('listen', {
       type: 'string',
       describe: `TCP address HOST:PORT (default ${DEFAULT_HOST}:${DEFAULT_PORT} unless only --socket is given; port 0 picks a free port)`,
     })
     .option('socket', { type: 'string', describe: 'Also (or only) listen on this unix socket path' })
-    .option('read-only', { type: 'boolean', default: false, describe: 'Export the source read-only (writes fail with EPERM)' })
+    .option('read-only', {
+      type: 'boolean',
+      default: false,
+      describe: 'Inspect only: export just "source", read-only, with no destination and no remapping',
+    })
     .option('max-connections', { type: 'number', default: DEFAULT_SERVER_OPTIONS.maxConnections, describe: 'Clients served at once; more are refused' })
     .option('handshake-timeout', {
       type: 'number',
@@ -47,43 +85,87 @@ export function serveOptions<T>(yargs: Argv<T>) {
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log every failed request and connection event' });
 }
 
-/** Opens the disk, starts listening and prints how to attach. */
-export async function startServer(options: ServeOptions, print: (line: string) => void, log: Logger): Promise<RunningServer> {
-  const endpoints: Endpoint[] = [];
-  if (options.listen !== undefined || options.socket === undefined) {
-    endpoints.push(parseListen(options.listen ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`));
-  }
-  if (options.socket !== undefined) endpoints.push(unixEndpoint(options.socket));
+interface Sizes {
+  cacheBytes: number;
+  revisitCacheBytes: number;
+}
+
+function checkOptions(options: ServeOptions): Sizes {
   if (!Number.isInteger(options.maxConnections) || options.maxConnections < 1) {
     throw new UserError(`--max-connections ${options.maxConnections} must be a positive whole number`, 'e.g. --max-connections 16', 2);
   }
   if (!(options.handshakeTimeout > 0)) {
     throw new UserError(`--handshake-timeout ${options.handshakeTimeout} must be a positive number of seconds`, 'e.g. --handshake-timeout 10', 2);
   }
+  validateBlockSize(options.blockSize);
+  const cacheBytes = parseSize(options.cache, '--cache');
+  if (cacheBytes < options.blockSize) {
+    throw new UserError(
+      `--cache ${options.cache} is smaller than one block (${options.blockSize} bytes)`,
+      `give at least one block (finish needs it to break cycles); the default is ${formatBytes(DEFAULT_CACHE_BYTES)}`,
+      2,
+    );
+  }
+  const revisitCacheBytes = parseSize(options.revisitCache, '--revisit-cache');
+  return { cacheBytes, revisitCacheBytes: revisitCacheBytes ?? DEFAULT_REVISIT_CACHE_BYTES };
+}
 
+async function loadMap(path: string | undefined, disk: Disk, blockSize: number): Promise<RemapMap | undefined> {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`cannot read the map file ${path}: ${code ?? (err as Error).message}`, 'check the path given to --map (a JSON file, see README "Map files")');
+  }
+  return RemapMap.parse(text, disk.size, blockSize);
+}
+
+function endpointsOf(options: ServeOptions): Endpoint[] {
+  const endpoints: Endpoint[] = [];
+  if (options.listen !== undefined || options.socket === undefined) endpoints.push(parseListen(options.listen ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`));
+  if (options.socket !== undefined) endpoints.push(unixEndpoint(options.socket));
+  return endpoints;
+}
+
+/** Opens the disk, builds the exports, starts listening and prints how to attach. */
+export async function startServer(options: ServeOptions, print: (line: string) => void, log: Logger): Promise<RunningServer> {
+  const endpoints = endpointsOf(options);
+  const sizes = checkOptions(options);
   const disk = await Disk.open(options.disk, { readOnly: options.readOnly });
-  const source: BlockExport = new PlainDiskView('source', `the disk ${disk.path} as it is`, disk, options.readOnly);
+  const table = new ExportList();
+  let engine: RemapEngine | undefined;
+  let control: ControlServer | undefined;
   const server = new NbdServer(
-    new StaticExportTable([source]),
+    table,
     { ...DEFAULT_SERVER_OPTIONS, maxConnections: options.maxConnections, handshakeTimeoutMs: options.handshakeTimeout * 1000 },
     log,
   );
   const bound: Endpoint[] = [];
   try {
+    if (options.readOnly) {
+      table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
+    } else {
+      const map = await loadMap(options.map, disk, options.blockSize);
+      engine = createRemapper({ device: disk, map, blockSize: options.blockSize, ...sizes, log });
+      table.add(engine.source);
+      table.add(engine.destination);
+      engine.onPhase((phase) => {
+        if (phase === 'finished') table.remove('source');
+      });
+      control = new ControlServer(engine, log);
+      await control.listen(options.control);
+    }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
   } catch (err) {
     await server.close();
+    await control?.close();
     await disk.close();
     throw err;
   }
 
-  print(`nbd-remapper: serving ${disk.path} (${formatBytes(disk.size)}, ${disk.size} bytes)${options.readOnly ? ', read-only' : ''}`);
-  for (const exp of [source]) {
-    print(`export '${exp.name}': ${exp.description}`);
-    for (const endpoint of bound) print(`  ${nbdUri(endpoint, exp.name)}`);
-    print(`  attach: ${nbdClientCommand(bound[0], exp.name, '/dev/nbd0')}`);
-  }
-  print('ready; Ctrl-C (SIGINT) or SIGTERM stops after answering requests in flight');
+  printBanner(print, disk, engine, table.list(), bound, options);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -91,12 +173,44 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     stop() {
       stopping ??= (async () => {
         await server.close();
+        await control?.close();
+        if (engine) {
+          await engine.destination.flush();
+          warnIfVolatile(engine, log);
+        }
         await disk.sync();
         await disk.close();
       })();
       return stopping;
     },
   };
+}
+
+function printBanner(print: (line: string) => void, disk: Disk, engine: RemapEngine | undefined, exports: readonly BlockExport[], bound: Endpoint[], options: ServeOptions): void {
+  print(`nbd-remapper: serving ${disk.path} (${formatBytes(disk.size)}, ${disk.size} bytes)${options.readOnly ? ', read-only' : ''}`);
+  if (engine) {
+    const map = engine.map;
+    print(
+      `map: ${options.map ?? 'identity'} — ${map.extents.length} extent(s), destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
+    );
+  }
+  exports.forEach((exp, i) => {
+    print(`export '${exp.name}': ${exp.description}`);
+    for (const endpoint of bound) print(`  ${nbdUri(endpoint, exp.name)}`);
+    print(`  attach: ${nbdClientCommand(bound[0], exp.name, `/dev/nbd${i}`)}`);
+  });
+  if (engine) {
+    print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${options.control})`);
+    if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
+  }
+  print('ready; Ctrl-C (SIGINT) or SIGTERM stops after answering requests in flight');
+}
+
+/** Without a durable state, data still held in RAM does not survive the process: say so rather than lose it silently. */
+function warnIfVolatile(engine: RemapEngine, log: Logger): void {
+  const status = engine.status();
+  if (status.phase === 'finished' || status.heldInRam === 0) return;
+  log.warn(`stopping with ${status.heldInRam} destination block(s) (${formatBytes(status.heldInRamBytes)}) held only in RAM: they are lost; run finish before stopping`);
 }
 
 /** Runs until SIGINT/SIGTERM, then stops cleanly and exits 0. */
@@ -116,11 +230,12 @@ export async function serveUntilSignalled(options: ServeOptions): Promise<void> 
 
 export const serveCommand: CommandModule<object, ServeOptions> = {
   command: 'serve',
-  describe: 'Serve a disk over NBD (export "source": the disk as it is)',
+  describe: 'Serve a disk over NBD: "source" (the disk as it is) and "destination" (the new layout of --map)',
   builder: (yargs) =>
     serveOptions(yargs)
-      .example('$0 serve --disk disk.img', 'serve on 127.0.0.1:10809')
-      .example('$0 serve --disk /dev/sdb --socket /run/remapper.sock', 'serve a block device on a unix socket only')
-      .example('$0 serve --disk disk.img --listen 127.0.0.1:0', 'pick a free port (printed on start)') as unknown as Argv<ServeOptions>,
+      .example('$0 serve --disk disk.img', 'identity map on 127.0.0.1:10809')
+      .example('$0 serve --disk /dev/sdb --map layout.json --cache 1G', 'migrate a block device to the layout of layout.json')
+      .example('$0 serve --disk disk.img --listen 127.0.0.1:0 --control ./ctl.sock', 'pick a free port (printed on start), control socket in the current directory')
+      .example('$0 serve --disk disk.img --read-only', 'inspect a disk: source only, read-only') as unknown as Argv<ServeOptions>,
   handler: (argv) => serveUntilSignalled(argv),
 };

@@ -14,7 +14,7 @@ import { NbdClient } from '../../../src/client/nbd-client.js';
 import { NbdClientError } from '../../../src/client/nbd-client-error.js';
 import { silentLogger } from '../../../src/log/logger.js';
 import type { BlockExport } from '../../../src/server/block-export.js';
-import { StaticExportTable, registryOf } from '../../../src/server/export-table.js';
+import { ExportList, registryOf } from '../../../src/server/export-table.js';
 import { DEFAULT_SERVER_OPTIONS, NbdServer } from '../../../src/server/nbd-server.js';
 import { scratchDir } from '../../helpers/scratch.js';
 import { MemoryExport } from './memory-export.js';
@@ -28,7 +28,7 @@ afterEach(async () => {
 async function serve(...exports: BlockExport[]): Promise<{ uri(name: string): string; server: NbdServer }> {
   const dir = scratchDir();
   const path = dir.file('nbd.sock');
-  const server = new NbdServer(new StaticExportTable(exports), DEFAULT_SERVER_OPTIONS, silentLogger);
+  const server = new NbdServer(new ExportList(exports), DEFAULT_SERVER_OPTIONS, silentLogger);
   await server.listen({ kind: 'unix', path });
   cleanups.push(() => dir.cleanup(), () => server.close());
   return { uri: (name) => `nbd+unix:///${name}?socket=${path}`, server };
@@ -238,7 +238,7 @@ describe('NbdClient connection errors name the cause and the fix', () => {
 });
 
 describe('NbdClient in transmission', () => {
-  const registry = registryOf(new StaticExportTable([new MemoryExport('mem', 65536)]));
+  const registry = registryOf(new ExportList([new MemoryExport('mem', 65536)]));
 
   it('fails every request in flight when the server drops the connection, and every later one', async () => {
     const { uri } = await scripted(handshakeThen(registry, (socket) => socket.once('data', () => socket.destroy())));
