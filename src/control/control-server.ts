@@ -90,7 +90,6 @@ export class ControlServer {
         res.write(JSON.stringify({ progress }) + '\n');
       });
       res.end(JSON.stringify({ finished: this.control.status() }) + '\n');
-      this.log.info('finish complete: the disk is the new layout');
     } catch (err) {
       const fix = (err as { fix?: unknown }).fix;
       res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : 'see the server log' }) + '\n');

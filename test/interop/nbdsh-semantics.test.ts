@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runTool } from '../helpers/run-tool.js';
+import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { scratchDir, sparseImage } from '../helpers/scratch.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 
@@ -26,30 +26,7 @@ describe('transmission semantics via nbdsh', () => {
     dir.cleanup();
   });
 
-  /** Runs a python script with `h` connected (strict mode off) and helpers; fails the test on a python error. */
-  async function script(body: string): Promise<string> {
-    const prelude = [
-      'import errno, nbd',
-      'h.set_strict_mode(0)',
-      'h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)',
-      `h.connect_uri(${JSON.stringify(server.uri('source'))})`,
-      'size = h.get_size()',
-      'def expect_errno(code, fn):',
-      '    try:',
-      '        fn()',
-      '    except nbd.Error as e:',
-      // libnbd's python binding gives the errno as its name ("EINVAL"), older ones as a number
-      '        got = e.errno if isinstance(e.errno, int) else getattr(errno, str(e.errno), None)',
-      '        assert got == code, "expected %s, got %s (%s)" % (errno.errorcode[code], e.errno, e.string)',
-      '        return',
-      '    raise AssertionError("expected %s, but the request succeeded" % errno.errorcode[code])',
-    ].join('\n');
-    const result = await runTool('nbdsh', ['-c', `${prelude}\n${body}\nprint("OK")`]);
-    if (result.code !== 0 || !result.stdout.includes('OK')) {
-      throw new Error(`nbdsh script failed (${result.code}):\n${result.stderr}${result.stdout}`);
-    }
-    return result.stdout;
-  }
+  const script = (body: string): Promise<string> => nbdshScript(server.uri('source'), body);
 
   it('answers out-of-range requests with the errno the spec names', async () => {
     await script(`
