@@ -1,6 +1,7 @@
 import type { MigrationStatus } from '../control/migration-control.js';
+import { formatBytes } from '../format/bytes.js';
 
-/** camelCase → "camel case" for fields this formatter has no label for. */
+/** camelCase → "camel case" for fields this formatter has no line for. */
 function words(key: string): string {
   return key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
 }
@@ -13,17 +14,65 @@ function render(value: unknown): string {
   return String(value);
 }
 
-/** A status for a person: one "label: value" line per field, nested objects indented, phase first. */
-export function formatStatus(status: MigrationStatus, indent = ''): string {
+/** Every field as "label: value", nested objects indented: for fields without a summary line. */
+function formatFields(status: Record<string, unknown>, indent: string): string[] {
   const lines: string[] = [];
-  const entries = Object.entries(status).sort(([a], [b]) => (a === 'phase' ? -1 : b === 'phase' ? 1 : 0));
-  for (const [key, value] of entries) {
+  for (const [key, value] of Object.entries(status)) {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      lines.push(`${indent}${words(key)}:`);
-      lines.push(formatStatus(value as MigrationStatus, indent + '  '));
+      lines.push(`${indent}${words(key)}:`, ...formatFields(value as Record<string, unknown>, indent + '  '));
     } else {
       lines.push(`${indent}${words(key)}: ${render(value)}`);
     }
   }
+  return lines;
+}
+
+const num = (value: unknown): number => (typeof value === 'number' ? value : 0);
+const count = (value: unknown): string => num(value).toLocaleString('en-US');
+
+/** The fields the summary below presents; anything else is listed after it as it is. */
+const SUMMARISED = new Set([
+  'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'released', 'confirmed', 'atRisk', 'originalsOverwritten',
+  'revisitCache', 'heldInRam', 'heldInRamBytes', 'cacheBytes', 'cacheLimitBytes', 'heldAsZero', 'spilled', 'landed',
+  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'finish', 'stateRecords',
+]);
+
+/**
+ * A status for a person: what phase the migration is in, what the source
+ * still owes, where the destination's data is, and anything that needs
+ * action (refused writes, originals at risk). `status --json` has every field.
+ */
+export function formatStatus(status: MigrationStatus): string {
+  const s = status as Record<string, unknown>;
+  if (typeof s.blockSize !== 'number') return formatFields(s, '').join('\n');
+  const B = s.blockSize;
+  const blocks = (value: unknown): string => `${count(value)} (${formatBytes(num(value) * B)})`;
+  const lines = [
+    `phase:        ${String(s.phase)}${s.safe ? ' (safe mode: unconfirmed originals are never overwritten)' : ''}`,
+    `layout:       disk ${count(s.diskBlocks)} blocks (${formatBytes(num(s.diskBlocks) * B)}) → destination ${count(s.destinationBlocks)} blocks (${formatBytes(num(s.destinationBlocks) * B)}); block size ${formatBytes(B)}`,
+    `source:       released ${blocks(s.released)}, confirmed by checkpoint ${count(s.confirmed)}, originals overwritten ${count(s.originalsOverwritten)}`,
+  ];
+  if (num(s.atRisk) > 0) lines.push(`              at risk: ${count(s.atRisk)} overwritten original(s) not confirmed — run \`nbd-remapper checkpoint\` after syncing the copy`);
+  const revisit = (s.revisitCache ?? {}) as Record<string, unknown>;
+  lines.push(
+    `revisit:      ${count(revisit.entries)} original(s) kept, ${formatBytes(num(revisit.bytes))} of ${formatBytes(num(revisit.limitBytes))}; re-reads served ${count(revisit.hits)}, lost ${count(revisit.misses)}`,
+  );
+  const limit = num(s.cacheLimitBytes);
+  const percent = limit > 0 ? Math.round((100 * num(s.heldInRamBytes)) / limit) : 0;
+  lines.push(
+    `destination:  held in RAM ${count(s.heldInRam)} (${formatBytes(num(s.heldInRamBytes))}, ${percent}% of the ${formatBytes(limit)} cache), as zeroes ${count(s.heldAsZero)}, spilled ${count(s.spilled)}, landed ${count(s.landed)}`,
+    `              ${s.destinationLanded ? 'destination data has landed: the old layout can no longer be restored' : 'nothing has landed yet: the disk still holds the old layout'}`,
+  );
+  if (num(s.enospc) > 0) {
+    lines.push(`refused:      ${count(s.enospc)} destination write(s) failed with ENOSPC (cache and free slots full)${s.lastEnospc ? `; last: ${String(s.lastEnospc)}` : ''}`);
+    lines.push('              fix: read more of source (copy on), run a checkpoint, or restart with a larger --cache');
+  }
+  lines.push(`clients:      source ${count(s.sourceClients)}, destination ${count(s.destinationClients)}`);
+  const finish = s.finish as { done?: number; total?: number } | null | undefined;
+  if (finish) lines.push(`finish:       ${count(finish.done)} of ${count(finish.total)} block(s) moved`);
+  const records = s.stateRecords as { appended?: number; committed?: number } | undefined;
+  if (records) lines.push(`state:        ${count(records.appended)} record(s) appended, ${count(records.committed)} committed`);
+  const rest = Object.fromEntries(Object.entries(s).filter(([key]) => !SUMMARISED.has(key)));
+  if (Object.keys(rest).length > 0) lines.push(...formatFields(rest, ''));
   return lines.join('\n');
 }

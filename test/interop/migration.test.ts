@@ -179,7 +179,7 @@ it('serves 1 TiB: whole-destination WRITE_ZEROES and TRIM (what mkfs sends) are 
   await mustRun('truncate', ['-s', '1T', disk]);
   const control = dir.file('control.sock');
   const started = Date.now();
-  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control]);
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control, '--cache', '64M', '--revisit-cache', '16M']);
   cleanups.push(async () => {
     await server.stop();
   });
@@ -206,8 +206,8 @@ h.flush()`,
   console.log(`1 TiB: ready in ${startMs} ms; after zero+trim of all of it: server RSS ${(rssKiB / 1024).toFixed(0)} MiB; held as zero ${status.heldAsZero} blocks`);
   expect(status.heldAsZero).toBeGreaterThan(268_000_000);
   expect(status.heldInRamBytes).toBeLessThanOrEqual(64 * KiB);
-  // Node itself is ~50 MiB; a buffer per zeroed block would be gigabytes.
-  expect(rssKiB).toBeLessThan(400 * 1024);
+  // The budget: cache + revisit cache + 96 MiB. A buffer per zeroed block would be gigabytes.
+  expect(rssKiB).toBeLessThan((64 + 16 + 96) * 1024);
 });
 
 it('refuses maps that break a rule, naming the extent and the rule', async () => {

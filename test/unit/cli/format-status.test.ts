@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { formatStatus } from '../../../src/cli/format-status.js';
+
+const base = {
+  phase: 'sealed',
+  blockSize: 4096,
+  diskBlocks: 256,
+  destinationBlocks: 128,
+  safe: false,
+  released: 64,
+  confirmed: 10,
+  atRisk: 0,
+  originalsOverwritten: 5,
+  heldInRam: 4,
+  heldInRamBytes: 16384,
+  heldAsZero: 2,
+  spilled: 3,
+  landed: 1,
+  cacheBytes: 16384,
+  cacheLimitBytes: 65536,
+  revisitCache: { hits: 7, misses: 1, entries: 2, bytes: 8192, limitBytes: 1048576 },
+  enospc: 0,
+  lastEnospc: null,
+  destinationLanded: true,
+  sourceClients: 1,
+  destinationClients: 2,
+  finish: null,
+  stateRecords: { appended: 9, committed: 8 },
+};
+
+describe('formatStatus', () => {
+  it('summarises a healthy migration in a few lines, with sizes in bytes', () => {
+    const text = formatStatus(base);
+    expect(text).toMatch(/^phase:\s+sealed$/m);
+    expect(text).toMatch(/disk 256 blocks \(1\.0 MiB\) → destination 128 blocks \(512 KiB\)/);
+    expect(text).toMatch(/held in RAM 4 \(16 KiB, 25% of the 64 KiB cache\), as zeroes 2, spilled 3, landed 1/);
+    expect(text).toMatch(/re-reads served 7, lost 1/);
+    expect(text).toMatch(/old layout can no longer be restored/);
+    expect(text).not.toMatch(/ENOSPC|at risk/);
+  });
+
+  it('says what to do about originals at risk and refused writes', () => {
+    const text = formatStatus({ ...base, atRisk: 12, enospc: 3, lastEnospc: 'destination block 99' });
+    expect(text).toMatch(/at risk: 12 .*nbd-remapper checkpoint/);
+    expect(text).toMatch(/3 destination write\(s\) failed with ENOSPC.*last: destination block 99/);
+    expect(text).toMatch(/fix: .*--cache/);
+  });
+
+  it('lists fields it has no summary for, so nothing the server reports is hidden', () => {
+    const text = formatStatus({ ...base, journal: { path: '/x/state', bytes: 4096 } });
+    expect(text).toMatch(/^journal:\n  path: \/x\/state\n  bytes: 4,096$/m);
+  });
+});
