@@ -2,6 +2,7 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import type { BlockDevice } from './block-device.js';
 import { RemapMap } from './map.js';
 import { RemapEngine } from './remap-engine.js';
+import type { RestoredState } from './restore-state.js';
 import { MemoryStateJournal, type StateJournal } from './state-journal.js';
 
 export const DEFAULT_BLOCK_SIZE = 4096;
@@ -23,6 +24,8 @@ export interface RemapperOptions {
   log?: Logger;
   /** Never destroy an unconfirmed original (ENOSPC instead). */
   safe?: boolean;
+  /** Resume from the committed state of a durable journal (see src/state, openMigration). */
+  restore?: RestoredState;
 }
 
 /** The remapping engine over one disk, with its `source` and `destination` views. */
@@ -45,5 +48,6 @@ export function createRemapper(options: RemapperOptions): RemapEngine {
     journal: options.journal ?? new MemoryStateJournal(),
     log: options.log ?? silentLogger,
     safe: options.safe ?? false,
+    restore: options.restore,
   });
 }

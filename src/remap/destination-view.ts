@@ -69,7 +69,7 @@ export class DestinationView implements BlockExport {
   }
 
   flush(): Promise<void> {
-    return this.s.committer.flush();
+    return this.writer.flush();
   }
 
   async cache(): Promise<void> {

@@ -71,6 +71,7 @@ export class DestinationWriter {
         if (ram !== undefined) {
           // Partial write of a RAM-held block: merge in place (we hold its lock, nothing else touches it).
           piece.copy(ram, from - blockStart);
+          s.ramDirty.add(d);
           continue;
         }
         const slot = blocks.length;
@@ -87,7 +88,23 @@ export class DestinationWriter {
     } finally {
       lock.release();
     }
-    if (fua) await s.committer.flush();
+    if (fua) await this.flushRange(d0, d1);
+  }
+
+  /**
+   * FLUSH: every write acknowledged so far becomes durable — RAM-held data the
+   * journal lacks is carried into it (`hold`), then the device is synced and
+   * the journal committed (one group commit for every caller in flight).
+   */
+  flush(): Promise<void> {
+    this.s.persistHeld();
+    return this.s.committer.flush();
+  }
+
+  /** FUA: the same for one request's destination blocks. */
+  private flushRange(d0: number, d1: number): Promise<void> {
+    this.s.persistHeld(d0, d1);
+    return this.s.committer.flush();
   }
 
   async writeZeroes(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
@@ -113,6 +130,7 @@ export class DestinationWriter {
         const ram = s.ram.get(d);
         if (ram !== undefined) {
           ram.fill(0, from, to);
+          s.ramDirty.add(d);
           continue;
         }
         const current = await this.reader.readBlock(d);
@@ -123,7 +141,7 @@ export class DestinationWriter {
     } finally {
       lock.release();
     }
-    if (fua) await s.committer.flush();
+    if (fua) await this.flushRange(d0, d1);
   }
 
   /** Advisory: held blocks (RAM or slot) become zero extents; other blocks keep their bytes. */
@@ -198,6 +216,7 @@ export class DestinationWriter {
       const ram = s.ram.get(d);
       if (ram !== undefined) {
         data.copy(ram);
+        s.ramDirty.add(d);
         continue;
       }
       if (s.ramBytes + data.length <= s.cacheBytes) {

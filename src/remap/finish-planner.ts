@@ -240,7 +240,7 @@ export class FinishPlanner {
         if (s.ramBytes + buffer.length > s.cacheBytes) continue;
         s.committer.append({ type: 'hold', dest: item.dest, data: Buffer.from(buffer) });
         s.spill.delete(item.dest, 1);
-        s.ramAdmit(item.dest, buffer);
+        s.ramAdmit(item.dest, buffer, true);
         s.freeSlots(item.slot, 1);
         freed.push({ start: item.slot, count: 1 });
       }

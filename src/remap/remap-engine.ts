@@ -11,6 +11,8 @@ import { RemapState, type Phase } from './remap-state.js';
 import { statusOf, type RemapStatus } from './remap-status.js';
 import { SourcePath } from './source-path.js';
 import { SourceView } from './source-view.js';
+import { restoreState, type RestoredState } from './restore-state.js';
+import { sampleOriginals } from './seal-samples.js';
 import type { StateJournal } from './state-journal.js';
 
 export interface RemapEngineOptions {
@@ -21,6 +23,8 @@ export interface RemapEngineOptions {
   journal: StateJournal;
   log: Logger;
   safe: boolean;
+  /** Resume: the committed state recovered from the journal (docs/durability.md §Recovery). */
+  restore?: RestoredState;
 }
 
 /**
@@ -40,6 +44,7 @@ export class RemapEngine implements MigrationControl {
 
   constructor(options: RemapEngineOptions) {
     const s = new RemapState(options);
+    if (options.restore !== undefined) restoreState(s, options.restore);
     this.s = s;
     const disk = new DiskWriter(s);
     const reader = new DestinationReader(s);
@@ -72,12 +77,20 @@ export class RemapEngine implements MigrationControl {
     s.sealing = true;
     // Writes that began before the seal finish first; new ones are refused already.
     await this.sourcePath.whenIdle();
+    let samples;
+    try {
+      // The originals are final from here on: a few of them identify this disk when the state is reopened.
+      samples = await sampleOriginals(s.device, s.map);
+    } catch (err) {
+      s.sealing = false;
+      throw err;
+    }
     for (const run of [...s.free.all()]) {
       s.release(run.start, run.end, true, false);
       s.trimmed.setRange(run.start, run.end);
     }
     s.free.clear();
-    s.committer.append({ type: 'seal' });
+    s.committer.append({ type: 'seal', samples });
     s.phase = 'sealed';
     s.sealing = false;
     s.log.info(`sealed: ${s.released.count} free block(s) released at once`);
@@ -94,6 +107,8 @@ export class RemapEngine implements MigrationControl {
     if (s.phase !== 'sealed') {
       throw new ControlRefusal(`finish has begun (phase ${s.phase}): every block is confirmed already`, 'nothing to do');
     }
+    // What the copier wrote before its promise must survive with it: RAM-held data goes into the journal first.
+    s.persistHeld();
     s.confirmAll();
     s.committer.append({ type: 'checkpoint' });
     await s.committer.flush();

@@ -74,6 +74,12 @@ export class RemapState {
   readonly ram = new Map<number, Buffer>();
   ramBytes = 0;
   /**
+   * RAM-held blocks whose newest data is not in the journal yet: a crash
+   * loses them. A FLUSH (or FUA) carries them into the journal as `hold`
+   * records; bounded by `ram`.
+   */
+  readonly ramDirty = new Set<number>();
+  /**
    * Block buffers for RAM entries: carved from slabs (one allocation per
    * 1 MiB, not per block) and reused once dropped, never freed. Never more
    * than the cache holds: held + spare ≤ the most ever held ≤ the cache, plus
@@ -176,9 +182,15 @@ export class RemapState {
 
   // ---- RAM ----------------------------------------------------------------
 
-  /** d's newest data becomes a RAM copy of `data` (the caller checked the room; d is not in a slot). */
-  ramAdmit(d: number, data: Buffer): void {
+  /**
+   * d's newest data becomes a RAM copy of `data` (the caller checked the room;
+   * d is not in a slot). `logged`: the journal already has this data (a `hold`
+   * record was appended with it), so a FLUSH need not carry it again.
+   */
+  ramAdmit(d: number, data: Buffer, logged = false): void {
     this.zeros.remove(d, d + 1);
+    if (logged) this.ramDirty.delete(d);
+    else this.ramDirty.add(d);
     const old = this.ram.get(d);
     if (old !== undefined && old.length === data.length) {
       data.copy(old);
@@ -211,6 +223,7 @@ export class RemapState {
     const old = this.ram.get(d);
     if (old === undefined) return;
     this.ram.delete(d);
+    this.ramDirty.delete(d);
     this.ramBytes -= old.length;
     if (old.length === this.B) this.spareBuffers.push(old);
     this.landableConfirmed.delete(d);
@@ -348,6 +361,28 @@ export class RemapState {
       this.freeSlots(run.value, run.end - run.start);
     }
     this.heldVersion++;
+  }
+
+  /**
+   * Carries RAM-held data the journal lacks into it as `hold` records (copies:
+   * the RAM buffer may change before the commit encodes it), for the
+   * destination blocks in [d0, d1). Only with a durable journal: otherwise
+   * nothing survives a crash anyway. The caller commits (FLUSH, FUA, checkpoint).
+   */
+  persistHeld(d0 = 0, d1 = Number.MAX_SAFE_INTEGER): void {
+    if (!this.committer.durable || this.ramDirty.size === 0) return;
+    const blocks: number[] = [];
+    if (this.ramDirty.size <= d1 - d0) {
+      for (const d of this.ramDirty) if (d >= d0 && d < d1) blocks.push(d);
+    } else {
+      for (let d = d0; d < d1; d++) if (this.ramDirty.has(d)) blocks.push(d);
+    }
+    blocks.sort((a, b) => a - b);
+    for (const d of blocks) {
+      const data = this.ram.get(d) as Buffer;
+      this.committer.append({ type: 'hold', dest: d, data: Buffer.from(data) });
+      this.ramDirty.delete(d);
+    }
   }
 
   /** Drops RAM entries of [d0, d1) without iterating a huge range. */

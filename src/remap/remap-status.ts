@@ -1,5 +1,22 @@
 import type { FinishProgress } from './finish-planner.js';
 import type { Phase, RemapState } from './remap-state.js';
+import type { JournalInfo } from './state-journal.js';
+
+/** What survives a crash right now, and what does not (docs/durability.md). */
+export type DurabilityStatus = {
+  /** The state file, or null when the journal keeps nothing across a crash (no --state). */
+  journal: JournalInfo | null;
+  /** RAM-held destination blocks written since the last FLUSH: lost on a crash until the next FLUSH or FUA. */
+  heldInRamVolatile: number;
+  /** RAM-held destination blocks whose data is in the state file already. */
+  heldInRamDurable: number;
+  /** State records appended but not committed yet. */
+  recordsVolatile: number;
+  /** Originals overwritten before a checkpoint confirmed them: redoing the copy from the last checkpoint cannot read them. */
+  originalsAtRisk: number;
+  /** Advice when something is blocked or at risk, or null. */
+  hint: string | null;
+};
 
 /** What `nbd-remapper status` shows: plain JSON. Block counts are in blocks of `blockSize` bytes. */
 export type RemapStatus = {
@@ -33,8 +50,9 @@ export type RemapStatus = {
   destinationClients: number;
   /** During finish. */
   finish: FinishProgress | null;
-  /** State records appended and committed (durable once issue 4's journal is in place). */
+  /** State records appended and committed (committed ones are durable when `durability.journal` is set). */
   stateRecords: { appended: number; committed: number };
+  durability: DurabilityStatus;
 };
 
 export function statusOf(s: RemapState, finish: FinishProgress | null): RemapStatus {
@@ -63,5 +81,27 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
     destinationClients: s.destinationClients.size,
     finish,
     stateRecords: { appended: s.committer.lastSeq, committed: s.committer.committed },
+    durability: durabilityOf(s),
+  };
+}
+
+function durabilityOf(s: RemapState): DurabilityStatus {
+  const journal = s.committer.durable ? (s.committer.journalInfo() ?? null) : null;
+  const volatile = s.committer.durable ? s.ramDirty.size : s.ram.size;
+  let hint: string | null = null;
+  if (s.safe && s.lastEnospc !== undefined && s.phase === 'sealed') {
+    hint = '--safe refuses to overwrite originals not confirmed yet: sync the new filesystems, then run `nbd-remapper checkpoint`';
+  } else if (s.atRisk > 0) {
+    hint = `${s.atRisk} original(s) overwritten before a checkpoint: run \`nbd-remapper checkpoint\` after syncing the new filesystems`;
+  } else if (journal === null && s.phase !== 'finished') {
+    hint = 'no state file: nothing survives a crash';
+  }
+  return {
+    journal,
+    heldInRamVolatile: volatile,
+    heldInRamDurable: s.ram.size - volatile,
+    recordsVolatile: s.committer.lastSeq - s.committer.committed,
+    originalsAtRisk: s.atRisk,
+    hint,
   };
 }

@@ -33,6 +33,16 @@ export class StateCommitter {
     private readonly device: BlockDevice,
   ) {}
 
+  /** The journal keeps records across a crash (only then is RAM-held data worth logging at a FLUSH). */
+  get durable(): boolean {
+    return this.journal.durable;
+  }
+
+  /** The journal's own description (path, size) for `status`, when it has one. */
+  journalInfo(): ReturnType<NonNullable<StateJournal['info']>> | undefined {
+    return this.journal.info?.();
+  }
+
   /** Sequence number of the last appended record. */
   get lastSeq(): number {
     return this.appendedSeq;

@@ -11,8 +11,12 @@ export type StateRecord =
   | { type: 'free'; start: number; count: number }
   /** Disk blocks written on `source` before sealing: no longer free. */
   | { type: 'unfree'; start: number; count: number }
-  /** The source is read-only from now on; free blocks are released and confirmed. */
-  | { type: 'seal' }
+  /**
+   * The source is read-only from now on; free blocks are released and confirmed.
+   * `samples`: hashes of a few disk blocks' originals, so a state reopened on
+   * another disk is refused (docs/durability.md §Identity).
+   */
+  | { type: 'seal'; samples?: SealSample[] }
   /** Disk blocks whose source was read in full. */
   | { type: 'release'; start: number; count: number }
   /** Every released block is confirmed. */
@@ -34,6 +38,25 @@ export type StateRecord =
 
 export type StateRecordType = StateRecord['type'];
 
+/** A disk block's original content at sealing, as a hash (hex). */
+export interface SealSample {
+  block: number;
+  hash: string;
+}
+
+/** What `status` shows of a durable journal. */
+export interface JournalInfo {
+  path: string;
+  /** Size of the state file now. */
+  bytes: number;
+  /** Records committed since the state was created. */
+  records: number;
+  /** When the last commit became durable (ISO time), or null. */
+  lastCommit: string | null;
+  /** Snapshots (compactions) written by this process. */
+  compactions: number;
+}
+
 /**
  * Where the records go. The engine's StateCommitter hands them over in
  * batches, each batch followed by `commit()`, and never appends while a
@@ -48,6 +71,8 @@ export interface StateJournal {
   append(record: StateRecord): void;
   /** Durable barrier: every record appended before the call is durable when it resolves. */
   commit(): Promise<void>;
+  /** For `status`: where the records go and how far they got. */
+  info?(): JournalInfo;
 }
 
 /**

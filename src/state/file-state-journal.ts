@@ -1,0 +1,399 @@
+import { silentLogger, type Logger } from '../log/logger.js';
+import { MapError } from '../remap/map-error.js';
+import { RemapMap } from '../remap/map.js';
+import type { JournalInfo, StateJournal, StateRecord } from '../remap/state-journal.js';
+import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
+import { DurableState, type HoldRef } from './durable-state.js';
+import { decodeFrame, encodeFrame, FRAME_HEADER_BYTES, FrameKind, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
+import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js';
+import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
+import { nodeStateFs, type StateFile, type StateFs } from './state-fs.js';
+import { parseIdentity, type StateIdentity } from './state-identity.js';
+import { StateCorruptError } from './state-errors.js';
+
+export interface FileJournalOptions {
+  /** Default: the real file system. The power-loss tests inject a model. */
+  fs?: StateFs;
+  log?: Logger;
+  /**
+   * Compact (write a fresh snapshot) once the log after the snapshot exceeds
+   * this many bytes and the snapshot's own size. Default 64 MiB.
+   */
+  compactBytes?: number;
+}
+
+/** What recovery found in an existing state file. */
+export interface OpenedState {
+  journal: FileStateJournal;
+  identity: StateIdentity;
+  map: RemapMap;
+  /** The committed state (snapshot + log replayed). */
+  state: DurableState;
+  /** Data of the blocks held in the state file, to put back into RAM. */
+  holds: Map<number, Buffer>;
+  /** Bytes of a torn tail cut off (0: the file ended cleanly). */
+  cutBytes: number;
+}
+
+const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
+/** Frames are written in pieces of about this size (a flush of a big cache is one batch). */
+const WRITE_CHUNK_BYTES = 8 * 1024 * 1024;
+
+export function tempPathOf(path: string): string {
+  return `${path}.tmp`;
+}
+
+/**
+ * The durable journal: one file, `header · snapshot · log`.
+ *
+ * The log is a sequence of commit groups (batches): the frames of the
+ * group's records, then a commit frame naming the batch and its record
+ * count, written in one go and made durable with one fdatasync. Recovery
+ * applies only complete groups; a torn last group is cut off. Compaction
+ * writes `header · snapshot` of the committed state to `PATH.tmp`, syncs it,
+ * renames it over PATH and syncs the directory, so a crash at any instant
+ * leaves either the old file or the new one. docs/durability.md has the format.
+ */
+export class FileStateJournal implements StateJournal {
+  readonly durable = true;
+  private batch: StateRecord[] = [];
+  private lastCommitAt: string | null = null;
+  private compactionCount = 0;
+  private failed: unknown;
+
+  private constructor(
+    readonly path: string,
+    private readonly fs: StateFs,
+    private file: StateFile,
+    private readonly identity: StateIdentity,
+    /** The committed state, kept current at every commit (snapshots are written from it). */
+    readonly state: DurableState,
+    /** Last committed batch number. */
+    private batchNo: number,
+    /** Where the next batch goes (the file's valid length). */
+    private end: number,
+    /** Where the log begins (just past the snapshot). */
+    private logStart: number,
+    private readonly log: Logger,
+    private readonly compactBytes: number,
+  ) {}
+
+  /** Creates a new state file for `map` (atomically: temp file, sync, rename, sync the directory). */
+  static async create(path: string, identity: StateIdentity, map: RemapMap, options: FileJournalOptions = {}): Promise<FileStateJournal> {
+    const fs = options.fs ?? nodeStateFs;
+    const state = new DurableState(map);
+    const { file, end } = await writeStateFile(fs, path, identity, state, 0, async () => Buffer.alloc(0));
+    return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES);
+  }
+
+  /**
+   * Opens an existing state file and recovers the committed state, or returns
+   * undefined when there is none. A leftover temp file of an interrupted
+   * compaction or creation is removed (the complete old file is still in place).
+   */
+  static async open(path: string, options: FileJournalOptions = {}): Promise<OpenedState | undefined> {
+    const fs = options.fs ?? nodeStateFs;
+    const log = options.log ?? silentLogger;
+    await fs.remove(tempPathOf(path));
+    const file = await fs.openExisting(path, true);
+    if (file === undefined) return undefined;
+    try {
+      const size = await file.size();
+      const data = Buffer.alloc(size);
+      const got = await file.read(data, 0);
+      const parsed = parseStateFile(path, got === size ? data : data.subarray(0, got));
+      let cutBytes = 0;
+      if (parsed.validEnd < got) {
+        cutBytes = got - parsed.validEnd;
+        log.warn(
+          `state file ${path}: cut ${cutBytes} byte(s) after offset ${parsed.validEnd}: an incomplete commit group (a crash while it was written; it was never acknowledged)`,
+        );
+        await file.truncate(parsed.validEnd);
+        await file.datasync();
+      }
+      const holds = new Map<number, Buffer>();
+      for (const [dest, ref] of parsed.state.holds) holds.set(dest, Buffer.from(data.subarray(ref.position, ref.position + ref.length)));
+      const journal = new FileStateJournal(
+        path,
+        fs,
+        file,
+        parsed.identity,
+        parsed.state,
+        parsed.batchNo,
+        parsed.validEnd,
+        parsed.logStart,
+        log,
+        options.compactBytes ?? DEFAULT_COMPACT_BYTES,
+      );
+      return { journal, identity: parsed.identity, map: parsed.map, state: parsed.state, holds, cutBytes };
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  append(record: StateRecord): void {
+    this.batch.push(record);
+  }
+
+  async commit(): Promise<void> {
+    if (this.failed !== undefined) throw this.failed;
+    const records = this.batch;
+    this.batch = [];
+    if (records.length === 0) return;
+    try {
+      const batchNo = this.batchNo + 1;
+      const chunks: Buffer[] = [];
+      const holdRefs: Array<HoldRef | undefined> = [];
+      let at = this.end;
+      let pendingBytes = 0;
+      let writeAt = this.end;
+      const writes: Array<{ data: Buffer; position: number }> = [];
+      const push = (frame: Buffer): void => {
+        chunks.push(frame);
+        pendingBytes += frame.length;
+        at += frame.length;
+        if (pendingBytes >= WRITE_CHUNK_BYTES) {
+          writes.push({ data: Buffer.concat(chunks), position: writeAt });
+          writeAt = at;
+          chunks.length = 0;
+          pendingBytes = 0;
+        }
+      };
+      for (const r of records) {
+        const { kind, payload } = encodeRecord(r);
+        holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + payload.length - r.data.length, length: r.data.length } : undefined);
+        push(encodeFrame(kind, batchNo, payload));
+      }
+      push(encodeFrame(FrameKind.Commit, batchNo, new ByteWriter().uint(records.length).finish()));
+      if (chunks.length > 0) writes.push({ data: Buffer.concat(chunks), position: writeAt });
+      for (const w of writes) await this.file.write(w.data, w.position);
+      await this.file.datasync();
+      records.forEach((r, i) => this.state.apply(r, holdRefs[i]));
+      this.batchNo = batchNo;
+      this.end = at;
+      this.lastCommitAt = new Date().toISOString();
+      const logBytes = this.end - this.logStart;
+      if (logBytes > this.compactBytes && logBytes > this.logStart) await this.compact();
+    } catch (err) {
+      // The file may now hold part of a group the engine acted on: nothing later may be committed after it.
+      this.failed = err;
+      throw err;
+    }
+  }
+
+  /** Writes a fresh snapshot of the committed state and switches to it. */
+  async compact(): Promise<void> {
+    const old = this.file;
+    const { file, end, holds } = await writeStateFile(this.fs, this.path, this.identity, this.state, this.batchNo, (ref) => readRef(old, ref));
+    this.file = file;
+    this.end = end;
+    this.logStart = end;
+    this.state.holds.clear();
+    for (const [d, ref] of holds) this.state.holds.set(d, ref);
+    this.compactionCount++;
+    await old.close();
+  }
+
+  info(): JournalInfo {
+    return { path: this.path, bytes: this.end, records: this.state.records, lastCommit: this.lastCommitAt, compactions: this.compactionCount };
+  }
+
+  /** Commits nothing more; closes the file. Appended but uncommitted records are dropped. */
+  async close(): Promise<void> {
+    this.failed ??= new Error(`state journal ${this.path} is closed`);
+    await this.file.close();
+  }
+}
+
+async function readRef(file: StateFile, ref: HoldRef): Promise<Buffer> {
+  const data = Buffer.alloc(ref.length);
+  const n = await file.read(data, ref.position);
+  if (n !== ref.length) throw new Error(`state file: held data at offset ${ref.position} is cut short`);
+  return data;
+}
+
+/**
+ * Writes `header · snapshot(state)` as a new file at `path` (through PATH.tmp,
+ * synced, renamed, directory synced) and returns it open for appending.
+ */
+async function writeStateFile(
+  fs: StateFs,
+  path: string,
+  identity: StateIdentity,
+  state: DurableState,
+  batchNo: number,
+  readHold: (ref: HoldRef) => Promise<Buffer>,
+): Promise<{ file: StateFile; end: number; holds: Map<number, HoldRef> }> {
+  const tmp = tempPathOf(path);
+  const file = await fs.create(tmp);
+  try {
+    const holds = new Map<number, HoldRef>();
+    let at = 0;
+    let chunks: Buffer[] = [];
+    let chunkBytes = 0;
+    let chunkAt = 0;
+    const flush = async (): Promise<void> => {
+      if (chunks.length === 0) return;
+      await file.write(Buffer.concat(chunks), chunkAt);
+      chunks = [];
+      chunkBytes = 0;
+      chunkAt = at;
+    };
+    const push = async (frame: Buffer): Promise<void> => {
+      chunks.push(frame);
+      chunkBytes += frame.length;
+      at += frame.length;
+      if (chunkBytes >= WRITE_CHUNK_BYTES) await flush();
+    };
+    await push(encodeFrame(FrameKind.Header, 0, Buffer.from(JSON.stringify(identity), 'utf8')));
+    for await (const f of snapshotFrames(state, readHold)) {
+      if (f.hold !== undefined) holds.set(f.hold.dest, { position: at + FRAME_HEADER_BYTES + f.hold.dataAt, length: f.hold.length });
+      await push(encodeFrame(f.kind, batchNo, f.payload));
+    }
+    await flush();
+    await file.datasync();
+    await fs.rename(tmp, path);
+    await fs.syncDir(path);
+    return { file, end: at, holds };
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+interface ParsedState {
+  identity: StateIdentity;
+  map: RemapMap;
+  state: DurableState;
+  batchNo: number;
+  logStart: number;
+  /** Length of the valid part: the header, the snapshot and every complete commit group. */
+  validEnd: number;
+}
+
+const FAULTS: Record<string, string> = {
+  'end-of-file': 'the file ends here',
+  truncated: 'the file ends inside a frame',
+  'bad-magic': 'no frame starts here (bad magic number)',
+  'bad-length': 'the frame length field is damaged',
+  'bad-checksum': 'the frame checksum does not match its contents',
+};
+
+/**
+ * Recovery (docs/durability.md §Recovery): the header and the snapshot must be
+ * intact (they were synced before the file was renamed into place). The log is
+ * replayed group by group; at the first frame that is not valid, or does not
+ * belong to the next group, the rest is either the torn last group of a crash
+ * — then it is cut — or damage: a valid frame of any other group after the bad
+ * spot means later groups were written after it, so it is not a torn tail and
+ * the file is refused.
+ */
+export function parseStateFile(path: string, data: Buffer): ParsedState {
+  const corrupt = (offset: number, what: string): StateCorruptError => new StateCorruptError(path, offset, what);
+  const header = decodeFrame(data, 0);
+  if (!isFrame(header) || header.kind !== FrameKind.Header) {
+    throw corrupt(0, `the header is not readable (${isFrame(header) ? `frame kind ${header.kind}` : FAULTS[header]})`);
+  }
+  const identity = parseIdentity(header.payload.toString('utf8'));
+  if (typeof identity === 'string') throw corrupt(0, identity);
+  let map: RemapMap;
+  try {
+    map = RemapMap.fromExtents(identity.extents, identity.diskSize, identity.blockSize);
+  } catch (err) {
+    if (err instanceof MapError || err instanceof RangeError) throw corrupt(0, `the map in the header is not valid: ${err.message}`);
+    throw err;
+  }
+  // Snapshot.
+  let pos = header.end;
+  const first = decodeFrame(data, pos);
+  if (!isFrame(first)) throw corrupt(pos, `the snapshot's first frame is not readable (${FAULTS[first]})`);
+  const snapshotBatch = first.batch;
+  let reader: SnapshotReader;
+  try {
+    reader = new SnapshotReader(map, first);
+  } catch (err) {
+    throw corrupt(pos, `the snapshot does not parse: ${(err as Error).message}`);
+  }
+  pos = first.end;
+  while (!reader.done) {
+    const f = decodeFrame(data, pos);
+    if (!isFrame(f)) throw corrupt(pos, `the snapshot is incomplete or damaged (${FAULTS[f]})`);
+    if (f.batch !== snapshotBatch) throw corrupt(pos, `a snapshot frame of batch ${f.batch} inside the snapshot of batch ${snapshotBatch}`);
+    try {
+      reader.add(f);
+    } catch (err) {
+      throw corrupt(pos, `the snapshot does not parse: ${(err as Error).message}`);
+    }
+    pos = f.end;
+  }
+  const state = reader.state;
+  const logStart = pos;
+  // Log.
+  let batchNo = snapshotBatch;
+  let validEnd = pos;
+  let group: Array<{ record: StateRecord; ref?: HoldRef }> = [];
+  let stop: { offset: number; why: string } | undefined;
+  for (;;) {
+    const f = decodeFrame(data, pos);
+    if (!isFrame(f)) {
+      if (f !== 'end-of-file' || group.length > 0) stop = { offset: pos, why: FAULTS[f] };
+      break;
+    }
+    if (f.batch !== batchNo + 1) {
+      stop = { offset: pos, why: `a frame of commit group ${f.batch} where group ${batchNo + 1} was expected` };
+      break;
+    }
+    if (f.kind === FrameKind.Commit) {
+      const count = decodeCount(f);
+      if (count !== group.length) throw corrupt(f.offset, `commit group ${f.batch} says it has ${String(count)} records, ${group.length} precede it`);
+      for (const { record, ref } of group) state.apply(record, ref);
+      group = [];
+      batchNo = f.batch;
+      validEnd = f.end;
+    } else {
+      group.push(decodeLogRecord(f, map, corrupt));
+    }
+    pos = f.end;
+  }
+  if (stop !== undefined || validEnd < data.length) {
+    for (const f of validFramesAfter(data, validEnd)) {
+      if (f.batch !== batchNo + 1) {
+        const at = stop?.offset ?? validEnd;
+        throw corrupt(
+          at,
+          `${stop?.why ?? 'the commit group starting here is incomplete'}, yet a valid frame of commit group ${f.batch} follows at offset ${f.offset}: ` +
+            `this is damage in the middle of the log, not the torn end of a crash`,
+        );
+      }
+    }
+  }
+  return { identity, map, state, batchNo, logStart, validEnd };
+}
+
+function decodeCount(f: Frame): number | undefined {
+  try {
+    const r = new ByteReader(f.payload);
+    const n = r.uint();
+    r.end();
+    return n;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeLogRecord(f: Frame, map: RemapMap, corrupt: (offset: number, what: string) => StateCorruptError): { record: StateRecord; ref?: HoldRef } {
+  let decoded: ReturnType<typeof decodeRecord>;
+  try {
+    decoded = decodeRecord(f.kind, f.payload);
+  } catch (err) {
+    if (err instanceof DecodeError) throw corrupt(f.offset, `a record does not parse: ${err.message}`);
+    throw err;
+  }
+  if (decoded === undefined) throw corrupt(f.offset, `frame kind ${f.kind} does not belong in the log`);
+  const bad = recordOutOfRange(decoded.record, map.diskBlocks, map.destinationBlocks, (d) => map.destBlockLength(d));
+  if (bad !== undefined) throw corrupt(f.offset, bad);
+  const record = decoded.record;
+  if (record.type === 'hold') return { record, ref: { position: f.offset + FRAME_HEADER_BYTES + (decoded.dataAt ?? 0), length: record.data.length } };
+  return { record };
+}

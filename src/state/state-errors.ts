@@ -1,0 +1,47 @@
+/**
+ * Errors about the state file, for a person: `message` says what is wrong
+ * (naming the file, and the offset for damage), `fix` what to do. The CLI
+ * prints both, like every error with a `fix`.
+ */
+export class StateError extends Error {
+  override readonly name: string = 'StateError';
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The state file is damaged where a crash cannot have left it (header, snapshot, or the middle of the log). */
+export class StateCorruptError extends StateError {
+  override readonly name = 'StateCorruptError';
+  constructor(
+    readonly path: string,
+    readonly offset: number,
+    what: string,
+  ) {
+    super(
+      `state file ${path} is damaged at byte offset ${offset}: ${what}`,
+      'do not start a new migration over this disk: its blocks are partly moved. Restore the state file from a backup copy if you have one ' +
+        '(any copy taken while the server was stopped), then run again; without a valid state the moved data cannot be located',
+    );
+  }
+}
+
+/** The state file belongs to another disk, block size or map. */
+export class StateMismatchError extends StateError {
+  override readonly name = 'StateMismatchError';
+  constructor(
+    readonly path: string,
+    readonly differences: string[],
+    fix: string,
+  ) {
+    super(`state file ${path} does not belong to this migration: ${differences.join('; ')}`, fix);
+  }
+}
+
+/** The state asks for something this run cannot give (e.g. a cache smaller than the data held in the state). */
+export class StateUnusableError extends StateError {
+  override readonly name = 'StateUnusableError';
+}

@@ -1,0 +1,105 @@
+import { constants } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/**
+ * The few file operations the state journal needs. Production uses the real
+ * file system (`nodeStateFs`); the power-loss tests inject a model that
+ * remembers every write since the last sync and can forget any of them.
+ */
+export interface StateFile {
+  /** Reads up to buffer.length bytes at `position`; returns how many were read. */
+  read(buffer: Buffer, position: number): Promise<number>;
+  /** Writes all of `data` at `position`. */
+  write(data: Buffer, position: number): Promise<void>;
+  /** fdatasync: every completed write (and the size) is durable. */
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface StateFs {
+  /** Opens an existing file; undefined when it does not exist. */
+  openExisting(path: string, writable: boolean): Promise<StateFile | undefined>;
+  /** Creates (or empties) a file for writing. */
+  create(path: string): Promise<StateFile>;
+  /** Atomic replace. */
+  rename(from: string, to: string): Promise<void>;
+  /** Removes a file; no error when it does not exist. */
+  remove(path: string): Promise<void>;
+  /** Makes the directory's entries (creations, renames) durable. */
+  syncDir(path: string): Promise<void>;
+}
+
+class NodeStateFile implements StateFile {
+  constructor(private readonly handle: FileHandle) {}
+
+  async read(buffer: Buffer, position: number): Promise<number> {
+    let done = 0;
+    while (done < buffer.length) {
+      const { bytesRead } = await this.handle.read(buffer, done, buffer.length - done, position + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+
+  async write(data: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    }
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+export const nodeStateFs: StateFs = {
+  async openExisting(path, writable) {
+    try {
+      return new NodeStateFile(await open(path, writable ? constants.O_RDWR : constants.O_RDONLY));
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  },
+  async create(path) {
+    return new NodeStateFile(await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC, 0o600));
+  },
+  rename: (from, to) => rename(from, to),
+  async remove(path) {
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+    }
+  },
+  async syncDir(path) {
+    const dir = await open(dirname(path), constants.O_RDONLY);
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  },
+};

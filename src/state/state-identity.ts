@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import type { MapExtent, RemapMap } from '../remap/map.js';
+
+export const STATE_FORMAT = 1;
+
+/**
+ * The header of a state file: which disk and map the migration is about.
+ * `mapHash` (sha256 of the block size, disk size and extents) is the
+ * fingerprint the CLI can show; content samples of the disk are taken at
+ * sealing (the `seal` record), when the originals stop changing.
+ */
+export interface StateIdentity {
+  format: number;
+  diskSize: number;
+  blockSize: number;
+  extents: MapExtent[];
+  mapHash: string;
+  /** Informational: where the disk was when the state was created. */
+  diskPath: string;
+  createdAt: string;
+}
+
+export function mapFingerprint(diskSize: number, blockSize: number, extents: readonly MapExtent[]): string {
+  const canonical = JSON.stringify({ diskSize, blockSize, extents: extents.map((e) => [e.destOffset, e.length, e.diskOffset]) });
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export function identityOf(map: RemapMap, diskPath: string): StateIdentity {
+  const extents = map.extents.map((e) => ({ destOffset: e.destOffset, length: e.length, diskOffset: e.diskOffset }));
+  return {
+    format: STATE_FORMAT,
+    diskSize: map.diskSize,
+    blockSize: map.blockSize,
+    extents,
+    mapHash: mapFingerprint(map.diskSize, map.blockSize, extents),
+    diskPath,
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** A header parsed from JSON, checked field by field (a checksummed header can still come from a newer version). */
+export function parseIdentity(json: string): StateIdentity | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    return 'the header is not JSON';
+  }
+  const o = v as Partial<Record<keyof StateIdentity, unknown>>;
+  if (typeof o !== 'object' || o === null) return 'the header is not an object';
+  if (o.format !== STATE_FORMAT) return `state format ${String(o.format)} is not the supported format ${STATE_FORMAT}`;
+  const int = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (!int(o.diskSize) || !int(o.blockSize)) return 'the header lacks the disk size or block size';
+  if (!Array.isArray(o.extents) || !o.extents.every((e: Partial<MapExtent>) => int(e?.destOffset) && int(e?.length) && int(e?.diskOffset))) {
+    return 'the header has no valid map';
+  }
+  if (typeof o.mapHash !== 'string' || typeof o.diskPath !== 'string' || typeof o.createdAt !== 'string') return 'the header lacks its fingerprint';
+  const extents = o.extents as MapExtent[];
+  if (o.mapHash !== mapFingerprint(o.diskSize, o.blockSize, extents)) return 'the map in the header does not match its fingerprint';
+  return { format: o.format, diskSize: o.diskSize, blockSize: o.blockSize, extents, mapHash: o.mapHash, diskPath: o.diskPath, createdAt: o.createdAt };
+}
+
+/** What differs between a state's identity and the disk and map of this run (empty: it belongs). */
+export function identityDifferences(id: StateIdentity, disk: { size: number; path: string }, map: RemapMap | undefined, blockSize: number | undefined): string[] {
+  const out: string[] = [];
+  if (id.diskSize !== disk.size) {
+    out.push(`it was made for a disk of ${id.diskSize} bytes (${id.diskPath}), but ${disk.path} has ${disk.size} bytes`);
+  }
+  const B = map?.blockSize ?? blockSize;
+  if (B !== undefined && B !== id.blockSize) out.push(`its block size is ${id.blockSize}, this run asks for ${B}`);
+  if (map !== undefined && out.length === 0) {
+    const given = map.extents;
+    const n = Math.max(given.length, id.extents.length);
+    for (let i = 0; i < n; i++) {
+      const a = id.extents[i];
+      const b = given[i];
+      if (a !== undefined && b !== undefined && a.destOffset === b.destOffset && a.length === b.length && a.diskOffset === b.diskOffset) continue;
+      const show = (e: MapExtent | undefined): string => (e === undefined ? 'nothing' : `{destOffset ${e.destOffset}, length ${e.length}, diskOffset ${e.diskOffset}}`);
+      out.push(`the map given differs from the state's map at extent ${i}: the state has ${show(a)}, the map given has ${show(b)}`);
+      break;
+    }
+  }
+  return out;
+}
