@@ -239,3 +239,15 @@ it('refuses maps that break a rule, naming the extent and the rule', async () =>
   expect(noServer.code).not.toBe(0);
   expect(noServer.stderr).toMatch(/fix: /);
 });
+
+it("runs the README's 5-block map with a 2-block cache: block 1 goes to 4, 2→3, 3→1, 4→5, 5→2", async () => {
+  const B = 4096;
+  const original = Buffer.concat([1, 2, 3, 4, 5].map((n) => Buffer.alloc(B, n)));
+  const homes = [4, 3, 1, 5, 2];
+  const extents: Extent[] = homes.map((home, i) => ({ destOffset: i * B, length: B, diskOffset: (home - 1) * B }));
+  const m = await startMigration(original, extents, ['--cache', '8K']);
+  const { destination } = await migrate(m, 5 * B);
+  expect(firstDifference(destination, original)).toBe('identical');
+  const disk = readFileSync(m.disk);
+  expect([0, 1, 2, 3, 4].map((p) => disk[p * B])).toEqual([3, 5, 2, 1, 4]);
+});
