@@ -251,3 +251,41 @@ it("runs the README's 5-block map with a 2-block cache: block 1 goes to 4, 2→3
   const disk = readFileSync(m.disk);
   expect([0, 1, 2, 3, 4].map((p) => disk[p * B])).toEqual([3, 5, 2, 1, 4]);
 });
+
+it('a source block read again after its home was overwritten: the revisit cache serves the original, or EIO — never destination data', async () => {
+  for (const revisit of ['1M', '0']) {
+    const m = await startMigration(MiB, [{ destOffset: 0, length: MiB, diskOffset: 0 }], ['--cache', '4K', '--revisit-cache', revisit]);
+    await mustCli(['seal', '--control', m.control]);
+    // Eight blocks through a one-block cache: at least seven must land or spill over released originals.
+    const out = await nbdshScript(
+      m.server.uri('source'),
+      `dst = nbd.NBD(); dst.connect_uri(${JSON.stringify(m.server.uri('destination'))})
+originals = [h.pread(4096, i * 4096) for i in range(8)]
+for i in range(8):
+    dst.pwrite(b"\\xee" * 4096, i * 4096)
+dst.flush()
+eio = 0
+for i in range(8):
+    try:
+        assert h.pread(4096, i * 4096) == originals[i], "source block %d changed" % i
+    except nbd.Error as e:
+        assert e.errno in ("EIO", errno.EIO), e
+        eio += 1
+assert all(dst.pread(4096, i * 4096) == b"\\xee" * 4096 for i in range(8))
+print("EIO", eio)`,
+    );
+    const eio = Number(/EIO (\d+)/.exec(out)?.[1]);
+    const status = await m.status();
+    const revisitCache = status.revisitCache as { hits: number; misses: number };
+    expect(Number(status.originalsOverwritten)).toBeGreaterThanOrEqual(7);
+    if (revisit === '0') {
+      expect(eio).toBeGreaterThanOrEqual(7);
+      expect(revisitCache.misses).toBe(eio);
+      expect(m.server.stdout() + m.server.stderr()).toMatch(/block \d+/);
+    } else {
+      expect(eio).toBe(0);
+      expect(revisitCache.hits).toBeGreaterThanOrEqual(7);
+    }
+    await m.server.stop();
+  }
+});
