@@ -79,7 +79,9 @@ export class RemapEngine implements MigrationControl {
     await this.sourcePath.whenIdle();
     let samples;
     try {
-      // The originals are final from here on: a few of them identify this disk when the state is reopened.
+      // The originals are what the disk holds now, unsynced source writes included: make them durable, or a
+      // crash could bring back older bytes than the copy read. A few of them identify this disk on reopen.
+      await s.device.sync();
       samples = await sampleOriginals(s.device, s.map);
     } catch (err) {
       s.sealing = false;

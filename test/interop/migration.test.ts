@@ -281,7 +281,7 @@ print("EIO", eio)`,
     if (revisit === '0') {
       expect(eio).toBeGreaterThanOrEqual(7);
       expect(revisitCache.misses).toBe(eio);
-      expect(m.server.stdout() + m.server.stderr()).toMatch(/block \d+/);
+      expect(m.server.stdout() + m.server.stderr()).toMatch(/source read of disk block \d+ .*failed with EIO/);
     } else {
       expect(eio).toBe(0);
       expect(revisitCache.hits).toBeGreaterThanOrEqual(7);

@@ -29,7 +29,7 @@ require_tools() {
   for pair in apt-get:apt apt-cache:apt dpkg-deb:dpkg dpkg-query:dpkg depmod:kmod modprobe:kmod \
     cpio:cpio xz:xz-utils ldd:libc-bin flock:util-linux sha256sum:coreutils \
     busybox:busybox-static nbd-client:nbd-client mke2fs:e2fsprogs e2fsck:e2fsprogs \
-    mkfs.xfs:xfsprogs sfdisk:fdisk; do
+    mkfs.xfs:xfsprogs xfs_io:xfsprogs sfdisk:fdisk fstrim:util-linux; do
     tool=${pair%%:*} package=${pair#*:}
     command -v "$tool" >/dev/null 2>&1 || missing+=("$package (for $tool)")
   done
@@ -43,8 +43,8 @@ require_tools() {
 }
 
 # Binaries the guest scenarios need beyond busybox. Optional ones are copied when the host has them.
-REQUIRED_BINARIES=(nbd-client mke2fs e2fsck mkfs.xfs sfdisk)
-OPTIONAL_BINARIES=(rsync xfs_repair fstrim blkdiscard wipefs blockdev dumpe2fs tune2fs)
+REQUIRED_BINARIES=(nbd-client mke2fs e2fsck mkfs.xfs xfs_io sfdisk fstrim)
+OPTIONAL_BINARIES=(rsync xfs_repair blkdiscard wipefs blockdev dumpe2fs tune2fs)
 # Debian packages whose versions decide what lands in the initramfs.
 CONTENT_PACKAGES=(busybox-static nbd-client e2fsprogs xfsprogs fdisk util-linux libc6 rsync)
 # Kernel modules, in the order the guest wants them; dependencies come from modprobe.

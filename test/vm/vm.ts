@@ -98,7 +98,12 @@ export const VM_HOST_TOOLS: Readonly<Record<string, string>> = {
   e2fsck: 'e2fsprogs',
   debugfs: 'e2fsprogs',
   'mkfs.xfs': 'xfsprogs',
+  xfs_io: 'xfsprogs',
+  xfs_repair: 'xfsprogs',
   sfdisk: 'fdisk',
+  fstrim: 'util-linux',
+  truncate: 'coreutils',
+  dd: 'coreutils',
 };
 
 /** The PATH the tools are looked up in: sbin directories are often missing from a user's PATH. */

@@ -39,3 +39,33 @@ sha256_of() {
   vm_lib_sum=$(sha256sum "$1") || die "sha256sum cannot read $1"
   echo "${vm_lib_sum%% *}"
 }
+
+# nbd_attach_with EXPORT DEVICE PORT [nbd-client flags...]: nbd_attach with more flags,
+# e.g. -b 4096 (block size), -p (stay and reconnect when the server goes away; kernel
+# requests wait for it, up to -t seconds).
+nbd_attach_with() {
+  vm_lib_export=$1 vm_lib_dev=$2 vm_lib_port=$3
+  shift 3
+  nbd-client -t 30 "$@" -N "$vm_lib_export" "$VM_FORWARD_HOST" "$vm_lib_port" "$vm_lib_dev" ||
+    die "nbd-client $* could not attach export '$vm_lib_export' to $vm_lib_dev"
+}
+
+# wait_for_dev PATH: polls (10 s at most) for a device node the kernel creates asynchronously, e.g. a partition.
+wait_for_dev() {
+  vm_lib_tries=0
+  while [ ! -b "$1" ]; do
+    vm_lib_tries=$((vm_lib_tries + 1))
+    [ "$vm_lib_tries" -gt 100 ] && die "$1 did not appear"
+    sleep 0.1
+  done
+}
+
+# control METHOD PATH [PORT]: calls the server's control plane (HTTP/JSON) through the forward
+# at $VM_FORWARD_HOST:PORT (80 unless given) and prints the body; a non-2xx status fails.
+control() {
+  if [ "$1" = POST ]; then
+    wget -q -O - --post-data '' "http://$VM_FORWARD_HOST:${3:-80}$2"
+  else
+    wget -q -O - "http://$VM_FORWARD_HOST:${3:-80}$2"
+  fi
+}
