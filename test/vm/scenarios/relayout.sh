@@ -1,0 +1,164 @@
+# A file-level migration with the kernel nbd client (test/vm/migration.test.ts).
+#
+# The host serves one disk with nbd-remapper: export "source" (the old layout: an MBR
+# with one ext4 partition) and "destination" (the new layout, through the map). The
+# guest does what a person migrating a disk does:
+#   attach both; mount the old ext4 from source; fstrim it; remount it read-only;
+#   seal (control plane); write the new partition table on destination; mkfs.ext4 and
+#   mkfs.xfs on its two partitions; copy the files in batches (sync + checkpoint after
+#   each); optionally read every file back through destination; unmount; detach.
+# The host then runs finish and checks the image.
+#
+# Host gives (/vm/files):
+#   params.sh        NBD_PORT, CONTROL_PORT, PERSIST (1: nbd-client -p), READBACK (1: sha256sum -c
+#                    through destination after the copy), CRASH_BATCH (n>0: ask the host to kill and
+#                    restart the server while batch n copies; CRASH_PORT is the host helper's port),
+#                    CRASH_AFTER_KIB (how much of batch n to copy first)
+#   new-table.sfdisk the new partition table (sfdisk script): partition 1 ext4, partition 2 xfs
+#   batches.txt      lines "SRC DESTDIR": cp -a /mnt/old/SRC into DESTDIR (/mnt/new1/... or /mnt/new2/...)
+#   manifest-1.sha256, manifest-2.sha256  sha256sum -c lists, relative to /mnt/new1 and /mnt/new2
+. /etc/vm-lib.sh
+. "$VM_FILES/params.sh"
+
+src=/dev/nbd0
+dst=/dev/nbd1
+mkdir -p /mnt/old /mnt/new1 /mnt/new2
+
+# 512-byte sectors (nbd-client's default), like the disk the tables were written for: with -b 4096 the
+# kernel reads the MBR's sector numbers as 4 KiB units and truncates the partition.
+attach() {
+  if [ "${PERSIST:-0}" = 1 ]; then nbd_attach_with "$1" "$2" "$NBD_PORT" -p; else nbd_attach_with "$1" "$2" "$NBD_PORT"; fi
+}
+
+status_line() {
+  control GET /status "$CONTROL_PORT" | tr -d '\n'
+}
+
+mount_new() {
+  mount -t ext4 "${dst}p1" /mnt/new1 || die "cannot mount the new ext4 (${dst}p1)"
+  mount -t xfs "${dst}p2" /mnt/new2 || die "cannot mount the new xfs (${dst}p2)"
+}
+
+# The copier's promise: what it read so far is durably copied.
+checkpoint() {
+  sync
+  control POST /checkpoint "$CONTROL_PORT" >/tmp/checkpoint.out || die "checkpoint failed: $(cat /tmp/checkpoint.out)"
+}
+
+copy_batch() { # SRC DESTDIR
+  mkdir -p "$2"
+  cp -a "/mnt/old/$1" "$2/" || die "cp -a /mnt/old/$1 $2/ failed"
+}
+
+step "attach source and destination"
+attach source "$src"
+attach destination "$dst"
+report source_size "$(device_size "$src")"
+report destination_size "$(device_size "$dst")"
+# The partition scan at connect is asynchronous; ask for it outright.
+blockdev --rereadpt "$src" || die "cannot read the partition table of $src"
+wait_for_dev "${src}p1"
+report old_partition_bytes "$(device_size "${src}p1")"
+
+step "mount the old ext4 from source, fstrim it, remount read-only"
+mount -t ext4 "${src}p1" /mnt/old || die "cannot mount the old ext4 from ${src}p1"
+trimmed=$(fstrim -v /mnt/old) || die "fstrim failed"
+echo "$trimmed"
+report fstrim "$trimmed"
+mount -o remount,ro /mnt/old || die "cannot remount the old ext4 read-only"
+sync
+blockdev --flushbufs "$src"
+
+step "destination refuses writes before sealing"
+if dd if=/dev/zero of="$dst" bs=4096 count=1 oflag=direct 2>/tmp/dd.err; then
+  die "a write to destination before sealing succeeded"
+fi
+report unsealed_write "$(tr '\n' ' ' </tmp/dd.err)"
+
+step "seal"
+control POST /seal "$CONTROL_PORT" >/tmp/seal.out || die "seal failed: $(cat /tmp/seal.out)"
+report seal "$(tr -d '\n' </tmp/seal.out)"
+
+step "new partition table on destination"
+sfdisk --wipe always -q "$dst" <"$VM_FILES/new-table.sfdisk" || die "sfdisk on $dst failed"
+blockdev --rereadpt "$dst" 2>/dev/null || true
+wait_for_dev "${dst}p1"
+wait_for_dev "${dst}p2"
+report new_table "$(sfdisk -d "$dst" | tr '\n' ';')"
+
+step "mkfs.ext4 ${dst}p1, mkfs.xfs ${dst}p2"
+mkfs.ext4 -q -F -L newext4 "${dst}p1" || die "mkfs.ext4 failed"
+mkfs.xfs -q -f -L newxfs "${dst}p2" || die "mkfs.xfs failed"
+mount_new
+
+n=0
+checkpointed=0
+while read -r from to; do
+  [ -n "$from" ] || continue
+  n=$((n + 1))
+  if [ "$n" = "${CRASH_BATCH:-0}" ]; then
+    step "batch $n: copy $from -> $to, and have the host kill the server part way"
+    mkdir -p "$to"
+    cp -a "/mnt/old/$from" "$to/" &
+    copier=$!
+    # Let the copy get going: wait until the destination tree holds CRASH_AFTER_KIB.
+    tries=0
+    while [ "$(du -sk "$to" | cut -f1)" -lt "${CRASH_AFTER_KIB:-4096}" ] && [ "$tries" -lt 600 ]; do
+      sleep 0.1
+      tries=$((tries + 1))
+    done
+    report crash_at_kib "$(du -sk "$to" | cut -f1)"
+    control GET /crash "$CRASH_PORT" >/tmp/crash.out || die "the host could not crash and restart the server: $(cat /tmp/crash.out)"
+    report crash "$(tr -d '\n' </tmp/crash.out)"
+    if wait "$copier"; then report crash_copy ok; else report crash_copy "failed $?"; fi
+    step "server restarted: treat the new filesystems as power-cut (shut down, remount = log replay)"
+    # Acknowledged but unflushed writes may be gone, so nothing the kernel still holds for the new
+    # filesystems may reach the disk: shut them down without flushing, then mount them afresh.
+    xfs_io -x -c 'shutdown' /mnt/new1 || die "cannot shut down /mnt/new1"
+    xfs_io -x -c 'shutdown' /mnt/new2 || die "cannot shut down /mnt/new2"
+    umount /mnt/new1 || die "cannot unmount the shut-down /mnt/new1"
+    umount /mnt/new2 || die "cannot unmount the shut-down /mnt/new2"
+    blockdev --flushbufs "${dst}p1"
+    blockdev --flushbufs "${dst}p2"
+    blockdev --flushbufs "$dst"
+    echo 3 >/proc/sys/vm/drop_caches
+    mount_new
+    report status_after_restart "$(status_line)"
+    # Re-run the copy from the last checkpoint: the batches after it start over.
+    step "re-run batches $((checkpointed + 1))..$n"
+    m=0
+    while read -r from2 to2; do
+      [ -n "$from2" ] || continue
+      m=$((m + 1))
+      [ "$m" -gt "$checkpointed" ] || continue
+      [ "$m" -le "$n" ] || break
+      rm -rf "$to2/$(basename "$from2")"
+      copy_batch "$from2" "$to2"
+    done <"$VM_FILES/batches.txt"
+  else
+    step "batch $n: copy $from -> $to"
+    copy_batch "$from" "$to"
+  fi
+  checkpoint
+  checkpointed=$n
+  report "checkpoint_$n" "$(tr -d '\n' </tmp/checkpoint.out)"
+done <"$VM_FILES/batches.txt"
+report batches "$n"
+
+if [ "${READBACK:-0}" = 1 ]; then
+  step "read every file back through destination"
+  echo 3 >/proc/sys/vm/drop_caches
+  (cd /mnt/new1 && sha256sum -c -s "$VM_FILES/manifest-1.sha256") || die "files on the new ext4 differ when read back through destination"
+  (cd /mnt/new2 && sha256sum -c -s "$VM_FILES/manifest-2.sha256") || die "files on the new xfs differ when read back through destination"
+  report readback ok
+fi
+
+step "unmount and detach"
+report status_before_detach "$(status_line)"
+umount /mnt/new1
+umount /mnt/new2
+umount /mnt/old
+sync
+nbd_detach "$dst"
+nbd_detach "$src"
+step "done"
