@@ -86,13 +86,17 @@ export class StateCommitter {
     }
   }
 
+  /** A durable journal must not get these records before the data they point at is synced. */
+  pointsAtData(batch: readonly StateRecord[]): boolean {
+    return this.journal.durable && batch.some((r) => r.type === 'spill' || r.type === 'land');
+  }
+
   private start(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
     const seq = this.appendedSeq;
     const ticket = this.syncTickets;
-    const pointsAtData = this.journal.durable && batch.some((r) => r.type === 'spill' || r.type === 'land');
-    const syncDevice = ticket > this.syncedTicket || pointsAtData;
+    const syncDevice = ticket > this.syncedTicket || this.pointsAtData(batch);
     const run = async (): Promise<void> => {
       if (syncDevice) await this.device.sync();
       if (batch.length > 0) {

@@ -54,6 +54,8 @@ export class CrashDisk implements BlockDevice {
   /** Test hook: runs before each write takes effect (ordering-rule checks). */
   beforeWrite: ((offset: number, length: number) => void) | undefined;
   beforeSync: (() => void) | undefined;
+  /** Test hook: a sync that does nothing (to show a test catches it). */
+  brokenSync = false;
 
   constructor(
     image: Buffer,
@@ -94,6 +96,7 @@ export class CrashDisk implements BlockDevice {
   async sync(): Promise<void> {
     this.recorder.onEvent('disk-sync');
     this.beforeSync?.();
+    if (this.brokenSync) return;
     this.durable = Buffer.from(this.current);
     this.pending = [];
     this.syncs++;
@@ -212,6 +215,12 @@ export class CrashFs implements StateFs {
       this.durableNames = new Map(this.names);
     }
     this.inodes.set(id, { current: Buffer.from(data), durable: Buffer.from(data), pending: [] });
+  }
+
+  /** What a crash that keeps no pending write would leave of a file. */
+  durableContents(path: string): Buffer | undefined {
+    const id = this.durableNames.get(path);
+    return id === undefined ? undefined : this.inodes.get(id)?.durable;
   }
 
   listNames(): string[] {
