@@ -1,7 +1,11 @@
 import type { Argv, CommandModule } from 'yargs';
 import { ControlClient, defaultControlPath } from '../../control/control-client.js';
 import type { FinishProgress, MigrationStatus } from '../../control/migration-control.js';
+import { createLogger } from '../../log/logger.js';
+import { finishOffline, resolveStatePath } from '../../state/index.js';
+import { Disk } from '../../store/disk.js';
 import { formatStatus } from '../format-status.js';
+import { UserError } from '../user-error.js';
 import { ProgressReporter } from '../progress-reporter.js';
 
 interface ControlOptions {
@@ -50,12 +54,35 @@ export const checkpointCommand: CommandModule<object, ControlOptions> = {
   },
 };
 
-export const finishCommand: CommandModule<object, ControlOptions> = {
+interface FinishOptions extends ControlOptions {
+  disk?: string;
+  state?: string;
+}
+
+export const finishCommand: CommandModule<object, FinishOptions> = {
   command: 'finish',
-  describe: 'Land everything still held; afterwards the disk IS the new layout. Refused while source has clients',
-  builder: (y) => withControl(y),
+  describe: 'Land everything still held; afterwards the disk IS the new layout. Refused while source has clients. With --disk: offline, no server',
+  builder: (y) =>
+    withControl(y)
+      .option('disk', {
+        type: 'string',
+        describe: 'Finish offline, without a server (after a crash, or to resume an interrupted finish): the disk the server ran on',
+      })
+      .option('state', { type: 'string', describe: 'With --disk: the state file the server ran with (default DISK.remap-state next to an image file)' })
+      .example('$0 finish', 'ask the running server to finish')
+      .example('$0 finish --disk disk.img', 'finish (or resume finishing) offline; the server must not be running') as unknown as Argv<FinishOptions>,
   handler: async (argv) => {
     const progress = new ProgressReporter('finish', process.stdout);
+    if (argv.disk !== undefined) {
+      try {
+        await finishDiskOffline(argv.disk, argv.state, (p) => progress.update(p.done, p.total));
+      } finally {
+        progress.end();
+      }
+      print(`finished offline: ${argv.disk} now holds the new layout.`);
+      return;
+    }
+    if (argv.state !== undefined) throw new UserError('--state needs --disk: it names the state of an offline finish', 'add --disk PATH, or leave --state out to ask the running server', 2);
     let status: MigrationStatus;
     try {
       status = await new ControlClient(argv.control).finish((p: FinishProgress) => progress.update(p.done, p.total));
@@ -66,3 +93,16 @@ export const finishCommand: CommandModule<object, ControlOptions> = {
     print(formatStatus(status));
   },
 };
+
+async function finishDiskOffline(diskPath: string, state: string | undefined, onProgress: (p: FinishProgress) => void): Promise<void> {
+  const log = createLogger({ level: 'info' });
+  // The exclusive lock makes a running server on this disk an error here, not a second writer.
+  const disk = await Disk.open(diskPath, { readOnly: false });
+  try {
+    const statePath = resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: state });
+    await finishOffline({ disk, statePath, log, onProgress });
+    await disk.sync();
+  } finally {
+    await disk.close();
+  }
+}

@@ -4,7 +4,8 @@ import { ControlServer } from '../../control/control-server.js';
 import { defaultControlPath } from '../../control/control-client.js';
 import { formatBytes } from '../../format/bytes.js';
 import { createLogger, type Logger } from '../../log/logger.js';
-import { createRemapper, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES, RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES, RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
+import { openMigration, resolveStatePath, type OpenedMigration } from '../../state/index.js';
 import { PlainDiskView } from '../../remap/plain-disk-view.js';
 import type { BlockExport } from '../../server/block-export.js';
 import { ExportList } from '../../server/export-table.js';
@@ -24,6 +25,8 @@ export interface ServeOptions {
   cache: string;
   revisitCache: string;
   control: string;
+  state?: string;
+  safe: boolean;
   maxConnections: number;
   handshakeTimeout: number;
   verbose: boolean;
@@ -65,6 +68,16 @@ export function serveOptions<T>(yargs: Argv<T>) {
       type: 'string',
       default: defaultControlPath(),
       describe: 'Unix socket of the control plane (seal, checkpoint, status, finish use the same default; env NBD_REMAPPER_CONTROL)',
+    })
+    .option('state', {
+      type: 'string',
+      describe:
+        'Durable record of the migration (default: DISK.remap-state next to an image file; required for a block device, on another disk). Restarting with it resumes exactly where the migration was',
+    })
+    .option('safe', {
+      type: 'boolean',
+      default: false,
+      describe: 'Never overwrite an original a checkpoint has not confirmed (a write that would need one fails with ENOSPC): re-running the copy from the last checkpoint always works',
     })
     .option('listen', {
       type: 'string',
@@ -135,6 +148,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   const sizes = checkOptions(options);
   const disk = await Disk.open(options.disk, { readOnly: options.readOnly });
   const table = new ExportList();
+  let migration: OpenedMigration | undefined;
+  let statePath: string | undefined;
   let engine: RemapEngine | undefined;
   let control: ControlServer | undefined;
   const server = new NbdServer(
@@ -148,7 +163,9 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
     } else {
       const map = await loadMap(options.map, disk, options.blockSize);
-      engine = createRemapper({ device: disk, map, blockSize: options.blockSize, ...sizes, log });
+      statePath = resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state });
+      migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
+      engine = migration.engine;
       table.add(engine.source);
       table.add(engine.destination);
       engine.onPhase((phase) => {
@@ -161,11 +178,13 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   } catch (err) {
     await server.close();
     await control?.close();
+    await migration?.close();
     await disk.close();
     throw err;
   }
 
-  printBanner(print, disk, engine, table.list(), bound, options);
+  const stateLine = migration ? `state: ${statePath} (${migration.resumed ? 'resumed' : 'new migration'})${options.safe ? '; safe mode' : ''}` : undefined;
+  printBanner(print, disk, stateLine, engine, table.list(), bound, options);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -174,10 +193,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       stopping ??= (async () => {
         await server.close();
         await control?.close();
-        if (engine) {
-          await engine.destination.flush();
-          warnIfVolatile(engine, log);
-        }
+        // Held data goes into the state first: a clean stop loses nothing.
+        await migration?.close();
         await disk.sync();
         await disk.close();
       })();
@@ -186,12 +203,21 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   };
 }
 
-function printBanner(print: (line: string) => void, disk: Disk, engine: RemapEngine | undefined, exports: readonly BlockExport[], bound: Endpoint[], options: ServeOptions): void {
+function printBanner(
+  print: (line: string) => void,
+  disk: Disk,
+  stateLine: string | undefined,
+  engine: RemapEngine | undefined,
+  exports: readonly BlockExport[],
+  bound: Endpoint[],
+  options: ServeOptions,
+): void {
   print(`nbd-remapper: serving ${disk.path} (${formatBytes(disk.size)}, ${disk.size} bytes)${options.readOnly ? ', read-only' : ''}`);
   if (engine) {
     const map = engine.map;
+    if (stateLine) print(stateLine);
     print(
-      `map: ${options.map ?? 'identity'} — ${map.extents.length} extent(s), destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
+      `map: ${options.map ?? (isIdentity(map) ? 'identity' : 'as recorded in the state')} — ${map.extents.length} extent(s), destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
     );
   }
   exports.forEach((exp, i) => {
@@ -206,11 +232,9 @@ function printBanner(print: (line: string) => void, disk: Disk, engine: RemapEng
   print('ready; Ctrl-C (SIGINT) or SIGTERM stops after answering requests in flight');
 }
 
-/** Without a durable state, data still held in RAM does not survive the process: say so rather than lose it silently. */
-function warnIfVolatile(engine: RemapEngine, log: Logger): void {
-  const status = engine.status();
-  if (status.phase === 'finished' || status.heldInRam === 0) return;
-  log.warn(`stopping with ${status.heldInRam} destination block(s) (${formatBytes(status.heldInRamBytes)}) held only in RAM: they are lost; run finish before stopping`);
+function isIdentity(map: RemapMap): boolean {
+  const [only] = map.extents;
+  return map.extents.length === 1 && only.diskOffset === 0 && only.length === map.diskSize;
 }
 
 /** Runs until SIGINT/SIGTERM, then stops cleanly and exits 0. */
