@@ -123,9 +123,11 @@ export class CrashRun implements Recorder {
     });
   }
 
-  async run(ops: CrashOp[]): Promise<void> {
+  /** `before(i)`: runs before operation i (e.g. to read what the destination serves before finish). */
+  async run(ops: CrashOp[], before?: (i: number) => Promise<void>): Promise<void> {
     await this.open();
     for (let i = 0; i < ops.length; i++) {
+      await before?.(i);
       this.op = i;
       await this.apply(ops[i], i);
     }

@@ -333,7 +333,7 @@ function piecesOf(op: PendingFileOp): Piece[] {
  * The world a power loss at `snap` leaves, keeping the pending pieces `mode`
  * picks (`random` uses `random()`): a disk image and a file system.
  */
-export function materialise(snap: CrashSnapshot, mode: CrashMode, random: () => number): { image: Buffer; fs: CrashFs } {
+export function materialise(snap: CrashSnapshot, mode: CrashMode, random: () => number, recorder?: Recorder): { image: Buffer; fs: CrashFs } {
   const diskPieces = snap.disk.pending.flatMap(piecesOf);
   const filePieces: Array<{ inode: number; piece: Piece; extendTo?: number }> = [];
   for (const [id, inode] of snap.fs.inodes) {
@@ -383,5 +383,5 @@ export function materialise(snap: CrashSnapshot, mode: CrashMode, random: () => 
   }
   // The disk keeps its size whatever happened (writes never extend it).
   if (image.length !== snap.disk.durable.length) image = image.subarray(0, snap.disk.durable.length);
-  return { image, fs: CrashFs.fromCrash(names, content) };
+  return { image, fs: CrashFs.fromCrash(names, content, recorder) };
 }
