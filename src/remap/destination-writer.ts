@@ -267,6 +267,7 @@ export class DestinationWriter {
     }
     if (rest.length === 0) return undefined;
     const safeNote = s.safe && (!s.unconfirmedHome.isEmpty || !s.unconfirmedNonHome.isEmpty || s.landableUnconfirmed.size > 0);
+    if (safeNote) s.safeBlocked = true;
     return s.noSpace(
       `no room for ${rest.length} destination block(s) (first: ${rest[0].d}): the RAM cache is full ` +
         `(${s.ramBytes} of ${s.cacheBytes} bytes) and no released disk block is free for a spill; ` +

@@ -5,8 +5,9 @@ export { RemapMap, validateBlockSize, MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, type MapEx
 export { createRemapper, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES, type RemapperOptions } from './create-remapper.js';
 export { RemapEngine } from './remap-engine.js';
 export type { Phase } from './remap-state.js';
-export type { RemapStatus } from './remap-status.js';
+export type { RemapStatus, DurabilityStatus } from './remap-status.js';
+export type { RestoredState } from './restore-state.js';
 export type { FinishProgress } from './finish-planner.js';
 export { SourceView } from './source-view.js';
 export { DestinationView } from './destination-view.js';
-export { MemoryStateJournal, type StateJournal, type StateRecord, type StateRecordType } from './state-journal.js';
+export { MemoryStateJournal, type StateJournal, type StateRecord, type StateRecordType, type JournalInfo, type SealSample } from './state-journal.js';

@@ -110,6 +110,8 @@ export class RemapState {
   readonly captures = new CaptureRegistry();
 
   atRisk = 0;
+  /** --safe refused a write since the last checkpoint because only unconfirmed originals were left (status hints at a checkpoint). */
+  safeBlocked = false;
   enospcCount = 0;
   lastEnospc: string | undefined;
   anyLanded = false;
@@ -286,6 +288,7 @@ export class RemapState {
   confirmAll(): void {
     this.unconfirmed.clearAll();
     this.atRisk = 0;
+    this.safeBlocked = false;
     this.confirmedNonHome.appendAll(this.unconfirmedNonHome);
     this.confirmedHome.appendAll(this.unconfirmedHome);
     for (const d of this.landableUnconfirmed.values()) this.landableConfirmed.add(d);

@@ -89,11 +89,11 @@ function durabilityOf(s: RemapState): DurabilityStatus {
   const journal = s.committer.durable ? (s.committer.journalInfo() ?? null) : null;
   const volatile = s.committer.durable ? s.ramDirty.size : s.ram.size;
   let hint: string | null = null;
-  if (s.safe && s.lastEnospc !== undefined && s.phase === 'sealed') {
+  if (s.safeBlocked && s.phase === 'sealed') {
     hint = '--safe refuses to overwrite originals not confirmed yet: sync the new filesystems, then run `nbd-remapper checkpoint`';
   } else if (s.atRisk > 0) {
     hint = `${s.atRisk} original(s) overwritten before a checkpoint: run \`nbd-remapper checkpoint\` after syncing the new filesystems`;
-  } else if (journal === null && s.phase !== 'finished') {
+  } else if (!s.committer.durable && s.phase !== 'finished') {
     hint = 'no state file: nothing survives a crash';
   }
   return {
