@@ -59,6 +59,8 @@ def control_post(path):
             break
         reply += chunk
     s.close()
+    if not reply.startswith(b"HTTP/"):
+        raise RuntimeError("control %s: no answer (the server died)" % path)
     status = int(reply.split(b" ", 2)[1])
     if status != 200:
         raise RuntimeError("control %s answered %d: %s" % (path, status, reply[-400:]))
@@ -210,7 +212,12 @@ try:
             pending.clear()
             stats["flushes"] += 1
             if safe:
-                control_post("/checkpoint")
+                try:
+                    control_post("/checkpoint")
+                except (OSError, RuntimeError):
+                    # Unanswered: it may have been committed, so its blocks may be gone as confirmed ones.
+                    confirmed |= released
+                    raise
                 confirmed |= released
                 stats["checkpoints"] += 1
 except (nbd.Error, OSError, RuntimeError) as e:
