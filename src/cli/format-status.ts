@@ -34,7 +34,7 @@ const count = (value: unknown): string => num(value).toLocaleString('en-US');
 const SUMMARISED = new Set([
   'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'released', 'confirmed', 'atRisk', 'originalsOverwritten',
   'revisitCache', 'heldInRam', 'heldInRamBytes', 'cacheBytes', 'cacheLimitBytes', 'heldAsZero', 'spilled', 'landed',
-  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'finish', 'stateRecords',
+  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'finish', 'stateRecords', 'durability',
 ]);
 
 /**
@@ -70,9 +70,35 @@ export function formatStatus(status: MigrationStatus): string {
   lines.push(`clients:      source ${count(s.sourceClients)}, destination ${count(s.destinationClients)}`);
   const finish = s.finish as { done?: number; total?: number } | null | undefined;
   if (finish) lines.push(`finish:       ${count(finish.done)} of ${count(finish.total)} block(s) moved`);
-  const records = s.stateRecords as { appended?: number; committed?: number } | undefined;
-  if (records) lines.push(`state:        ${count(records.appended)} record(s) appended, ${count(records.committed)} committed`);
+  lines.push(...durabilityLines(s));
   const rest = Object.fromEntries(Object.entries(s).filter(([key]) => !SUMMARISED.has(key)));
   if (Object.keys(rest).length > 0) lines.push(...formatFields(rest, ''));
   return lines.join('\n');
+}
+
+interface Durability {
+  journal: { path: string; bytes: number; records: number; lastCommit: string | null } | null;
+  heldInRamVolatile: number;
+  recordsVolatile: number;
+  hint: string | null;
+}
+
+/** What a crash now would lose, and where the durable record is. */
+function durabilityLines(s: Record<string, unknown>): string[] {
+  const d = s.durability as Durability | undefined;
+  if (!d) return [];
+  const lines: string[] = [];
+  lines.push(
+    d.journal
+      ? `state file:   ${d.journal.path} (${formatBytes(d.journal.bytes)}, ${count(d.journal.records)} record(s), last commit ${d.journal.lastCommit ?? '-'})`
+      : 'state file:   none — nothing survives a restart',
+  );
+  const volatile = num(d.heldInRamVolatile) + num(d.recordsVolatile);
+  lines.push(
+    volatile === 0
+      ? 'volatile:     nothing — a crash now loses no acknowledged write'
+      : `volatile:     ${count(d.heldInRamVolatile)} RAM block(s) and ${count(d.recordsVolatile)} record(s) not yet durable (the next FLUSH makes them so)`,
+  );
+  if (d.hint) lines.push(`hint:         ${d.hint}`);
+  return lines;
 }

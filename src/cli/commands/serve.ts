@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { ControlServer } from '../../control/control-server.js';
 import { defaultControlPath } from '../../control/control-client.js';
@@ -163,7 +164,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
     } else {
       const map = await loadMap(options.map, disk, options.blockSize);
-      statePath = resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state });
+      statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
       migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
       engine = migration.engine;
       table.add(engine.source);

@@ -46,6 +46,14 @@ describe('formatStatus', () => {
     expect(text).toMatch(/fix: .*--cache/);
   });
 
+  it('says where the state is and what a crash would lose now', () => {
+    const durable = { journal: { path: '/s/disk.remap-state', bytes: 2048, records: 5, lastCommit: '2026-12-01T00:00:00Z' }, heldInRamVolatile: 0, heldInRamDurable: 4, recordsVolatile: 0, originalsAtRisk: 0, hint: null };
+    expect(formatStatus({ ...base, durability: durable })).toMatch(/state file:\s+\/s\/disk.remap-state \(2\.0 KiB, 5 record\(s\)[\s\S]*volatile:\s+nothing/);
+    const volatile = formatStatus({ ...base, durability: { ...durable, heldInRamVolatile: 3, recordsVolatile: 2, hint: 'run a checkpoint' } });
+    expect(volatile).toMatch(/volatile:\s+3 RAM block\(s\) and 2 record\(s\) not yet durable/);
+    expect(volatile).toMatch(/hint:\s+run a checkpoint/);
+  });
+
   it('lists fields it has no summary for, so nothing the server reports is hidden', () => {
     const text = formatStatus({ ...base, journal: { path: '/x/state', bytes: 4096 } });
     expect(text).toMatch(/^journal:\n  path: \/x\/state\n  bytes: 4,096$/m);
