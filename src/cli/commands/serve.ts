@@ -167,7 +167,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
       migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
       engine = migration.engine;
-      table.add(engine.source);
+      // A finished migration has no source any more: the disk is the new layout.
+      if (engine.phase !== 'finished') table.add(engine.source);
       table.add(engine.destination);
       engine.onPhase((phase) => {
         if (phase === 'finished') table.remove('source');
@@ -229,6 +230,7 @@ function printBanner(
   if (engine) {
     print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${options.control})`);
     if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
+    if (engine.phase === 'finished') print('this migration is finished: destination is a plain view of the disk (remove the state file to start a new one)');
   }
   print('ready; Ctrl-C (SIGINT) or SIGTERM stops after answering requests in flight');
 }

@@ -1,0 +1,91 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterEach, expect, it } from 'vitest';
+import { nbdshScript } from '../helpers/nbdsh-script.js';
+import { runTool, type ToolResult } from '../helpers/run-tool.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { CLI, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+/** The state file through the CLI: a clean restart resumes, a wrong disk or map is refused, finish runs offline. */
+
+const MiB = 1024 * 1024;
+const cleanups: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const cli = (args: string[]): Promise<ToolResult> => runTool(process.execPath, [CLI, ...args], { timeoutMs: 120_000 });
+
+it('resumes after a stop and after kill -9; refuses a state of another map or disk; finishes offline', async () => {
+  const dir = scratchDir('nbd-remapper-resume-');
+  cleanups.push(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  const original = randomImage(disk, 8 * MiB);
+  const mapFile = dir.file('map.json');
+  const extents = [{ destOffset: 0, length: 7 * MiB, diskOffset: MiB }];
+  writeFileSync(mapFile, JSON.stringify({ extents }));
+  const control = dir.file('control.sock');
+  const serveArgs = ['serve', '--disk', disk, '--map', mapFile, '--socket', dir.file('nbd.sock'), '--control', control, '--cache', '64K'];
+  const start = async (args = serveArgs): Promise<ServerProcess> => {
+    const server = await startServerProcess(args);
+    cleanups.push(() => server.stop('SIGKILL'));
+    return server;
+  };
+
+  let server = await start();
+  expect(server.stdout()).toMatch(/state: .*disk\.img\.remap-state \(new migration\)/);
+  expect((await cli(['seal', '--control', control])).code).toBe(0);
+  // Half the copy, then a clean stop: held data goes into the state.
+  await nbdshScript(
+    server.uri('destination'),
+    `src = nbd.NBD(); src.connect_uri(${JSON.stringify(server.uri('source'))})
+for off in range(0, ${3 * MiB}, 65536):
+    h.pwrite(src.pread(65536, off), off)`,
+  );
+  expect(await server.stop()).toBe(0);
+
+  server = await start();
+  expect(server.stdout()).toMatch(/\(resumed\)/);
+  expect(server.stderr() + server.stdout()).toMatch(/resumed the migration .*phase sealed/);
+  // The rest of the copy, a FLUSH, then kill -9.
+  await nbdshScript(
+    server.uri('destination'),
+    `src = nbd.NBD(); src.connect_uri(${JSON.stringify(server.uri('source'))})
+for off in range(${3 * MiB}, ${7 * MiB}, 65536):
+    h.pwrite(src.pread(65536, off), off)
+h.flush()`,
+  );
+  server.child.kill('SIGKILL');
+  await server.exited;
+
+  // A different map over the same state is refused, naming what differs.
+  const otherMap = dir.file('other-map.json');
+  writeFileSync(otherMap, JSON.stringify({ extents: [{ destOffset: 0, length: 6 * MiB, diskOffset: 2 * MiB }] }));
+  const wrongMap = await cli(['serve', '--disk', disk, '--map', otherMap, '--socket', dir.file('x.sock'), '--control', dir.file('x-control.sock')]);
+  expect(wrongMap.code).not.toBe(0);
+  expect(wrongMap.stderr).toMatch(/map[\s\S]*fix: /);
+  // Another disk with this state is refused too.
+  const otherDisk = dir.file('other.img');
+  randomImage(otherDisk, 9 * MiB);
+  const wrongDisk = await cli(['serve', '--disk', otherDisk, '--state', `${disk}.remap-state`, '--socket', dir.file('y.sock'), '--control', dir.file('y-control.sock')]);
+  expect(wrongDisk.code).not.toBe(0);
+  expect(wrongDisk.stderr).toMatch(/does not belong[\s\S]*a disk of 8388608 bytes/);
+  expect(wrongDisk.stderr).toMatch(/fix: /);
+
+  // Offline finish is refused while a server holds the disk, then done without one.
+  server = await start(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control]);
+  const locked = await cli(['finish', '--disk', disk]);
+  expect(locked.code).not.toBe(0);
+  expect(locked.stderr).toMatch(/in use|locked/);
+  expect(await server.stop()).toBe(0);
+  const offline = await cli(['finish', '--disk', disk]);
+  expect(offline.code, offline.stderr).toBe(0);
+  expect(offline.stdout).toMatch(/finished offline/);
+  const image = readFileSync(disk);
+  expect(image.subarray(MiB).equals(original.subarray(0, 7 * MiB))).toBe(true);
+
+  // Serving a finished migration: destination only, a plain view of the disk.
+  server = await start(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control]);
+  const listed = await runTool('nbdinfo', ['--list', '--json', server.uri('destination')]);
+  expect((JSON.parse(listed.stdout) as { exports: Array<{ 'export-name': string }> }).exports.map((e) => e['export-name'])).toEqual(['destination']);
+  expect(await server.stop()).toBe(0);
+});
