@@ -5,7 +5,7 @@
  * same client: python3-libnbd).
  *
  * Ours runs two cases on an identity map after sealing:
- * - "landing": the source range was read first, so each write lands at home
+ * - "landing": the source range was read and checkpointed first, so each write lands at home
  *   and a FLUSH costs a data sync plus a state commit;
  * - "held": the source range is unread, so writes stay in RAM and a FLUSH
  *   must carry them into durable state (slots or the journal).
@@ -55,6 +55,7 @@ async function oursRun(dir: string, image: string, mode: DurabilityMode, samples
   try {
     await server.seal();
     await readRange(server.source, 0, DURABLE_BYTES);
+    await server.checkpoint();
     for (const c of CASES) samples.add(`ours\0${mode}\0${c.name}`, await durableWrites(server.destination, c.offset, DURABLE_BYTES, mode));
     return await server.status();
   } catch (err) {

@@ -3,8 +3,9 @@
  *
  * - Destination writes with spills: a map that swaps the disk's halves; before
  *   sealing, H = SIZE/2 random bytes are written to `source` (the passthrough
- *   baseline); after sealing, the source's first half is read (released), then
- *   the same H bytes are written to destination [0, H). Their homes (the second
+ *   baseline); after sealing, the source's first half is read (released) and
+ *   checkpointed (confirmed, so free to overwrite), then the same H bytes are
+ *   written to destination [0, H). Their homes (the second
  *   half) are unread, so 64 MiB stay in RAM and the rest spills into the
  *   released first half. Same server, same client (nbdcopy -C 1), same bytes.
  * - Whole-disk migration: a map that reverses SIZE/8 chunks (every block moves;
@@ -49,6 +50,7 @@ async function destinationWrites(dir: string, master: string, half: string): Pro
     const passthrough = mbPerSecond(H, await seqWrite(half, server.source, 1));
     await server.seal();
     await readRange(server.source, 0, H);
+    await server.checkpoint();
     const destination = mbPerSecond(H, await seqWrite(half, server.destination, 1));
     const status = await server.status();
     return { passthrough, destination, status };

@@ -74,6 +74,11 @@ export class Remapper {
     return this.cli(['seal']);
   }
 
+  /** The copier's promise that what it read so far is durably copied: released blocks become confirmed, so writes may land on them. */
+  checkpoint(): Promise<RunResult> {
+    return this.cli(['checkpoint']);
+  }
+
   finish(): Promise<RunResult> {
     return this.cli(['finish']);
   }
