@@ -126,7 +126,7 @@ export class Disk {
       if (this.closeRequested) throw new DiskClosedError(this.path);
       const started = process.hrtime.bigint();
       readFullySync(this.preadSync, buffer, offset);
-      this.readPath.recordSync(Number(process.hrtime.bigint() - started));
+      this.readPath.recordSync(Number(process.hrtime.bigint() - started), buffer.length);
       return;
     }
     await this.tracked(() => readFully(this.preadAsync, buffer, offset));

@@ -2,25 +2,33 @@
  * Chooses, per request, between a synchronous read on the event loop and an
  * asynchronous one through libuv's thread pool.
  *
- * Measured on these machines (shared/PERFORMANCE.md): small page-cached reads
- * answer twice as fast with readSync, because the thread-pool hop, not the
- * copy, dominates. But a read that misses the page cache blocks the event loop
- * for a device's latency, stalling every connection. So sync reads are used
- * only while they keep proving fast: one slow sync read switches to the thread
- * pool for a cool-down, after which a sync read is tried again.
+ * Measured on these machines (shared/PERFORMANCE.md, and nbdcopy -C 1 of a
+ * page-cached 1 GiB image): page-cached reads answer faster with readSync at
+ * every size we serve. Small ones because the thread-pool hop, not the copy,
+ * dominates; large ones (256 KiB, nbdcopy's default) because on two cores the
+ * hop's thread wake-ups compete with the client for CPU — sync reads up to
+ * 1 MiB raised sequential reads from ~0.63× to ~0.75× nbdkit. A read that
+ * misses the page cache, though, blocks the event loop for a device's
+ * latency, stalling every connection. So sync reads are used only while they
+ * keep proving fast: one slow sync read switches to the thread pool for a
+ * cool-down, after which a sync read is tried again.
  */
 export interface IoPathPolicy {
   /** Requests larger than this always go to the thread pool. */
   maxSyncBytes: number;
-  /** A sync read slower than this (nanoseconds) counts as a page-cache miss. */
+  /** A sync read slower than this (nanoseconds) plus `slowSyncNsPerByte` per byte counts as a page-cache miss. */
   slowSyncNs: number;
+  /** Allowance per byte read (ns): a page-cached copy runs at several GB/s, a device read far slower. */
+  slowSyncNsPerByte: number;
   /** How many requests go to the thread pool after a slow sync read. */
   coolDownRequests: number;
 }
 
 export const DEFAULT_IO_PATH_POLICY: IoPathPolicy = {
-  maxSyncBytes: 64 * 1024,
-  slowSyncNs: 500_000,
+  maxSyncBytes: 1024 * 1024,
+  slowSyncNs: 300_000,
+  // 1 ns per byte = 1 GB/s: 256 KiB may take ~560 µs, 1 MiB ~1.35 ms before it counts as a miss.
+  slowSyncNsPerByte: 1,
   coolDownRequests: 256,
 };
 
@@ -38,8 +46,8 @@ export class IoPathChooser {
     return true;
   }
 
-  /** Report how long a sync request took. */
-  recordSync(elapsedNs: number): void {
-    if (elapsedNs > this.policy.slowSyncNs) this.asyncLeft = this.policy.coolDownRequests;
+  /** Report how long a sync request of `length` bytes took. */
+  recordSync(elapsedNs: number, length = 0): void {
+    if (elapsedNs > this.policy.slowSyncNs + length * this.policy.slowSyncNsPerByte) this.asyncLeft = this.policy.coolDownRequests;
   }
 }
