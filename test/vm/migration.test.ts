@@ -28,11 +28,14 @@ import {
   type FileTree,
   type MapExtent,
 } from './migration-fixtures.js';
-import { RemapperServer, startPlainServer, type RemapStatus } from './remapper-server.js';
+import { controlRequest, finishOffline, RemapperServer, startHostHelper, startPlainServer, type RemapStatus } from './remapper-server.js';
 import { assertVmPassed, describeVmRun, prepareVm, runVmScenario, type VmForward, type VmScenarioResult } from './vm.js';
 
 const NBD_PORT = 10809;
 const CONTROL_PORT = 80;
+const CRASH_PORT = 81;
+/** How long after finish starts (its first progress line) scenario 4 SIGKILLs the server. */
+const FINISH_KILL_DELAY_MS = Number(process.env.VM_FINISH_KILL_DELAY_MS ?? 150);
 const BUILD_TIMEOUT_MS = 5 * 60_000;
 const COPY_VM_TIMEOUT_MS = 480_000;
 const VERIFY_VM_TIMEOUT_MS = 180_000;
@@ -63,6 +66,12 @@ interface RelayoutCase {
   readback: boolean;
   /** Assert that held data spilled (a cache far below the overlap). */
   expectSpills?: boolean;
+  /** serve --safe. */
+  safe?: boolean;
+  /** Scenario 3: SIGKILL + restart of the server once batch `batch` (1-based) has copied afterKiB. */
+  crashDuringCopy?: { batch: number; afterKiB: number };
+  /** Scenario 4: SIGKILL the server while finish streams progress; then finish offline. */
+  crashDuringFinish?: boolean;
 }
 
 function sfdiskScript(layout: NewLayout): string {
@@ -124,25 +133,49 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
     const prepared = performance.now();
 
     // ---- the copy, in the VM
-    const server = await RemapperServer.start({ disk, control, map: mapFile, cache: c.cache });
+    const state = dir.file('remap-state');
+    const server = await RemapperServer.start({ disk, control, map: mapFile, cache: c.cache, state, safe: c.safe });
     console.info(`${c.name}: ${server.description}`);
     server.startPolling();
     const forwards: VmForward[] = [
       { guestPort: NBD_PORT, hostTarget: `tcp:127.0.0.1:${server.port}` },
       { guestPort: CONTROL_PORT, hostTarget: `unix:${control}` },
     ];
+    // Scenario 3: the guest asks for the crash at the point it chose (part way through a batch).
+    const crashes: Array<{ killedWith: number | null; restartMs: number; statusAfter: RemapStatus }> = [];
+    const helper = c.crashDuringCopy
+      ? await startHostHelper(dir.file('helper.sock'), {
+          '/crash': async () => {
+            const t0 = performance.now();
+            const killedWith = await server.kill();
+            await server.restart();
+            const statusAfter = await server.status();
+            crashes.push({ killedWith, restartMs: performance.now() - t0, statusAfter });
+            return { killed: 'SIGKILL', restartMs: Math.round(performance.now() - t0), phase: statusAfter.phase, safe: statusAfter.safe };
+          },
+        })
+      : undefined;
+    if (helper) forwards.push({ guestPort: CRASH_PORT, hostTarget: `unix:${dir.file('helper.sock')}` });
     let copy: VmScenarioResult;
     let afterCopy: RemapStatus;
-    let finishOut: string;
-    let finished: RemapStatus;
+    let finished: RemapStatus | undefined;
     let serverExit: number | null;
+    let finishCrash: { progressLines: string[]; linesBeforeKill: number; offline: string } | undefined;
     try {
       copy = await runVmScenario({
         scenarioScript: scenario('relayout.sh'),
         forwards,
         timeoutMs: COPY_VM_TIMEOUT_MS,
         extraFiles: {
-          'params.sh': params({ NBD_PORT, CONTROL_PORT, READBACK: c.readback ? 1 : 0 }),
+          'params.sh': params({
+            NBD_PORT,
+            CONTROL_PORT,
+            READBACK: c.readback ? 1 : 0,
+            REATTACH: c.crashDuringCopy ? 1 : 0,
+            CRASH_BATCH: c.crashDuringCopy?.batch ?? 0,
+            CRASH_AFTER_KIB: c.crashDuringCopy?.afterKiB ?? 0,
+            CRASH_PORT,
+          }),
           'new-table.sfdisk': sfdiskScript(c.layout),
           'batches.txt': c.batches.map(([src, to]) => `${src} ${to}\n`).join(''),
           'manifest-1.sha256': rootedManifest(tree, 'a'),
@@ -156,20 +189,67 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
       printStatus(`${c.name} status after the copy`, afterCopy);
       if (!copy.passed) throw new Error(`${describeVmRun(copy)}\n----- server log -----\n${server.log()}`);
       expect(copy.reports.old_partition_bytes, 'the guest sees the old partition at another size').toBe(String(c.oldPartition.size));
+      if (c.crashDuringCopy) {
+        expect(crashes.length, `the guest did not get the server killed (helper calls: ${helper?.calls.join(' ')})`).toBe(1);
+        for (const crash of crashes) printStatus(`${c.name} status right after the restart (${crash.restartMs.toFixed(0)} ms after SIGKILL)`, crash.statusAfter);
+        expect(crashes[0].statusAfter.phase, 'the restarted server forgot the seal').toBe('sealed');
+        console.info(`${c.name} crash: killed after ${copy.reports.crash_at_kib} KiB of batch ${c.crashDuringCopy.batch}; cp of the batch: ${copy.reports.crash_copy}`);
+      }
 
-      // ---- finish on the host, with the CLI
-      const fin = await server.finishWithCli();
-      finishOut = fin.stdout + fin.stderr;
-      console.info(`${c.name} finish (exit ${fin.code}):\n${finishOut.split('\n').slice(-4).join('\n')}`);
-      expect(fin.code, `nbd-remapper finish failed:\n${finishOut}\n----- server log -----\n${server.log()}`).toBe(0);
-      finished = await server.status();
-      printStatus(`${c.name} status after finish`, finished);
+      if (!c.crashDuringFinish) {
+        // ---- finish on the host, with the CLI
+        const fin = await server.finishWithCli();
+        const finishOut = fin.stdout + fin.stderr;
+        console.info(`${c.name} finish (exit ${fin.code}):\n${finishOut.split('\n').slice(-4).join('\n')}`);
+        expect(fin.code, `nbd-remapper finish failed:\n${finishOut}\n----- server log -----\n${server.log()}`).toBe(0);
+        finished = await server.status();
+        printStatus(`${c.name} status after finish`, finished);
+      } else {
+        // ---- scenario 4: SIGKILL the server while finish streams progress, then finish offline
+        const progressLines: string[] = [];
+        let linesBeforeKill = -1;
+        let killTimer: NodeJS.Timeout | undefined;
+        const streaming = controlRequest(control, 'POST', '/finish', (line) => {
+          if (!line.trim()) return;
+          progressLines.push(line);
+          const progress = (JSON.parse(line) as { progress?: { done: number; total: number } }).progress;
+          // Finish reports progress as it goes (the first line when it begins): kill a moment into it.
+          if (linesBeforeKill < 0 && progress) {
+            linesBeforeKill = progressLines.length;
+            killTimer = setTimeout(() => void server.kill(), FINISH_KILL_DELAY_MS);
+          }
+        }).catch((err: unknown) => ({ status: -1, body: String(err) }));
+        const answer = await streaming;
+        await server.exited;
+        console.info(`${c.name} finish stream until the kill (${progressLines.length} lines):\n${progressLines.slice(0, 8).join('\n')}${progressLines.length > 8 ? '\n…' : ''}`);
+        expect(linesBeforeKill, `finish never reported progress before it ended:\n${answer.body}\n${server.log()}`).toBeGreaterThan(0);
+        expect(
+          progressLines.some((l) => l.includes('"finished"')),
+          `finish completed before the SIGKILL landed, so nothing was interrupted:\n${progressLines.join('\n')}`,
+        ).toBe(false);
+        clearTimeout(killTimer);
+        const offline = await finishOffline(disk, state);
+        const offlineOut = offline.stdout + offline.stderr;
+        console.info(`${c.name} offline finish (exit ${offline.code}):\n${offlineOut.split('\n').slice(-6).join('\n')}`);
+        expect(offline.code, `offline finish failed:\n${offlineOut}\n----- server log -----\n${server.log()}`).toBe(0);
+        // The offline run must have had work left, or the kill did not interrupt anything.
+        const left = /finish: ([\d,]+)\/([\d,]+) blocks/.exec(offlineOut);
+        expect(left, `no progress line in the offline finish's output:\n${offlineOut}`).not.toBeNull();
+        const offlineTotal = Number(left![2].replace(/,/g, ''));
+        console.info(`${c.name}: the offline finish had ${offlineTotal} block(s) left to land after the SIGKILL`);
+        expect(offlineTotal, `the SIGKILL ${FINISH_KILL_DELAY_MS} ms into finish left nothing for the offline finish:\n${progressLines.join('\n')}`).toBeGreaterThan(0);
+        finishCrash = { progressLines, linesBeforeKill, offline: offlineOut };
+      }
     } finally {
+      await helper?.close();
       serverExit = await server.stop();
     }
-    expect(serverExit, `the server did not exit cleanly:\n${server.log()}`).toBe(0);
-    expect(finished.phase).toBe('finished');
+    if (!c.crashDuringFinish) {
+      expect(serverExit, `the server did not exit cleanly:\n${server.log()}`).toBe(0);
+      expect(finished?.phase).toBe('finished');
+    }
     expect(afterCopy.enospc, `writes failed with ENOSPC:\n${server.log()}`).toBe(0);
+    if (c.safe) expect(server.peaks.atRisk, '--safe, yet status counted originals at risk').toBe(0);
     if (c.expectSpills) {
       expect(Math.max(afterCopy.spilled, server.peaks.spilled), `no held data spilled with --cache ${c.cache}`).toBeGreaterThan(0);
     }
@@ -223,7 +303,9 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
         `files ${mib(tree.bytes.a + tree.bytes.b)} (${tree.manifests.a.size + tree.manifests.b.size} files); ` +
         `cache ${c.cache ?? 'default'}; peak held RAM ${mib(server.peaks.heldInRamBytes)} (peak cache use ${mib(server.peaks.cacheBytes)}); ` +
         `spilled after copy ${afterCopy.spilled} blocks (peak ${server.peaks.spilled}); ENOSPC ${afterCopy.enospc}; ` +
-        `status samples ${server.peaks.samples}`,
+        `server restarts ${server.restarts}` +
+        (finishCrash ? `; finish killed after ${finishCrash.linesBeforeKill} progress line(s): ${finishCrash.progressLines[finishCrash.linesBeforeKill - 1]}` : '') +
+        `; status samples ${server.peaks.samples}`,
     );
   }
 
@@ -252,6 +334,36 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
     async () => {
       const map = rotationMap(640 * MiB, 203 * MiB);
       await runRelayout({ ...base, name: 'overlap', files: { a: 48 * MiB, b: 64 * MiB }, map, cache: '16M', readback: true, expectSpills: true });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  const split = (part: 'a' | 'b', to: string): Array<[string, string]> =>
+    ['big', 'medium', 'small', 'empty', 'zeros.bin', 'link-to-zeros'].map((name) => [`${part}/${name}`, to]);
+
+  it(
+    'server killed mid-copy (--safe): SIGKILL part way through a batch, restart on the same state, re-copy from the last checkpoint',
+    async () => {
+      await runRelayout({
+        ...base,
+        name: 'crash-copy',
+        files: { a: 48 * MiB, b: 64 * MiB },
+        cache: '16M',
+        safe: true,
+        batches: [...split('a', '/mnt/new1/a'), ...split('b', '/mnt/new2/b')],
+        // Batch 8 is b/medium: hundreds of 64 KiB–1 MiB files.
+        crashDuringCopy: { batch: 8, afterKiB: 4096 },
+        readback: false,
+      });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'crash during finish: SIGKILL the server while finish streams progress, then finish offline from the state',
+    async () => {
+      const map = rotationMap(640 * MiB, 203 * MiB);
+      await runRelayout({ ...base, name: 'crash-finish', files: { a: 48 * MiB, b: 64 * MiB }, map, cache: '16M', readback: false, expectSpills: true, crashDuringFinish: true });
     },
     TEST_TIMEOUT_MS,
   );
