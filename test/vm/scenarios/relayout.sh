@@ -115,13 +115,6 @@ while read -r from to; do
     control GET /crash "$CRASH_PORT" >/tmp/crash.out || die "the host could not crash and restart the server: $(cat /tmp/crash.out)"
     report crash "$(tr -d '\n' </tmp/crash.out)"
     if wait "$copier"; then report crash_copy ok; else report crash_copy "failed $?"; fi
-    step "re-attach both exports to the restarted server (the old ext4 stays mounted)"
-    # The ioctl-mode clients return once their connection is gone; wait for that, then connect again.
-    tries=0
-    while pidof nbd-client >/dev/null && [ "$tries" -lt 300 ]; do sleep 0.1; tries=$((tries + 1)); done
-    pidof nbd-client >/dev/null && die "nbd-client still running 30 s after the server died"
-    attach source "$src"
-    attach destination "$dst"
     step "server restarted: treat the new filesystems as power-cut (shut down, remount = log replay)"
     # Acknowledged but unflushed writes may be gone, so nothing the kernel still holds for the new
     # filesystems may reach the disk: shut them down without flushing, then mount them afresh.
@@ -130,10 +123,21 @@ while read -r from to; do
     xfs_io -x -c 'shutdown' /mnt/new2 || echo "VM: /mnt/new2 was already shut down"
     umount /mnt/new1 || die "cannot unmount the shut-down /mnt/new1"
     umount /mnt/new2 || die "cannot unmount the shut-down /mnt/new2"
-    blockdev --flushbufs "${dst}p1"
-    blockdev --flushbufs "${dst}p2"
+    step "re-attach both exports to the restarted server (the old ext4 stays mounted, the new ones are unmounted)"
+    # The ioctl-mode clients return once their connection is gone; wait for that, then connect again.
+    tries=0
+    while pidof nbd-client >/dev/null && [ "$tries" -lt 300 ]; do sleep 0.1; tries=$((tries + 1)); done
+    pidof nbd-client >/dev/null && die "nbd-client still running 30 s after the server died"
+    attach source "$src"
+    attach destination "$dst"
+    # Forget every cached block of destination; the re-attach may also have dropped its partitions.
     blockdev --flushbufs "$dst"
-    echo 3 >/proc/sys/vm/drop_caches
+    blockdev --rereadpt "$dst" || die "cannot re-read the partition table of $dst"
+    wait_for_dev "${dst}p1"
+    wait_for_dev "${dst}p2"
+    # No drop_caches here: the old ext4's cached metadata (directories, inodes) is what lets the copy
+    # run again; its blocks were confirmed by earlier checkpoints and may be overwritten by now, and a
+    # re-read of such a block fails with EIO (the server's revisit cache died with it).
     mount_new
     report status_after_restart "$(status_line)"
     # Re-run the copy from the last checkpoint: the batches after it start over.
