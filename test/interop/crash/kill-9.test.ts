@@ -142,5 +142,5 @@ describe.each(['safe', 'fast'] as const)('kill -9 of the server under a real cli
     expect(stats.interrupted).toBe(CYCLES);
     expect(stats.flushes).toBeGreaterThan(0);
     expect(landedChecked).toBeGreaterThan(0);
-  });
+  }, 600_000);
 });
