@@ -202,6 +202,7 @@ try:
             except nbd.Error as e:
                 if errno_of(e) != errno.EIO:
                     raise  # the server died under the read
+                assert not (safe and p not in confirmed), "--safe: unconfirmed source block %d lost its original" % p
         elif op < 0.92:
             d = rng.randrange(dest_blocks)
             got = tag_of(dst.pread(B, d * B))
