@@ -49,8 +49,8 @@ describe('netdevOption', () => {
       'user',
       'id=net0',
       'restrict=on',
-      'guestfwd=tcp:10.0.2.100:10809-cmd:socat -lf /tmp/x/socat.log - TCP:127.0.0.1:4000',
-      'guestfwd=tcp:10.0.2.100:8080-cmd:socat -lf /tmp/x/socat.log - UNIX-CONNECT:/tmp/x/control.sock',
+      'guestfwd=tcp:10.0.2.100:10809-cmd:socat -b 262144 -lf /tmp/x/socat.log - TCP:127.0.0.1:4000',
+      'guestfwd=tcp:10.0.2.100:8080-cmd:socat -b 262144 -lf /tmp/x/socat.log - UNIX-CONNECT:/tmp/x/control.sock',
     ]);
   });
 
