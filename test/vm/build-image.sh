@@ -44,9 +44,9 @@ require_tools() {
 
 # Binaries the guest scenarios need beyond busybox. Optional ones are copied when the host has them.
 REQUIRED_BINARIES=(nbd-client mke2fs e2fsck mkfs.xfs xfs_io sfdisk fstrim)
-OPTIONAL_BINARIES=(rsync xfs_repair blkdiscard wipefs blockdev dumpe2fs tune2fs ip)
+OPTIONAL_BINARIES=(rsync xfs_repair blkdiscard wipefs blockdev dumpe2fs tune2fs)
 # Debian packages whose versions decide what lands in the initramfs.
-CONTENT_PACKAGES=(busybox-static nbd-client e2fsprogs xfsprogs fdisk util-linux libc6 rsync iproute2)
+CONTENT_PACKAGES=(busybox-static nbd-client e2fsprogs xfsprogs fdisk util-linux libc6 rsync)
 # Kernel modules, in the order the guest wants them; dependencies come from modprobe.
 MODULES=(qemu_fw_cfg virtio_pci virtio_net nbd crc32c_generic ext4 xfs)
 
