@@ -37,9 +37,11 @@ export function nbdUri(endpoint: Endpoint, exportName: string): string {
 
 /**
  * The kernel client's command to attach an export. -t sets the request timeout:
- * past it the kernel fails the request with EIO, so it is set generously.
+ * past it the kernel fails the request with EIO, so it is set generously. No -b:
+ * the kernel reads MBR/GPT sector numbers in logical blocks, so a 4096-byte block
+ * size would misplace every partition made for 512-byte sectors.
  */
 export function nbdClientCommand(endpoint: Endpoint, exportName: string, device: string): string {
-  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${endpoint.path} ${device} -b 4096 -t 60`;
-  return `nbd-client -N ${exportName} ${endpoint.host} ${endpoint.port} ${device} -b 4096 -t 60`;
+  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${endpoint.path} ${device} -t 60`;
+  return `nbd-client -N ${exportName} ${endpoint.host} ${endpoint.port} ${device} -t 60`;
 }
