@@ -16,6 +16,8 @@ import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unix
 import { parseSize } from '../parse-size.js';
 import { UserError } from '../user-error.js';
 
+const MiB = 1024 * 1024;
+
 export interface ServeOptions {
   disk: string;
   listen?: string;
@@ -57,12 +59,12 @@ export function serveOptions<T>(yargs: Argv<T>) {
     })
     .option('cache', {
       type: 'string',
-      default: '256M',
+      default: `${DEFAULT_CACHE_BYTES / MiB}M`,
       describe: 'RAM for destination data that cannot land yet (K/M/G); over it, data spills into already-read disk blocks',
     })
     .option('revisit-cache', {
       type: 'string',
-      default: '64M',
+      default: `${DEFAULT_REVISIT_CACHE_BYTES / MiB}M`,
       describe: 'RAM keeping originals of overwritten blocks, so a second read of an old block still returns the old data (0 disables)',
     })
     .option('control', {
@@ -120,8 +122,7 @@ function checkOptions(options: ServeOptions): Sizes {
       2,
     );
   }
-  const revisitCacheBytes = parseSize(options.revisitCache, '--revisit-cache');
-  return { cacheBytes, revisitCacheBytes: revisitCacheBytes ?? DEFAULT_REVISIT_CACHE_BYTES };
+  return { cacheBytes, revisitCacheBytes: parseSize(options.revisitCache, '--revisit-cache') };
 }
 
 async function loadMap(path: string | undefined, disk: Disk, blockSize: number): Promise<RemapMap | undefined> {
