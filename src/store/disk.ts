@@ -1,10 +1,18 @@
-import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, type Stats } from 'node:fs';
+import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, writev, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { flock, seek } from 'fs-ext';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, diskOpenError, notUsable } from './disk-errors.js';
 import { IoPathChooser } from './io-path-chooser.js';
-import { readFully, readFullySync, writeFully, type PositionalIo, type PositionalIoSync } from './positional-io.js';
+import {
+  readFully,
+  readFullySync,
+  writeFully,
+  writevFully,
+  type PositionalIo,
+  type PositionalIoSync,
+  type PositionalIoV,
+} from './positional-io.js';
 
 export type { AllocationExtent } from './allocation-map.js';
 
@@ -145,7 +153,17 @@ export class Disk {
 
   async write(offset: number, data: Buffer): Promise<void> {
     this.assertWritable(offset, data.length);
+    // Writes stay on the thread pool: measured with nbdcopy -C 1, sync writes of 256 KiB
+    // gained nothing (same CPU per GiB, same throughput) and dirty-page throttling could stall the loop.
     await this.tracked(() => writeFully(this.pwriteAsync, data, offset));
+  }
+
+  /** Buffers written back to back from `offset` (pwritev): no copy into one buffer first. */
+  async writev(offset: number, buffers: readonly Buffer[]): Promise<void> {
+    let length = 0;
+    for (const b of buffers) length += b.length;
+    this.assertWritable(offset, length);
+    await this.tracked(() => writevFully(this.pwritevAsync, buffers, offset));
   }
 
   /**
@@ -248,6 +266,9 @@ export class Disk {
 
   private readonly pwriteAsync: PositionalIo = (buffer, bufferOffset, length, position) =>
     new Promise((resolve, reject) => write(this.fd, buffer, bufferOffset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+
+  private readonly pwritevAsync: PositionalIoV = (buffers, position) =>
+    new Promise((resolve, reject) => writev(this.fd, buffers as Buffer[], position, (err, n) => (err ? reject(err) : resolve(n))));
 
   private readonly seekAsync: SeekFn = (position, whence) => seekAsync(this.fd, position, whence);
 }

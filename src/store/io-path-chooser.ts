@@ -26,8 +26,8 @@ export interface IoPathPolicy {
 
 export const DEFAULT_IO_PATH_POLICY: IoPathPolicy = {
   maxSyncBytes: 1024 * 1024,
-  slowSyncNs: 300_000,
-  // 1 ns per byte = 1 GB/s: 256 KiB may take ~560 µs, 1 MiB ~1.35 ms before it counts as a miss.
+  slowSyncNs: 500_000,
+  // 1 ns per byte = 1 GB/s: 256 KiB may take ~760 µs, 1 MiB ~1.55 ms before it counts as a miss.
   slowSyncNsPerByte: 1,
   coolDownRequests: 256,
 };

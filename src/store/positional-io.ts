@@ -49,3 +49,38 @@ export async function writeFully(write: PositionalIo, data: Buffer, position: nu
     done += n;
   }
 }
+
+/** One pwritev-like call: writes the buffers back to back from `position`, returns the bytes moved (maybe fewer). */
+export type PositionalIoV = (buffers: readonly Buffer[], position: number) => Promise<number>;
+
+/** Linux's IOV_MAX: more buffers than this in one pwritev fail with EINVAL. */
+export const MAX_BUFFERS_PER_CALL = 1024;
+
+/**
+ * Writes `buffers` back to back from `position`, as few calls as the limits
+ * allow, looping on short writes (resuming inside a buffer when one was cut).
+ */
+export async function writevFully(writev: PositionalIoV, buffers: readonly Buffer[], position: number): Promise<void> {
+  let queue = buffers.filter((b) => b.length > 0);
+  let at = position;
+  while (queue.length > 0) {
+    const batch: Buffer[] = [];
+    let bytes = 0;
+    for (const b of queue) {
+      if (batch.length === MAX_BUFFERS_PER_CALL || (batch.length > 0 && bytes + b.length > MAX_IO_PER_CALL)) break;
+      batch.push(b);
+      bytes += b.length;
+    }
+    if (batch.length === 1 && bytes > MAX_IO_PER_CALL) batch[0] = batch[0].subarray(0, MAX_IO_PER_CALL);
+    const asked = Math.min(bytes, MAX_IO_PER_CALL);
+    const n = await writev(batch, at);
+    if (n <= 0) throw new DiskNoProgressError(at, asked);
+    at += n;
+    // Drop what was written: whole buffers, then the written head of a cut one.
+    let left = n;
+    let i = 0;
+    while (i < queue.length && left >= queue[i].length) left -= queue[i++].length;
+    queue = queue.slice(i);
+    if (left > 0) queue[0] = queue[0].subarray(left);
+  }
+}

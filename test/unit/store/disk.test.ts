@@ -164,6 +164,21 @@ describe('reads and writes', () => {
     back.forEach((b, i) => expect(b.equals(pieces[i].data)).toBe(true));
   });
 
+  it('writev puts buffers back to back, and refuses past the end and on a read-only disk', async () => {
+    const path = dir.file('writev.img');
+    const content = randomImage(path, 64 * 1024);
+    const disk = await openDisk(path);
+    const parts = [randomBytes(4096), randomBytes(0), randomBytes(10_000), randomBytes(3)];
+    await disk.writev(1000, parts);
+    const expected = Buffer.from(content);
+    Buffer.concat(parts).copy(expected, 1000);
+    expect((await disk.read(0, 64 * 1024)).equals(expected)).toBe(true);
+    await expect(disk.writev(64 * 1024 - 10, [Buffer.alloc(6), Buffer.alloc(5)])).rejects.toBeInstanceOf(RangeError);
+    await disk.close();
+    const readOnly = await openDisk(path, true);
+    await expect(readOnly.writev(0, [Buffer.alloc(1)])).rejects.toBeInstanceOf(DiskReadOnlyError);
+  });
+
   it('refuses writes past the end instead of growing the image', async () => {
     const path = dir.file('end.img');
     randomImage(path, 8192);

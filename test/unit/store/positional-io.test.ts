@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DiskNoProgressError } from '../../../src/store/disk-errors.js';
-import { readFully, readFullySync, writeFully, type PositionalIo, type PositionalIoSync } from '../../../src/store/positional-io.js';
+import { readFully, readFullySync, writeFully, writevFully, type PositionalIo, type PositionalIoSync } from '../../../src/store/positional-io.js';
 
 /** A pread over `file` that moves at most `limits[i]` bytes on its i-th call, like a kernel returning short counts. */
 function shortReader(file: Buffer, limits: number[]): { read: PositionalIoSync; calls: () => number } {
@@ -103,5 +103,27 @@ describe('writeFully', () => {
     await expect(failure).rejects.toBeInstanceOf(DiskNoProgressError);
     await expect(failure).rejects.toMatchObject({ code: 'EIO', message: expect.stringContaining('offset 4106') });
     expect(calls).toBe(2);
+  });
+});
+
+describe('writevFully', () => {
+  it('writes buffers back to back, resuming after short writes, even inside a buffer', async () => {
+    const disk = Buffer.alloc(64);
+    const calls: number[] = [];
+    const writev = async (buffers: readonly Buffer[], position: number): Promise<number> => {
+      calls.push(buffers.length);
+      const all = Buffer.concat(buffers);
+      const n = Math.min(all.length, 5); // at most 5 bytes per call
+      all.copy(disk, position, 0, n);
+      return n;
+    };
+    const parts = [Buffer.from('abc'), Buffer.alloc(0), Buffer.from('defgh'), Buffer.from('ijklmnop')];
+    await writevFully(writev, parts, 10);
+    expect(disk.subarray(10, 26).toString()).toBe('abcdefghijklmnop');
+    expect(calls.length).toBe(4);
+  });
+
+  it('fails instead of looping when a call makes no progress', async () => {
+    await expect(writevFully(async () => 0, [Buffer.from('x')], 0)).rejects.toThrow(/no progress/);
   });
 });
