@@ -8,6 +8,8 @@
  *   written to destination [0, H). Their homes (the second
  *   half) are unread, so 64 MiB stay in RAM and the rest spills into the
  *   released first half. Same server, same client (nbdcopy -C 1), same bytes.
+ * - Source reads after sealing (each releases and records blocks) against
+ *   `serve --read-only`, which serves a plain view without the engine.
  * - Whole-disk migration: a map that reverses SIZE/8 chunks (every block moves;
  *   half the disk is held before its home is read), 64 MiB cache; wall time of
  *   seal + `nbd-remapper copy` + finish, against `nbdcopy` between two qemu-nbd
@@ -19,10 +21,11 @@ import { MiB, ROUNDS, SIZE } from './config.js';
 import type { BenchGroup } from './group.js';
 import { copyImage, fillRandom, reversedChunks, type MapExtent } from './images.js';
 import { QEMU_NBD, uriOf } from './peers.js';
-import { stopServer, waitForSocket } from './proc.js';
+import { CLI } from './config.js';
+import { startServer, stopServer, waitForSocket } from './proc.js';
 import { Remapper } from './remapper.js';
 import { Samples, atLeast, atMost, describeTarget, formatNumber, formatRatio, printTable, progress, verdict } from './table.js';
-import { copyBetween, mbPerSecond, readRange, seqWrite } from './workloads.js';
+import { copyBetween, fioRandom, mbPerSecond, readRange, seqRead, seqWrite } from './workloads.js';
 
 const CACHE = '64M';
 const MIGRATION_CHUNKS = 8;
@@ -134,6 +137,45 @@ async function qemuBaseline(dir: string, master: string): Promise<number> {
   }
 }
 
+interface SourceReads {
+  plainSeq: number;
+  plainRandom: number;
+  sealedSeq: number;
+  sealedRandom: number;
+}
+
+/**
+ * The engine's source read path after sealing (every read releases the blocks
+ * it covers and records it) against `serve --read-only` (a plain view, no
+ * engine). Random reads go first, so most of them release a block.
+ */
+async function sourceReads(dir: string, master: string): Promise<SourceReads> {
+  const plainDisk = join(dir, 'plain.img');
+  const sealedDisk = join(dir, 'sealed.img');
+  copyImage(master, plainDisk);
+  copyImage(master, sealedDisk);
+  const work = join(dir, 'sealed');
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work);
+  const plainSocket = join(dir, 'plain.sock');
+  const plain = startServer(process.execPath, [CLI, 'serve', '--disk', plainDisk, '--read-only', '--socket', plainSocket, '--control', join(dir, 'plain-control.sock')], plainSocket);
+  const sealed = await Remapper.start({ disk: sealedDisk, dir: work, cache: CACHE });
+  try {
+    await waitForSocket(plain);
+    await sealed.seal();
+    const plainRandom = await fioRandom(uriOf(plainSocket), 'randread', SIZE);
+    const sealedRandom = await fioRandom(sealed.source, 'randread', SIZE);
+    const plainSeq = mbPerSecond(SIZE, await seqRead(uriOf(plainSocket), 1));
+    const sealedSeq = mbPerSecond(SIZE, await seqRead(sealed.source, 1));
+    return { plainSeq, plainRandom, sealedSeq, sealedRandom };
+  } finally {
+    await stopServer(plain);
+    await sealed.stop();
+    rmSync(plainDisk, { force: true });
+    rmSync(sealedDisk, { force: true });
+  }
+}
+
 const num = (status: Record<string, unknown>, key: string): number => (typeof status[key] === 'number' ? (status[key] as number) : NaN);
 
 export const remapGroup: BenchGroup = {
@@ -155,6 +197,11 @@ export const remapGroup: BenchGroup = {
       samples.add('passthrough', w.passthrough);
       samples.add('destination', w.destination);
       samples.add('dest/pass', w.destination / w.passthrough);
+      const r = await sourceReads(dir, master);
+      samples.add('plainSeq', r.plainSeq);
+      samples.add('sealedSeq', r.sealedSeq);
+      samples.add('plainRandom', r.plainRandom);
+      samples.add('sealedRandom', r.sealedRandom);
       if (round === 1) {
         notes.push(
           `migration (round 1): after copy, before finish: ${num(m.status, 'spilled')} blocks spilled, ${num(m.status, 'heldInRam')} held in RAM, ${num(m.status, 'landed')} landed; disk checked against the expected layout after finish: identical.`,
@@ -185,6 +232,26 @@ export const remapGroup: BenchGroup = {
         verdict(migrationRatio, atMost(1.5)),
       ],
     ];
+    const seqRatio = samples.median('sealedSeq') / samples.median('plainSeq');
+    const randomRatio = samples.median('sealedRandom') / samples.median('plainRandom');
+    rows.push(
+      [
+        `sealed source, seq read 1 conn (releasing) [MB/s] vs serve --read-only`,
+        formatNumber(samples.median('sealedSeq')),
+        formatNumber(samples.median('plainSeq')),
+        formatRatio(seqRatio),
+        '—',
+        '—',
+      ],
+      [
+        `sealed source, 4K random read QD16 (releasing) [IOPS] vs serve --read-only`,
+        formatNumber(samples.median('sealedRandom')),
+        formatNumber(samples.median('plainRandom')),
+        formatRatio(randomRatio),
+        '—',
+        '—',
+      ],
+    );
     printTable(`Ordering engine (medians of ${ROUNDS} interleaved rounds)`, header, rows, [
       `migration split (medians): seal ${formatNumber(samples.median('seal'))} s, copy ${formatNumber(samples.median('copy'))} s, finish ${formatNumber(samples.median('finish'))} s (each includes starting the CLI, as a person runs it).`,
       `per-round destination/passthrough ratios: ${samples.all('dest/pass').map(formatRatio).join(', ')}.`,
