@@ -29,7 +29,7 @@ require_tools() {
   for pair in apt-get:apt apt-cache:apt dpkg-deb:dpkg dpkg-query:dpkg depmod:kmod modprobe:kmod \
     cpio:cpio xz:xz-utils ldd:libc-bin flock:util-linux sha256sum:coreutils \
     busybox:busybox-static nbd-client:nbd-client mke2fs:e2fsprogs e2fsck:e2fsprogs \
-    mkfs.xfs:xfsprogs xfs_io:xfsprogs sfdisk:fdisk fstrim:util-linux; do
+    mkfs.xfs:xfsprogs xfs_io:xfsprogs sfdisk:fdisk fstrim:util-linux dmsetup:dmsetup; do
     tool=${pair%%:*} package=${pair#*:}
     command -v "$tool" >/dev/null 2>&1 || missing+=("$package (for $tool)")
   done
@@ -43,12 +43,14 @@ require_tools() {
 }
 
 # Binaries the guest scenarios need beyond busybox. Optional ones are copied when the host has them.
-REQUIRED_BINARIES=(nbd-client mke2fs e2fsck mkfs.xfs xfs_io sfdisk fstrim)
+REQUIRED_BINARIES=(nbd-client mke2fs e2fsck mkfs.xfs xfs_io sfdisk fstrim dmsetup)
 OPTIONAL_BINARIES=(rsync xfs_repair blkdiscard wipefs blockdev dumpe2fs tune2fs)
 # Debian packages whose versions decide what lands in the initramfs.
-CONTENT_PACKAGES=(busybox-static nbd-client e2fsprogs xfsprogs fdisk util-linux libc6 rsync)
+CONTENT_PACKAGES=(busybox-static nbd-client e2fsprogs xfsprogs fdisk util-linux libc6 rsync dmsetup)
 # Kernel modules, in the order the guest wants them; dependencies come from modprobe.
-MODULES=(qemu_fw_cfg virtio_pci virtio_net nbd crc32c_generic ext4 xfs)
+# dm_mod: the crash-mid-copy scenario keeps the old ext4 mounted on a dm-linear device whose table is
+# re-pointed at a fresh nbd connection after the server restarts (see scenarios/relayout.sh).
+MODULES=(qemu_fw_cfg virtio_pci virtio_net nbd crc32c_generic ext4 xfs dm_mod)
 
 package_versions() {
   local p

@@ -134,7 +134,7 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
 
     // ---- the copy, in the VM
     const state = dir.file('remap-state');
-    const server = await RemapperServer.start({ disk, control, map: mapFile, cache: c.cache, state, safe: c.safe });
+    const server = await RemapperServer.start({ disk, control, map: mapFile, cache: c.cache, state, safe: c.safe, extraArgs: c.crashDuringCopy ? ['--verbose'] : [] });
     console.info(`${c.name}: ${server.description}`);
     server.startPolling();
     const forwards: VmForward[] = [
@@ -193,7 +193,13 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
         expect(crashes.length, `the guest did not get the server killed (helper calls: ${helper?.calls.join(' ')})`).toBe(1);
         for (const crash of crashes) printStatus(`${c.name} status right after the restart (${crash.restartMs.toFixed(0)} ms after SIGKILL)`, crash.statusAfter);
         expect(crashes[0].statusAfter.phase, 'the restarted server forgot the seal').toBe('sealed');
-        console.info(`${c.name} crash: killed after ${copy.reports.crash_at_kib} KiB of batch ${c.crashDuringCopy.batch}; cp of the batch: ${copy.reports.crash_copy}`);
+        console.info(
+          `${c.name} crash: killed after ${copy.reports.crash_at_kib} KiB of batch ${c.crashDuringCopy.batch}; cp of the batch: ${copy.reports.crash_copy}; ` +
+            `dead source device's pid ${copy.reports.dead_source_pid} (after dm reload: ${copy.reports.dead_source_pid_after}); old ext4 now on ${copy.reports.old_ext4_table}`,
+        );
+        // The kill must interrupt the batch part way: reads in flight fail, so cp fails and the batch is copied again.
+        expect(Number(copy.reports.crash_at_kib), 'the server was killed before the batch had copied afterKiB').toBeGreaterThanOrEqual(c.crashDuringCopy.afterKiB);
+        expect(copy.reports.crash_copy, 'the batch finished before the kill: nothing was interrupted').toMatch(/^failed/);
       }
 
       if (!c.crashDuringFinish) {

@@ -102,6 +102,7 @@ export const VM_HOST_TOOLS: Readonly<Record<string, string>> = {
   xfs_repair: 'xfsprogs',
   sfdisk: 'fdisk',
   fstrim: 'util-linux',
+  dmsetup: 'dmsetup',
   truncate: 'coreutils',
   dd: 'coreutils',
 };

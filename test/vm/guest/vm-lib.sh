@@ -41,8 +41,9 @@ sha256_of() {
 }
 
 # nbd_attach_with EXPORT DEVICE PORT [nbd-client flags...]: nbd_attach with more flags,
-# e.g. -b 4096 (block size), -p (stay and reconnect when the server goes away; kernel
-# requests wait for it, up to -t seconds).
+# e.g. -L (ioctl mode instead of netlink). Keep nbd-client's default 512-byte block size
+# for disks with a partition table: with -b 4096 the kernel reads the table's sector
+# numbers as 4 KiB units and misplaces the partitions.
 nbd_attach_with() {
   vm_lib_export=$1 vm_lib_dev=$2 vm_lib_port=$3
   shift 3

@@ -10,7 +10,8 @@
 # The host then runs finish and checks the image.
 #
 # Host gives (/vm/files):
-#   params.sh        NBD_PORT, CONTROL_PORT, REATTACH (1: ioctl-mode nbd-client, re-attached after a crash), READBACK (1: sha256sum -c
+#   params.sh        NBD_PORT, CONTROL_PORT, REATTACH (1: ioctl-mode nbd-client, the old ext4 on a dm-linear device,
+#                    both exports re-attached after a crash), READBACK (1: sha256sum -c
 #                    through destination after the copy), CRASH_BATCH (n>0: ask the host to kill and
 #                    restart the server while batch n copies; CRASH_PORT is the host helper's port),
 #                    CRASH_AFTER_KIB (how much of batch n to copy first)
@@ -24,14 +25,28 @@ src=/dev/nbd0
 dst=/dev/nbd1
 mkdir -p /mnt/old /mnt/new1 /mnt/new2
 
-# 512-byte sectors (nbd-client's default), like the disk the tables were written for: with -b 4096 the
-# kernel reads the MBR's sector numbers as 4 KiB units and truncates the partition.
-# REATTACH=1 (scenario 3): ioctl mode (-L). nbd-client 3.24's -persist does not reconnect in netlink
-# mode (the kernel fails the requests once -t runs out), but in ioctl mode a device whose mount keeps
-# it open survives its connection: requests in flight fail, and a new nbd-client on the same device
-# carries on underneath the mounted filesystem, whose cached metadata stays valid.
+# 512-byte sectors (nbd-client's default), like the disk the tables were written for: with a 4 KiB
+# nbd block size the kernel reads the MBR's sector numbers as 4 KiB units and truncates the partition.
+# REATTACH=1 (scenario 3): ioctl mode (-L), and the old ext4 is mounted from a dm-linear device over
+# the source partition, not from the partition itself. Why: nbd-client 3.24's -persist does not
+# reconnect in netlink mode, and a dead nbd device whose partition is still mounted cannot be
+# re-attached in ioctl mode either. The mount holds a reference to the device's nbd config, so the
+# config survives the dead connection with its dead socket and the old client's pid
+# (/sys/block/nbdX/pid keeps it); a new nbd-client's NBD_SET_SOCK adds a second socket to it and its
+# NBD_DO_IT fails with EBUSY (nbd_start_device: "if (nbd->pid) return -EBUSY"; the client has daemonized,
+# so nothing is printed), and from then on every request to the device fails inside the guest kernel
+# without reaching the server. (Seen on Linux 6.1 with nbd-client 3.24. -L -persist does not help: the
+# client exits when the connection dies without connecting again, and the stale pid stays.)
+# dm-linear is the way around it: the mounted filesystem sits on dm-0, whose table is re-pointed at a
+# fresh nbd device attached to the restarted server (suspend, reload, resume). The filesystem's cached
+# metadata stays valid, and its new reads reach the server.
 attach() {
   if [ "${REATTACH:-0}" = 1 ]; then nbd_attach_with "$1" "$2" "$NBD_PORT" -L; else nbd_attach_with "$1" "$2" "$NBD_PORT"; fi
+}
+
+# The old ext4's device mapper device (REATTACH=1). No udev in the guest: libdevmapper makes the nodes.
+dm() {
+  DM_DISABLE_UDEV=1 dmsetup --noudevsync "$@"
 }
 
 status_line() {
@@ -65,7 +80,13 @@ wait_for_dev "${src}p1"
 report old_partition_bytes "$(device_size "${src}p1")"
 
 step "mount the old ext4 from source, fstrim it, remount read-only"
-mount -t ext4 "${src}p1" /mnt/old || die "cannot mount the old ext4 from ${src}p1"
+old_dev="${src}p1"
+if [ "${REATTACH:-0}" = 1 ]; then
+  dm create oldsrc --table "0 $(blockdev --getsz "${src}p1") linear ${src}p1 0" || die "dmsetup create oldsrc over ${src}p1 failed"
+  old_dev=/dev/mapper/oldsrc
+  wait_for_dev "$old_dev"
+fi
+mount -t ext4 "$old_dev" /mnt/old || die "cannot mount the old ext4 from $old_dev"
 trimmed=$(fstrim -v /mnt/old) || die "fstrim failed"
 echo "$trimmed"
 report fstrim "$trimmed"
@@ -105,13 +126,16 @@ while read -r from to; do
     mkdir -p "$to"
     cp -a "/mnt/old/$from" "$to/" &
     copier=$!
-    # Let the copy get going: wait until the destination tree holds CRASH_AFTER_KIB.
+    # Let the copy get going: wait until this batch's copy holds CRASH_AFTER_KIB ("$to" itself also
+    # holds the earlier batches).
+    copying="$to/$(basename "$from")"
+    copied_kib() { du -sk "$copying" 2>/dev/null | cut -f1 | grep . || echo 0; }
     tries=0
-    while [ "$(du -sk "$to" | cut -f1)" -lt "${CRASH_AFTER_KIB:-4096}" ] && [ "$tries" -lt 600 ]; do
+    while [ "$(copied_kib)" -lt "${CRASH_AFTER_KIB:-4096}" ] && [ "$tries" -lt 600 ]; do
       sleep 0.1
       tries=$((tries + 1))
     done
-    report crash_at_kib "$(du -sk "$to" | cut -f1)"
+    report crash_at_kib "$(copied_kib)"
     control GET /crash "$CRASH_PORT" >/tmp/crash.out || die "the host could not crash and restart the server: $(cat /tmp/crash.out)"
     report crash "$(tr -d '\n' </tmp/crash.out)"
     if wait "$copier"; then report crash_copy ok; else report crash_copy "failed $?"; fi
@@ -128,7 +152,21 @@ while read -r from to; do
     tries=0
     while pidof nbd-client >/dev/null && [ "$tries" -lt 300 ]; do sleep 0.1; tries=$((tries + 1)); done
     pidof nbd-client >/dev/null && die "nbd-client still running 30 s after the server died"
+    report dead_source_pid "$(cat /sys/block/${src#/dev/}/pid 2>/dev/null || echo none)"
+    # Source: a fresh nbd device under the mounted old ext4 (see attach() for why not the same one).
+    old_src=$src
+    src=/dev/nbd2
     attach source "$src"
+    blockdev --rereadpt "$src" || die "cannot read the partition table of $src"
+    wait_for_dev "${src}p1"
+    [ "$(blockdev --getsz "${src}p1")" = "$(blockdev --getsz "${old_src}p1")" ] || die "${src}p1 and ${old_src}p1 differ in size"
+    dm suspend --nolockfs oldsrc || die "dmsetup suspend oldsrc failed"
+    dm reload oldsrc --table "0 $(blockdev --getsz "${src}p1") linear ${src}p1 0" || die "dmsetup reload oldsrc failed"
+    dm resume oldsrc || die "dmsetup resume oldsrc failed"
+    report old_ext4_table "$(dm table oldsrc)"
+    # Nothing holds the dead device now: its config (and the stale pid) is gone.
+    report dead_source_pid_after "$(cat /sys/block/${old_src#/dev/}/pid 2>/dev/null || echo none)"
+    # Destination: nothing is mounted from it, so the same device takes a new connection.
     attach destination "$dst"
     # Forget every cached block of destination; the re-attach may also have dropped its partitions.
     blockdev --flushbufs "$dst"
@@ -174,6 +212,7 @@ report status_before_detach "$(status_line)"
 umount /mnt/new1
 umount /mnt/new2
 umount /mnt/old
+if [ "${REATTACH:-0}" = 1 ]; then dm remove oldsrc || die "dmsetup remove oldsrc failed"; fi
 sync
 nbd_detach "$dst"
 nbd_detach "$src"
