@@ -5,9 +5,8 @@
  *   sealing, H = SIZE/2 random bytes are written to `source` (the passthrough
  *   baseline); after sealing, the source's first half is read (released) and
  *   checkpointed (confirmed, so free to overwrite), then the same H bytes are
- *   written to destination [0, H). Their homes (the second
- *   half) are unread, so 64 MiB stay in RAM and the rest spills into the
- *   released first half. Same server, same client (nbdcopy -C 1), same bytes.
+ *   written to destination [0, H). Their homes (the second half) are unread,
+ *   so 64 MiB stay in RAM and the rest spills into the released first half. Same server, same client (nbdcopy -C 1), same bytes.
  * - Source reads after sealing (each releases and records blocks) against
  *   `serve --read-only`, which serves a plain view without the engine.
  * - Whole-disk migration: a map that reverses SIZE/8 chunks (every block moves;
@@ -17,11 +16,10 @@
  */
 import { closeSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, ROUNDS, SIZE } from './config.js';
+import { CLI, MiB, ROUNDS, SIZE } from './config.js';
 import type { BenchGroup } from './group.js';
 import { copyImage, fillRandom, reversedChunks, type MapExtent } from './images.js';
 import { QEMU_NBD, uriOf } from './peers.js';
-import { CLI } from './config.js';
 import { startServer, stopServer, waitForSocket } from './proc.js';
 import { Remapper } from './remapper.js';
 import { Samples, atLeast, atMost, describeTarget, formatNumber, formatRatio, printTable, progress, verdict } from './table.js';
