@@ -36,6 +36,8 @@ export interface OpenedState {
 }
 
 const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
+/** Compaction reads the old file's held data this much at a time. */
+const READ_WINDOW_BYTES = 4 * 1024 * 1024;
 /** Frames are written in pieces of about this size (a flush of a big cache is one batch). */
 const WRITE_CHUNK_BYTES = 8 * 1024 * 1024;
 
@@ -185,7 +187,8 @@ export class FileStateJournal implements StateJournal {
   /** Writes a fresh snapshot of the committed state and switches to it. */
   async compact(): Promise<void> {
     const old = this.file;
-    const { file, end, holds } = await writeStateFile(this.fs, this.path, this.identity, this.state, this.batchNo, (ref) => readRef(old, ref));
+    const reader = new WindowedReader(old);
+    const { file, end, holds } = await writeStateFile(this.fs, this.path, this.identity, this.state, this.batchNo, (ref) => reader.read(ref));
     this.file = file;
     this.end = end;
     this.logStart = end;
@@ -206,11 +209,25 @@ export class FileStateJournal implements StateJournal {
   }
 }
 
-async function readRef(file: StateFile, ref: HoldRef): Promise<Buffer> {
-  const data = Buffer.alloc(ref.length);
-  const n = await file.read(data, ref.position);
-  if (n !== ref.length) throw new Error(`state file: held data at offset ${ref.position} is cut short`);
-  return data;
+/** Held data of the old file during compaction, read in large windows: holds come in file order, mostly adjacent. */
+class WindowedReader {
+  private window = Buffer.alloc(0);
+  private windowAt = 0;
+
+  constructor(private readonly file: StateFile) {}
+
+  async read(ref: HoldRef): Promise<Buffer> {
+    const end = ref.position + ref.length;
+    if (ref.position < this.windowAt || end > this.windowAt + this.window.length) {
+      const window = Buffer.alloc(Math.max(READ_WINDOW_BYTES, ref.length));
+      const n = await this.file.read(window, ref.position);
+      this.window = window.subarray(0, n);
+      this.windowAt = ref.position;
+      if (n < ref.length) throw new Error(`state file: held data at offset ${ref.position} is cut short`);
+    }
+    // A copy: the window is replaced while the snapshot still holds earlier blocks.
+    return Buffer.from(this.window.subarray(ref.position - this.windowAt, end - this.windowAt));
+  }
 }
 
 /**

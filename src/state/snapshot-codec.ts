@@ -78,7 +78,9 @@ export async function* snapshotFrames(state: DurableState, readHold: (ref: HoldR
     yield { ...encodeRecord({ type: 'spill', dest: run.start, count: run.end - run.start, slot: run.value }) };
     count++;
   }
-  for (const [dest, ref] of state.holds) {
+  // In file order, so the reader of the old file streams instead of seeking block by block.
+  const holds = [...state.holds].sort((a, b) => a[1].position - b[1].position);
+  for (const [dest, ref] of holds) {
     const data = await readHold(ref);
     const { kind, payload } = encodeRecord({ type: 'hold', dest, data });
     yield { kind, payload, hold: { dest, dataAt: payload.length - data.length, length: data.length } };
