@@ -15,8 +15,8 @@ export async function seqWrite(file: string, uri: string, connections?: number):
 }
 
 /** nbdcopy from one export to another; seconds. */
-export async function copyBetween(from: string, to: string): Promise<number> {
-  return (await run('nbdcopy', [from, to])).seconds;
+export async function copyBetween(from: string, to: string, flush = false): Promise<number> {
+  return (await run('nbdcopy', [...(flush ? ['--flush'] : []), from, to])).seconds;
 }
 
 /** fio's nbd engine, 4 KiB random I/O at queue depth 16 over the first `size` bytes, for RANDOM_SECONDS; IOPS. */
