@@ -203,7 +203,7 @@ export class CrashRun implements Recorder {
       }
       case 'dstZero': {
         const len = (o.n - 1) * B + this.map.destBlockLength(o.d + o.n - 1);
-        await e.destination.writeZeroes(o.d * B, len, { fua: false, fast: false });
+        await e.destination.writeZeroes(o.d * B, len, { fua: false, fast: false, mayTrim: false });
         for (let k = 0; k < o.n; k++) this.record(o.d + k, i, Buffer.alloc(this.map.destBlockLength(o.d + k)));
         return;
       }

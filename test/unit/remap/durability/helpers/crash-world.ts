@@ -354,7 +354,7 @@ export function materialise(snap: CrashSnapshot, mode: CrashMode, random: () => 
     if (mode === 'prefix') return i < cut;
     return random() < 0.5;
   };
-  let image = Buffer.from(snap.disk.durable);
+  let image: Buffer = Buffer.from(snap.disk.durable);
   for (const p of diskPieces) if (keep()) image = p.apply(image);
   const content = new Map<number, Buffer>();
   for (const [id, inode] of snap.fs.inodes) content.set(id, Buffer.from(inode.durable));
