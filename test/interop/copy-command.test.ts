@@ -1,18 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { mustRun, runTool, TOOL_ENV, type ToolResult } from '../helpers/run-tool.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { CLI, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { useCleanups } from '../helpers/cleanups.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-const cleanups: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanup = useCleanups();
 
 const copy = (args: string[]): Promise<ToolResult> => runTool(process.execPath, [CLI, 'copy', ...args], { timeoutMs: 60_000 });
 
@@ -20,7 +18,7 @@ const copy = (args: string[]): Promise<ToolResult> => runTool(process.execPath, 
 async function qemuNbd(file: string, socket: string, exportName: string, readOnly = false): Promise<string> {
   const child: ChildProcess = spawn('qemu-nbd', ['-f', 'raw', '-x', exportName, '-k', socket, '--persistent', ...(readOnly ? ['-r'] : []), file], { env: TOOL_ENV, stdio: 'ignore' });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  cleanups.push(() => {
+  cleanup(() => {
     child.kill('SIGTERM');
     return exited;
   });
@@ -32,13 +30,13 @@ async function qemuNbd(file: string, socket: string, exportName: string, readOnl
 /** `nbd-remapper serve` on an image; its export is `source`. */
 async function remapperSource(file: string, socket: string): Promise<string> {
   const server: ServerProcess = await startServerProcess(['serve', '--disk', file, '--socket', socket]);
-  cleanups.push(async () => expect(await server.stop()).toBe(0));
+  cleanup(async () => expect(await server.stop()).toBe(0));
   return server.uri('source', 'unix');
 }
 
 function setup(): { file(name: string): string } {
   const dir = scratchDir('nbd-remapper-copy-');
-  cleanups.push(() => dir.cleanup());
+  cleanup(() => dir.cleanup());
   return dir;
 }
 

@@ -1,9 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { mustRun, runTool, type ToolResult } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
 import { CLI, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { useCleanups } from '../helpers/cleanups.js';
 
 /**
  * Whole migrations as a person runs them: `serve --map`, seal, copy through
@@ -20,10 +21,7 @@ interface Extent {
   diskOffset: number;
 }
 
-const cleanups: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanup = useCleanups();
 
 const cli = (args: string[], timeoutMs = 120_000): Promise<ToolResult> => runTool(process.execPath, [CLI, ...args], { timeoutMs });
 
@@ -43,14 +41,14 @@ interface Migration {
 
 async function startMigration(original: Buffer | number, extents: readonly Extent[], serveArgs: string[]): Promise<Migration & { original: Buffer }> {
   const dir = scratchDir('nbd-remapper-migration-');
-  cleanups.push(() => dir.cleanup());
+  cleanup(() => dir.cleanup());
   const disk = dir.file('disk.img');
   const bytes = typeof original === 'number' ? randomImage(disk, original) : (writeFileSync(disk, original), original);
   const mapFile = dir.file('map.json');
   writeFileSync(mapFile, JSON.stringify({ extents }));
   const control = dir.file('control.sock');
   const server = await startServerProcess(['serve', '--disk', disk, '--map', mapFile, '--socket', dir.file('nbd.sock'), '--control', control, ...serveArgs]);
-  cleanups.push(async () => {
+  cleanup(async () => {
     await server.stop();
   });
   return {
@@ -174,13 +172,13 @@ assert h.pread(${4 * MiB}, 0) == b"\\xab" * ${4 * MiB}`,
 
 it('serves 1 TiB: whole-destination WRITE_ZEROES and TRIM (what mkfs sends) are held as extents, not buffers', async () => {
   const dir = scratchDir('nbd-remapper-tib-');
-  cleanups.push(() => dir.cleanup());
+  cleanup(() => dir.cleanup());
   const disk = dir.file('tib.img');
   await mustRun('truncate', ['-s', '1T', disk]);
   const control = dir.file('control.sock');
   const started = Date.now();
   const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control, '--cache', '64M', '--revisit-cache', '16M']);
-  cleanups.push(async () => {
+  cleanup(async () => {
     await server.stop();
   });
   const startMs = Date.now() - started;
@@ -212,7 +210,7 @@ h.flush()`,
 
 it('refuses maps that break a rule, naming the extent and the rule', async () => {
   const dir = scratchDir('nbd-remapper-maps-');
-  cleanups.push(() => dir.cleanup());
+  cleanup(() => dir.cleanup());
   const disk = dir.file('disk.img');
   await mustRun('truncate', ['-s', '16M', disk]);
   const cases: Array<{ extents: unknown; message: RegExp }> = [

@@ -1,23 +1,21 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
 import { CLI, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { useCleanups } from '../helpers/cleanups.js';
 
 /** The state file through the CLI: a clean restart resumes, a wrong disk or map is refused, finish runs offline. */
 
 const MiB = 1024 * 1024;
-const cleanups: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanup = useCleanups();
 
 const cli = (args: string[]): Promise<ToolResult> => runTool(process.execPath, [CLI, ...args], { timeoutMs: 120_000 });
 
 it('resumes after a stop and after kill -9; refuses a state of another map or disk; finishes offline', async () => {
   const dir = scratchDir('nbd-remapper-resume-');
-  cleanups.push(() => dir.cleanup());
+  cleanup(() => dir.cleanup());
   const disk = dir.file('disk.img');
   const original = randomImage(disk, 8 * MiB);
   const mapFile = dir.file('map.json');
@@ -27,7 +25,7 @@ it('resumes after a stop and after kill -9; refuses a state of another map or di
   const serveArgs = ['serve', '--disk', disk, '--map', mapFile, '--socket', dir.file('nbd.sock'), '--control', control, '--cache', '64K'];
   const start = async (args = serveArgs): Promise<ServerProcess> => {
     const server = await startServerProcess(args);
-    cleanups.push(() => server.stop('SIGKILL'));
+    cleanup(() => server.stop('SIGKILL'));
     return server;
   };
 

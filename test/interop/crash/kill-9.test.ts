@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runTool, TOOL_ENV } from '../../helpers/run-tool.js';
 import { scratchDir } from '../../helpers/scratch.js';
 import { CLI, startServerProcess, type ServerProcess } from '../../helpers/server-process.js';
+import { useCleanups } from '../../helpers/cleanups.js';
 
 /**
  * G5 with real processes: `serve --state`, a real NBD client (python3-libnbd,
@@ -32,10 +33,7 @@ interface Stats {
   interrupted: number;
 }
 
-const cleanups: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanup = useCleanups();
 
 function taggedDisk(path: string): void {
   const disk = Buffer.alloc(DISK_BYTES);
@@ -70,7 +68,7 @@ function runClient(args: string[], onWorking: () => void): Promise<string> {
 describe.each(['safe', 'fast'] as const)('kill -9 of the server under a real client (%s mode)', (mode) => {
   it(`keeps every flushed write and every original it must, over ${CYCLES} kills`, async () => {
     const dir = scratchDir(`nbd-remapper-kill9-${mode}-`);
-    cleanups.push(() => dir.cleanup());
+    cleanup(() => dir.cleanup());
     const disk = dir.file('disk.img');
     taggedDisk(disk);
     const mapFile = dir.file('map.json');
@@ -95,7 +93,7 @@ describe.each(['safe', 'fast'] as const)('kill -9 of the server under a real cli
     if (mode === 'safe') serveArgs.push('--safe');
     const start = async (): Promise<ServerProcess> => {
       const server = await startServerProcess(serveArgs);
-      cleanups.push(() => server.stop('SIGKILL'));
+      cleanup(() => server.stop('SIGKILL'));
       return server;
     };
 
