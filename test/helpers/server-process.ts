@@ -74,6 +74,6 @@ export function startServerProcess(args: readonly string[], timeoutMs = 20_000):
  * control socket instead of the shared default, which the second would find taken.
  */
 function withPrivateControl(args: readonly string[]): readonly string[] {
-  if (args[0] !== 'serve' || args.includes('--control') || args.includes('--read-only')) return args;
+  if ((args[0] !== 'serve' && args[0] !== 'demo') || args.includes('--control') || args.includes('--read-only')) return args;
   return [...args, '--control', join(tmpdir(), `nbd-remapper-test-${randomBytes(6).toString('hex')}.sock`)];
 }

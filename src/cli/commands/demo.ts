@@ -16,8 +16,7 @@ export const demoCommand: CommandModule<object, DemoOptions> = {
   command: 'demo',
   describe: 'Create (first time) a sparse demo disk with a partition table and patterned data, and serve it',
   builder: (yargs) =>
-    serveOptions(yargs)
-      .option('disk', { type: 'string', demandOption: false, describe: `Demo image path (default ${defaultDemoDiskPath()})` }) as unknown as Argv<DemoOptions>,
+    serveOptions(yargs, { demand: false, describe: `Demo image path (default ${defaultDemoDiskPath()})` }) as unknown as Argv<DemoOptions>,
   handler: async (argv) => {
     const { path, created } = await ensureDemoDisk(argv.disk ?? defaultDemoDiskPath());
     process.stdout.write(`${created ? 'created' : 'using'} demo disk ${path}\n`);

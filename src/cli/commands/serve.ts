@@ -17,6 +17,7 @@ import { parseSize } from '../parse-size.js';
 import { UserError } from '../user-error.js';
 
 const MiB = 1024 * 1024;
+const DISK_DESCRIPTION = 'The disk to serve: an image file or a block device (opened exclusively; a second server on it is refused)';
 
 export interface ServeOptions {
   disk: string;
@@ -41,13 +42,10 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export function serveOptions<T>(yargs: Argv<T>) {
+/** The options of `serve`; `demo` shares them but brings its own disk (yargs cannot undo a demanded option). */
+export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describe: string } = { demand: true, describe: DISK_DESCRIPTION }) {
   return yargs
-    .option('disk', {
-      type: 'string',
-      demandOption: true,
-      describe: 'The disk to serve: an image file or a block device (opened exclusively; a second server on it is refused)',
-    })
+    .option('disk', { type: 'string', demandOption: disk.demand, describe: disk.describe })
     .option('map', {
       type: 'string',
       describe: 'JSON map of the new layout: {"extents":[{"destOffset","length","diskOffset"},…]} in bytes, destination order (default: identity, the destination is the whole disk). See README "Map files"',
