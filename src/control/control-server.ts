@@ -79,18 +79,27 @@ export class ControlServer {
     }
   }
 
+  /** Streams progress as NDJSON once finish has begun; a refusal before that is a plain 409 like the others. */
   private async finish(res: http.ServerResponse): Promise<void> {
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    let streaming = false;
+    const stream = (): void => {
+      if (streaming) return;
+      streaming = true;
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    };
     let last = 0;
     try {
       await this.control.finish((progress) => {
+        stream();
         const now = Date.now();
         if (now - last < 200 && progress.done < progress.total) return;
         last = now;
         res.write(JSON.stringify({ progress }) + '\n');
       });
+      stream();
       res.end(JSON.stringify({ finished: this.control.status() }) + '\n');
     } catch (err) {
+      if (!streaming) throw err;
       const fix = (err as { fix?: unknown }).fix;
       res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : 'see the server log' }) + '\n');
     }
