@@ -1,0 +1,118 @@
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlClient, ControlError } from '../../../src/control/control-client.js';
+import { ControlServer } from '../../../src/control/control-server.js';
+import { ControlRefusal, type FinishProgress, type MigrationControl, type MigrationStatus } from '../../../src/control/migration-control.js';
+import { silentLogger } from '../../../src/log/logger.js';
+
+/** A migration whose answers the test scripts: the control plane is tested, not the engine. */
+class ScriptedMigration implements MigrationControl {
+  phase = 'unsealed';
+  finishSteps: FinishProgress[] = [];
+  finishFailsAfterStart: Error | undefined;
+  status(): MigrationStatus {
+    return { phase: this.phase };
+  }
+  async seal(): Promise<void> {
+    if (this.phase !== 'unsealed') throw new ControlRefusal('the source is already sealed', 'nothing to do');
+    this.phase = 'sealed';
+  }
+  async checkpoint(): Promise<void> {
+    if (this.phase !== 'sealed') throw new ControlRefusal('nothing to checkpoint', 'seal first');
+  }
+  async finish(onProgress: (p: FinishProgress) => void): Promise<void> {
+    if (this.phase !== 'sealed') throw new ControlRefusal('finish refused: not sealed', 'seal it first');
+    for (const step of this.finishSteps) {
+      onProgress(step);
+      await new Promise((r) => setTimeout(r, 210)); // past the server's progress throttle
+    }
+    if (this.finishFailsAfterStart) throw this.finishFailsAfterStart;
+    this.phase = 'finished';
+  }
+}
+
+const dirs: string[] = [];
+const servers: ControlServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function start(migration: MigrationControl): Promise<{ client: ControlClient; path: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+  dirs.push(dir);
+  const path = join(dir, 'sub', 'control.sock');
+  const server = new ControlServer(migration, silentLogger);
+  await server.listen(path);
+  servers.push(server);
+  return { client: new ControlClient(path), path };
+}
+
+function raw(path: string, method: string, url: string): Promise<{ code: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: path, method, path: url }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('control plane over a unix socket', () => {
+  it('seals, checkpoints and reports status; refusals come back as errors with their fix', async () => {
+    const m = new ScriptedMigration();
+    const { client } = await start(m);
+    expect(await client.status()).toEqual({ phase: 'unsealed' });
+    await expect(client.checkpoint()).rejects.toMatchObject({ message: 'nothing to checkpoint', fix: 'seal first' });
+    expect(await client.seal()).toEqual({ phase: 'sealed' });
+    const again = client.seal();
+    await expect(again).rejects.toBeInstanceOf(ControlError);
+    await expect(again).rejects.toMatchObject({ fix: 'nothing to do' });
+  });
+
+  it('answers 409 for a refusal and 404 for an unknown request, as JSON with a fix', async () => {
+    const { path } = await start(new ScriptedMigration());
+    const refused = await raw(path, 'POST', '/finish');
+    expect(refused.code).toBe(409);
+    expect(JSON.parse(refused.body)).toEqual({ error: 'finish refused: not sealed', fix: 'seal it first' });
+    const unknown = await raw(path, 'DELETE', '/everything');
+    expect(unknown.code).toBe(404);
+    expect(JSON.parse(unknown.body).fix).toMatch(/GET \/status/);
+  });
+
+  it('streams finish progress, then the final status', async () => {
+    const m = new ScriptedMigration();
+    m.phase = 'sealed';
+    m.finishSteps = [{ done: 0, total: 3 }, { done: 2, total: 3 }, { done: 3, total: 3 }];
+    const { client } = await start(m);
+    const seen: FinishProgress[] = [];
+    expect(await client.finish((p) => seen.push(p))).toEqual({ phase: 'finished' });
+    expect(seen).toEqual(m.finishSteps);
+  });
+
+  it('reports a finish that fails after it began as an error line, with the fix', async () => {
+    const m = new ScriptedMigration();
+    m.phase = 'sealed';
+    m.finishSteps = [{ done: 0, total: 5 }];
+    m.finishFailsAfterStart = Object.assign(new Error('disk write failed'), { fix: 'check the disk, then run finish again' });
+    const { client } = await start(m);
+    await expect(client.finish(() => undefined)).rejects.toMatchObject({ message: 'disk write failed', fix: 'check the disk, then run finish again' });
+  });
+
+  it('refuses a second server on a socket that answers, and names the fix', async () => {
+    const { path } = await start(new ScriptedMigration());
+    const second = new ControlServer(new ScriptedMigration(), silentLogger);
+    await expect(second.listen(path)).rejects.toMatchObject({ fix: expect.stringMatching(/--control/) });
+  });
+
+  it('says how to start a server when nothing answers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+    dirs.push(dir);
+    await expect(new ControlClient(join(dir, 'none.sock')).status()).rejects.toMatchObject({ fix: expect.stringMatching(/nbd-remapper serve/) });
+  });
+});
