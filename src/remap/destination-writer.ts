@@ -30,6 +30,9 @@ interface VictimRun {
 /** Evicting a confirmed run goes on this far past what is needed, to write in fewer, larger pieces. */
 const EVICT_BATCH_BLOCKS = 32;
 
+/** Destroy-ahead window (at most an eighth of the cache): one permission commit covers this much future landing. */
+const DESTROY_AHEAD_BYTES = 8 * 1024 * 1024;
+
 export const READ_ONLY_UNTIL_SEALED = 'destination is read-only until the source is sealed: run `nbd-remapper seal`';
 
 /**
@@ -290,8 +293,46 @@ export class DestinationWriter {
       admitted.push(items[i]);
       room -= items[i].data.length;
     }
-    work.push(this.evict(victims, admitted));
+    work.push(this.evict(victims, admitted, this.destroyAhead(list, victims, confirmedClass)));
     return items.slice(i);
+  }
+
+  /**
+   * Destroy-ahead: when a wave of victims destroys originals, its `destroy`
+   * record (one commit) also covers the homes of the next RAM blocks of the
+   * same landing list — the ones the next waves will land, in this order — up
+   * to a window. Those are destroyed now (at-risk counted, originals captured
+   * for revisits, as for any destroy) and written later with their
+   * permission already committed. Only when the wave itself destroys
+   * something, so the window is renewed once it is used up.
+   */
+  private destroyAhead(list: LandingQueue, victims: readonly VictimRun[], confirmedClass: boolean): Array<{ start: number; end: number }> {
+    const s = this.s;
+    if (!victims.some((v) => s.destroyed.countRange(v.disk, v.disk + v.buffers.length) < v.buffers.length)) return [];
+    const windowBlocks = Math.max(2, Math.floor(Math.min(DESTROY_AHEAD_BYTES, s.cacheBytes / 8) / s.B));
+    const out: Array<{ start: number; end: number }> = [];
+    let seen = 0;
+    let looked = 0;
+    for (const d of list.values()) {
+      if (seen >= windowBlocks || looked++ >= 4 * windowBlocks) break;
+      if (!this.isVictim(d, confirmedClass)) continue;
+      seen++;
+      const p = s.map.homeOf(d);
+      if (s.destroyed.get(p)) continue;
+      const last = out[out.length - 1];
+      if (last !== undefined && last.end === p) last.end++;
+      else out.push({ start: p, end: p + 1 });
+    }
+    return out;
+  }
+
+  /** RAM-held `d` may land at its home now, in this class of the pressure order. */
+  private isVictim(d: number, confirmedClass: boolean): boolean {
+    const s = this.s;
+    const p = s.map.homeOf(d);
+    if (!s.ram.has(d) || !s.released.get(p) || s.slotted.get(p) || s.landed.get(p)) return false;
+    if (s.phase === 'finishing' || !s.unconfirmed.get(p) || s.destroyed.get(p)) return true;
+    return !confirmedClass && !s.safe;
   }
 
   /** Chooses RAM-held blocks to land, oldest first, in runs of consecutive homes; takes their locks without waiting. */
@@ -299,12 +340,7 @@ export class DestinationWriter {
     const s = this.s;
     const runs: VictimRun[] = [];
     let bytes = 0;
-    const isVictim = (d: number): boolean => {
-      const p = s.map.homeOf(d);
-      if (!s.ram.has(d) || !s.released.get(p) || s.slotted.get(p) || s.landed.get(p)) return false;
-      if (s.phase === 'finishing' || !s.unconfirmed.get(p) || s.destroyed.get(p)) return true;
-      return !confirmedClass && !s.safe;
-    };
+    const isVictim = (d: number): boolean => this.isVictim(d, confirmedClass);
     for (const d of list.values()) {
       if (bytes >= wanted) break;
       if (!isVictim(d)) {
@@ -335,11 +371,11 @@ export class DestinationWriter {
   }
 
   /** Lands victims, then admits `admitted` into the RAM they leave (same synchronous step: RAM never exceeds the cap). */
-  private async evict(victims: VictimRun[], admitted: BlockWrite[]): Promise<void> {
+  private async evict(victims: VictimRun[], admitted: BlockWrite[], ahead: ReadonlyArray<{ start: number; end: number }>): Promise<void> {
     const s = this.s;
     const runs: WriteRun[] = victims.map((v) => ({ disk: v.disk, count: v.buffers.length, data: joined(v.buffers) }));
     try {
-      await this.disk.write(runs, true);
+      await this.disk.write(runs, true, ahead);
     } catch (err) {
       for (const v of victims) {
         s.landed.clearRange(v.disk, v.disk + v.buffers.length);

@@ -23,9 +23,18 @@ export interface WriteRun {
 export interface PlannedWrite {
   readonly runs: readonly WriteRun[];
   readonly tracked: readonly TrackedIo[];
+  /** The capture reads of blocks destroyed ahead (done once captured, before the write). */
+  readonly aheadReads: readonly TrackedIo[];
   readonly captures: ReadonlyArray<{ start: number; end: number; resolve(data: CapturedChunk[] | undefined): void; remove(): void }>;
   /** Commit through this journal sequence number before writing (0: no barrier). */
   readonly barrierSeq: number;
+  /**
+   * The write only destroys originals (every block it writes was never
+   * destroyed before this plan, so no record points at it or freed it): the
+   * barrier needs only the `destroy`/`release` records, not the `spill`/`land`
+   * records pending ahead of them (`StateCommitter.commitPermissionsThrough`).
+   */
+  readonly permissionsOnly: boolean;
 }
 
 /**
@@ -33,9 +42,9 @@ export interface PlannedWrite {
  * docs/remap-engine.md). `plan` is the decision step: it registers the write
  * with the I/O tracker, marks originals destroyed (counting the unconfirmed
  * ones as at risk), appends their `destroy` record and registers captures for
- * the revisit cache. `execute` then captures the originals, commits through
- * the barrier (the record that allows the overwrite is durable first), waits
- * for earlier overlapping I/O and writes.
+ * the revisit cache. `execute` then, side by side, commits through the
+ * barrier (the record that allows the overwrite is durable first) and waits
+ * for earlier overlapping I/O and captures the originals; then it writes.
  */
 export class DiskWriter {
   constructor(private readonly s: RemapState) {}
@@ -45,45 +54,96 @@ export class DiskWriter {
    * originals), so everything appended so far must be committed first. A
    * write of a block's own newer data to where it already lives passes false.
    */
-  plan(runs: readonly WriteRun[], barrier: boolean): PlannedWrite {
+  plan(runs: readonly WriteRun[], barrier: boolean, ahead: ReadonlyArray<{ start: number; end: number }> = []): PlannedWrite {
     const s = this.s;
     const tracked: TrackedIo[] = [];
+    const aheadReads: TrackedIo[] = [];
     const captures: Array<PlannedWrite['captures'][number]> = [];
     let destroyedAny = false;
+    // Blocks this write destroys, or that were destroyed ahead and not written since: they need only their permission.
+    let freshBlocks = 0;
+    let permitSeq = 0;
+    let blocks = 0;
+    const destroy = (a: number, b: number, isAhead: boolean): void => {
+      s.destroyed.setRange(a, b);
+      s.atRisk += s.unconfirmed.countRange(a, b);
+      const seq = s.committer.append({ type: 'destroy', start: a, count: b - a });
+      permitSeq = Math.max(permitSeq, seq);
+      if (isAhead) for (let p = a; p < b; p++) s.destroyedAhead.set(p, seq);
+      // Not kept: originals of blocks the filesystem declared free (nobody should read them again), and
+      // anything destroyed while finishing (the source has no clients and is about to go away).
+      if (!s.revisit.enabled || s.phase === 'finishing') return;
+      s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
+    };
     for (const run of runs) {
       const end = run.disk + run.count;
+      blocks += run.count;
       tracked.push(s.io.register('write', run.disk, end));
+      if (s.destroyedAhead.size > 0) {
+        for (let p = run.disk; p < end; p++) {
+          const seq = s.destroyedAhead.get(p);
+          if (seq === undefined) continue;
+          s.destroyedAhead.delete(p);
+          freshBlocks++;
+          permitSeq = Math.max(permitSeq, seq);
+        }
+      }
       s.destroyed.forEachRun(false, run.disk, end, (a, b) => {
         destroyedAny = true;
-        s.destroyed.setRange(a, b);
-        s.atRisk += s.unconfirmed.countRange(a, b);
-        s.committer.append({ type: 'destroy', start: a, count: b - a });
-        // Not kept: originals of blocks the filesystem declared free (nobody should read them again), and
-        // anything destroyed while finishing (the source has no clients and is about to go away).
-        if (!s.revisit.enabled || s.phase === 'finishing') return;
-        s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
+        freshBlocks += b - a;
+        destroy(a, b, false);
       });
     }
-    const barrierSeq = barrier || destroyedAny ? s.committer.lastSeq : 0;
-    return { runs, tracked, captures, barrierSeq };
+    for (const r of ahead) {
+      s.destroyed.forEachRun(false, r.start, r.end, (a, b) => {
+        // Read as the capture does: a later write of these blocks waits for it (the tracker), so the capture sees the original.
+        aheadReads.push(s.io.register('read', a, b));
+        destroy(a, b, true);
+      });
+    }
+    let barrierSeq = 0;
+    let permissionsOnly = false;
+    if (blocks > 0 && freshBlocks === blocks && permitSeq > 0) {
+      // Every block written is destroyed by this plan or destroyed ahead and untouched since: no record
+      // points at it or freed it, so only the permissions are needed (not the spill/land records ahead of them).
+      barrierSeq = permitSeq;
+      permissionsOnly = true;
+    } else if (barrier || destroyedAny || permitSeq > 0) {
+      // A block destroyed before this plan may be a slot or home freed by a record still pending: reusing it
+      // needs everything committed.
+      barrierSeq = s.committer.lastSeq;
+    }
+    return { runs, tracked, aheadReads, captures, barrierSeq, permissionsOnly };
   }
 
   async execute(plan: PlannedWrite): Promise<void> {
     const s = this.s;
     try {
-      await Promise.all(plan.tracked.map((t) => t.ready));
-      if (plan.captures.length > 0) await Promise.all(plan.captures.map((c) => this.capture(c)));
-      if (plan.barrierSeq > 0) await s.committer.commitThrough(plan.barrierSeq);
+      // The barrier and the captures both come before the write, in either order: they run side by side.
+      const barrier =
+        plan.barrierSeq === 0
+          ? undefined
+          : plan.permissionsOnly
+            ? s.committer.commitPermissionsThrough(plan.barrierSeq)
+            : s.committer.commitThrough(plan.barrierSeq);
+      const captured = (async (): Promise<void> => {
+        await Promise.all([...plan.tracked, ...plan.aheadReads].map((t) => t.ready));
+        if (plan.captures.length > 0) await Promise.all(plan.captures.map((c) => this.capture(c)));
+        for (const t of plan.aheadReads) t.done();
+      })();
+      // Both settle before anything is released (a failed barrier must not end the captures' tracked reads early).
+      for (const r of await Promise.allSettled([captured, barrier])) if (r.status === 'rejected') throw r.reason;
       await Promise.all(plan.runs.map((run) => this.writeRun(run)));
     } finally {
       for (const t of plan.tracked) t.done();
+      for (const t of plan.aheadReads) t.done();
       for (const c of plan.captures) c.remove();
     }
   }
 
   /** Plan and execute in one go (for callers with nothing to decide in between). */
-  write(runs: readonly WriteRun[], barrier: boolean): Promise<void> {
-    return this.execute(this.plan(runs, barrier));
+  write(runs: readonly WriteRun[], barrier: boolean, ahead?: ReadonlyArray<{ start: number; end: number }>): Promise<void> {
+    return this.execute(this.plan(runs, barrier, ahead));
   }
 
   /** Reads the originals of a capture in chunks of at least 128 KiB, each kept as one revisit-cache entry. */

@@ -110,6 +110,13 @@ export class RemapState {
   readonly captures = new CaptureRegistry();
 
   atRisk = 0;
+  /**
+   * Disk blocks destroyed ahead of their write (`DiskWriter.plan`'s `ahead`),
+   * not written since, with the sequence number of their `destroy` record:
+   * no record points at them or freed them, so their write needs only that
+   * permission committed. Bounded by the destroy-ahead window.
+   */
+  readonly destroyedAhead = new Map<number, number>();
   /** --safe refused a write since the last checkpoint because only unconfirmed originals were left (status hints at a checkpoint). */
   safeBlocked = false;
   enospcCount = 0;

@@ -18,13 +18,19 @@ const BACKGROUND_COMMIT_RECORDS = 4096;
  * journal may now lack records the engine has acted on.
  */
 export class StateCommitter {
+  /** Queued records in append order, with their sequence numbers (`seqs[i]` belongs to `pending[i]`). */
   private pending: StateRecord[] = [];
+  private seqs: number[] = [];
   private appendedSeq = 0;
+  /** Every record numbered up to this is committed. */
   private committedSeq = 0;
+  /** Every `destroy` and `release` record numbered up to this is committed (≥ committedSeq). */
+  private permittedSeq = 0;
   private syncTickets = 0;
   private syncedTicket = 0;
   private inFlight: Promise<void> | undefined;
   private inFlightSeq = 0;
+  private inFlightPermitSeq = 0;
   private inFlightTicket = 0;
   private failure: unknown;
 
@@ -54,10 +60,10 @@ export class StateCommitter {
 
   append(record: StateRecord): number {
     this.pending.push(record);
-    this.appendedSeq++;
+    this.seqs.push(++this.appendedSeq);
     if (this.pending.length >= BACKGROUND_COMMIT_RECORDS && this.inFlight === undefined && this.failure === undefined) {
       // Nobody awaits this one: a failure is kept in `failure` and reported by the next barrier.
-      this.start().catch(() => undefined);
+      this.start(undefined).catch(() => undefined);
     }
     return this.appendedSeq;
   }
@@ -65,38 +71,115 @@ export class StateCommitter {
   /** Resolves once every record up to `seq` is committed. */
   commitThrough(seq: number = this.appendedSeq): Promise<void> {
     if (seq <= this.committedSeq) return Promise.resolve();
-    return this.barrier(seq, 0);
+    return this.barrier(seq, 0, false);
+  }
+
+  /**
+   * Resolves once every `destroy` and `release` record up to `seq` is
+   * committed: the permission to overwrite blocks never destroyed before
+   * (docs/remap-engine.md §Records). `spill`/`land` records pending ahead of
+   * them may stay pending (so this needs no device sync), and so may the
+   * `zero`/`hold` records behind those; a commit that would have to leave
+   * any other kind of record behind commits everything instead. Not enough
+   * for reusing a freed block: that needs `commitThrough`.
+   */
+  commitPermissionsThrough(seq: number = this.appendedSeq): Promise<void> {
+    if (seq <= this.permittedSeq) return Promise.resolve();
+    return this.barrier(seq, 0, true);
   }
 
   /** Every write completed so far and every record appended so far become durable. */
   flush(): Promise<void> {
-    return this.barrier(this.appendedSeq, ++this.syncTickets);
+    return this.barrier(this.appendedSeq, ++this.syncTickets, false);
   }
 
-  private async barrier(seq: number, ticket: number): Promise<void> {
-    while (this.committedSeq < seq || this.syncedTicket < ticket) {
+  private async barrier(seq: number, ticket: number, permissionsOnly: boolean): Promise<void> {
+    for (;;) {
+      const done = permissionsOnly ? this.permittedSeq : this.committedSeq;
+      if (done >= seq && this.syncedTicket >= ticket) return;
       if (this.failure !== undefined) throw this.failure;
       const current = this.inFlight;
       if (current !== undefined) {
-        if (this.inFlightSeq >= seq && this.inFlightTicket >= ticket) await current;
+        const covers = (permissionsOnly ? this.inFlightPermitSeq : this.inFlightSeq) >= seq && this.inFlightTicket >= ticket;
+        if (covers) await current;
         else await current.catch(() => undefined);
         continue;
       }
-      this.start();
+      this.start(permissionsOnly && ticket === 0 ? seq : undefined);
     }
   }
 
   /** A durable journal must not get these records before the data they point at is synced. */
   pointsAtData(batch: readonly StateRecord[]): boolean {
-    return this.journal.durable && batch.some((r) => r.type === 'spill' || r.type === 'land');
+    return this.journal.durable && batch.some(isPointer);
   }
 
-  private start(): Promise<void> {
-    const batch = this.pending;
-    this.pending = [];
-    const seq = this.appendedSeq;
+  /**
+   * Splits the queue for a commit without a device sync: what can be
+   * committed now, and what stays queued (in order). A record stays when it
+   * points at data (durable journal), or when a record before it stays and it
+   * is not a `destroy`/`release`. A `destroy` or `release` may overtake the
+   * records that stay only while those are `spill`/`land`/`zero`/`hold`:
+   * those concern destination blocks and blocks already destroyed, never a
+   * block a later `destroy`/`release` names (a block is destroyed before any
+   * record points at it, and only once), so the committed state is the one
+   * the engine would have had if it had appended them later. Behind any
+   * other record that stays, nothing overtakes it.
+   */
+  private splitForPermissions(): { now: StateRecord[]; nowTop: number; stay: StateRecord[]; staySeqs: number[]; permitted: number } {
+    const now: StateRecord[] = [];
+    const stay: StateRecord[] = [];
+    const staySeqs: number[] = [];
+    let nowTop = this.committedSeq;
+    let permitted = this.appendedSeq;
+    let blocked = false;
+    for (let i = 0; i < this.pending.length; i++) {
+      const r = this.pending[i];
+      const seq = this.seqs[i];
+      const mayOvertake = r.type === 'destroy' || r.type === 'release';
+      const mustStay = blocked || (this.journal.durable && isPointer(r)) || (stay.length > 0 && !mayOvertake);
+      if (!mustStay) {
+        now.push(r);
+        if (stay.length === 0) nowTop = seq;
+        continue;
+      }
+      if (!blocked && stay.length > 0 && !mayOvertake && !isPointer(r) && r.type !== 'zero' && r.type !== 'hold') {
+        blocked = true;
+        permitted = seq - 1;
+      }
+      stay.push(r);
+      staySeqs.push(seq);
+    }
+    return { now, nowTop, stay, staySeqs, permitted };
+  }
+
+  /**
+   * Commits the queue: everything (syncing the device first when it points at
+   * data), or — given `permitTarget` — only what `splitForPermissions` lets
+   * through without a sync, when that covers the permissions through `permitTarget`.
+   */
+  private start(permitTarget: number | undefined): Promise<void> {
+    let batch: StateRecord[];
+    let seq: number;
+    let permitSeq: number;
+    let syncDevice: boolean;
     const ticket = this.syncTickets;
-    const syncDevice = ticket > this.syncedTicket || this.pointsAtData(batch);
+    const split = permitTarget !== undefined && this.journal.durable ? this.splitForPermissions() : undefined;
+    if (split !== undefined && split.stay.length > 0 && split.permitted >= (permitTarget as number)) {
+      batch = split.now;
+      seq = split.nowTop;
+      permitSeq = split.permitted;
+      syncDevice = false;
+      this.pending = split.stay;
+      this.seqs = split.staySeqs;
+    } else {
+      batch = this.pending;
+      seq = this.appendedSeq;
+      permitSeq = seq;
+      syncDevice = ticket > this.syncedTicket || this.pointsAtData(batch);
+      this.pending = [];
+      this.seqs = [];
+    }
     const run = async (): Promise<void> => {
       if (syncDevice) await this.device.sync();
       if (batch.length > 0) {
@@ -104,11 +187,13 @@ export class StateCommitter {
         await this.journal.commit();
       }
       this.committedSeq = Math.max(this.committedSeq, seq);
+      this.permittedSeq = Math.max(this.permittedSeq, permitSeq, this.committedSeq);
       if (syncDevice) this.syncedTicket = Math.max(this.syncedTicket, ticket);
     };
     const promise = run();
     this.inFlight = promise;
     this.inFlightSeq = seq;
+    this.inFlightPermitSeq = permitSeq;
     this.inFlightTicket = syncDevice ? ticket : this.syncedTicket;
     promise.then(
       () => {
@@ -121,4 +206,8 @@ export class StateCommitter {
     );
     return promise;
   }
+}
+
+function isPointer(r: StateRecord): boolean {
+  return r.type === 'spill' || r.type === 'land';
 }

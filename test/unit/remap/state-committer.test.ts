@@ -95,4 +95,38 @@ describe('StateCommitter (group commit and the ordering rules)', () => {
     await expect(committer.commitThrough()).rejects.toThrow('disk full');
     await expect(committer.flush()).rejects.toThrow('disk full');
   });
+  it('a permission barrier commits destroys ahead of pending spill/land records, without a device sync', async () => {
+    const { committer, events } = rig(true);
+    committer.append({ type: 'land', dest: 0, count: 1 });
+    committer.append({ type: 'zero', dest: 0, count: 1 });
+    committer.append({ type: 'release', start: 5, count: 1 });
+    const destroy = committer.append({ type: 'destroy', start: 5, count: 1 });
+    await committer.commitPermissionsThrough(destroy);
+    expect(events).toEqual(['append release', 'append destroy', 'commit']);
+    // The land (and the zero behind it) are still pending, in order; a full barrier syncs first.
+    expect(committer.committed).toBe(0);
+    events.length = 0;
+    await committer.commitThrough(destroy);
+    expect(events).toEqual(['sync-start', 'sync-done', 'append land', 'append zero', 'commit']);
+    expect(committer.committed).toBe(4);
+  });
+
+  it('… and commits everything (with the sync) when a record other than spill/land/zero/hold would stay behind', async () => {
+    const { committer, events } = rig(true);
+    committer.append({ type: 'spill', dest: 0, count: 1, slot: 9 });
+    committer.append({ type: 'checkpoint' });
+    const destroy = committer.append({ type: 'destroy', start: 5, count: 1 });
+    await committer.commitPermissionsThrough(destroy);
+    expect(events).toEqual(['sync-start', 'sync-done', 'append spill', 'append checkpoint', 'append destroy', 'commit']);
+    expect(committer.committed).toBe(3);
+  });
+
+  it('… and needs nothing held back with a journal that is not durable', async () => {
+    const { committer, events } = rig(false);
+    committer.append({ type: 'land', dest: 0, count: 1 });
+    const destroy = committer.append({ type: 'destroy', start: 5, count: 1 });
+    await committer.commitPermissionsThrough(destroy);
+    expect(events).toEqual(['append land', 'append destroy', 'commit']);
+    expect(committer.committed).toBe(2);
+  });
 });
