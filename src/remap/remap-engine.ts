@@ -1,28 +1,18 @@
 import { ControlRefusal, type MigrationControl } from '../control/migration-control.js';
-import type { Logger } from '../log/logger.js';
-import type { BlockDevice } from './block-device.js';
 import { DestinationReader } from './destination-reader.js';
 import { DestinationView } from './destination-view.js';
 import { DestinationWriter } from './destination-writer.js';
 import { DiskWriter } from './disk-writer.js';
 import { FinishPlanner, type FinishProgress } from './finish-planner.js';
 import type { RemapMap } from './map.js';
-import { RemapState, type Phase } from './remap-state.js';
+import { RemapState, type Phase, type RemapStateOptions } from './remap-state.js';
 import { statusOf, type RemapStatus } from './remap-status.js';
 import { SourcePath } from './source-path.js';
 import { SourceView } from './source-view.js';
 import { restoreState, type RestoredState } from './restore-state.js';
 import { sampleOriginals } from './seal-samples.js';
-import type { StateJournal } from './state-journal.js';
 
-export interface RemapEngineOptions {
-  device: BlockDevice;
-  map: RemapMap;
-  cacheBytes: number;
-  revisitCacheBytes: number;
-  journal: StateJournal;
-  log: Logger;
-  safe: boolean;
+export interface RemapEngineOptions extends RemapStateOptions {
   /** Resume: the committed state recovered from the journal (docs/durability.md §Recovery). */
   restore?: RestoredState;
 }
