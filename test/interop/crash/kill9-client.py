@@ -109,7 +109,9 @@ for key, tags in possible.items():
     d = int(key)
     got = tag_of(dst.pread(B, d * B))
     assert may_hold(d, tags, got), "destination block %d reads %r, expected one of %r" % (d, got, tags)
-    possible[key] = [got]  # what recovery made of it is what the disk and state now hold
+    # What recovery made of it is what the disk and state now hold. A block whose first write was lost
+    # is still unwritten: it reads its home, which may later serve as a slot for another block's data.
+    possible[key] = [got] if got in tags else [UNWRITTEN]
     stats["destChecked"] += 1
 # Reading a source block releases it, so verify the blocks read before plus a few never read (which join them).
 unread = [p for p in range(disk_blocks) if p not in released]
@@ -207,7 +209,11 @@ try:
             d = rng.randrange(dest_blocks)
             got = tag_of(dst.pread(B, d * B))
             if str(d) in possible:
-                assert got == possible[str(d)][-1], "destination block %d reads %r, last written %r" % (d, got, possible[str(d)][-1])
+                last = possible[str(d)][-1]
+                if last == UNWRITTEN:
+                    assert may_hold(d, [UNWRITTEN], got), "unwritten destination block %d reads %r" % (d, got)
+                else:
+                    assert got == last, "destination block %d reads %r, last written %r" % (d, got, last)
         else:
             dst.flush()
             barrier_done(pending)
