@@ -46,12 +46,6 @@ export class DestinationView implements BlockExport {
     };
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(length);
-    await this.reader.readInto(buffer, offset);
-    return buffer;
-  }
-
   readInto(buffer: Buffer, offset: number): Promise<void> {
     return this.reader.readInto(buffer, offset);
   }

@@ -43,10 +43,6 @@ export class PlainDiskView implements BlockExport {
     };
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.disk.read(offset, length);
-  }
-
   readInto(buffer: Buffer, offset: number): Promise<void> {
     return this.disk.readInto(buffer, offset);
   }

@@ -40,12 +40,6 @@ export class SourceView implements BlockExport {
     };
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(length);
-    await this.path.readInto(buffer, offset);
-    return buffer;
-  }
-
   readInto(buffer: Buffer, offset: number): Promise<void> {
     return this.path.readInto(buffer, offset);
   }

@@ -18,13 +18,12 @@ export interface BlockExport {
   /** Capabilities as of now; a connection captures them at handshake. */
   capabilities(): ExportCapabilities;
 
-  /** Read exactly `length` bytes at `offset` (already validated to be inside the export). */
-  read(offset: number, length: number): Promise<Buffer>;
   /**
-   * Optional: fill a buffer the server owns with the bytes at `offset`. Lets the
-   * server reuse buffers (see BufferPool); exports that can, should.
+   * Fill `buffer` with the bytes at `offset` (the range is already validated to
+   * be inside the export). The buffer is the server's: it reuses buffers (see
+   * BufferPool), so an export must not keep it.
    */
-  readInto?(buffer: Buffer, offset: number): Promise<void>;
+  readInto(buffer: Buffer, offset: number): Promise<void>;
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /**
    * Make the range read as zeroes. `mayTrim` (no NBD_CMD_FLAG_NO_HOLE) allows
@@ -67,4 +66,11 @@ export interface WriteOptions {
 export interface ZeroOptions extends WriteOptions {
   mayTrim: boolean;
   fast: boolean;
+}
+
+/** Reads `length` bytes into a new buffer: for callers that keep what they read (tests, tools). */
+export async function readExport(exp: Pick<BlockExport, 'readInto'>, offset: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  if (length > 0) await exp.readInto(buffer, offset);
+  return buffer;
 }

@@ -155,8 +155,8 @@ export class TransmissionSession {
     const fua = (flags & CommandFlag.FUA) !== 0;
     switch (request.type) {
       case Command.READ: {
-        if (length === 0 || !this.exp.readInto) {
-          this.replies.data(cookie, offset, length === 0 ? Buffer.alloc(0) : await this.exp.read(offset, length));
+        if (length === 0) {
+          this.replies.data(cookie, offset, Buffer.alloc(0));
           return;
         }
         const buffer = this.buffers.acquire(length);

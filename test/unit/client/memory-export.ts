@@ -59,8 +59,10 @@ export class MemoryExport implements BlockExport {
     };
   }
 
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.op('read', offset, async () => Buffer.from(this.data.subarray(offset, offset + length)));
+  readInto(buffer: Buffer, offset: number): Promise<void> {
+    return this.op('read', offset, async () => {
+      this.data.copy(buffer, 0, offset, offset + buffer.length);
+    });
   }
 
   write(offset: number, data: Buffer, _options: WriteOptions): Promise<void> {

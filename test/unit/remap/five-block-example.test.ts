@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
 import { RemapMap } from '../../../src/remap/map.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
+import { readExport } from '../../../src/server/block-export.js';
 
 const B = 4096;
 /** DESIGN §3: the content of disk block 1 goes to block 4, 2→3, 3→1, 4→5, 5→2 (1-based). */
@@ -33,7 +34,7 @@ async function copyFiveBlocks(checkpointEachStep: boolean): Promise<string[]> {
   const engine = createRemapper({ device, map, cacheBytes: 2 * B, revisitCacheBytes: 0 });
   await engine.seal();
   for (let i = 0; i < 5; i++) {
-    const data = await engine.source.read(i * B, B);
+    const data = await readExport(engine.source, i * B, B);
     expect(data.equals(originals[i])).toBe(true);
     read.add(i);
     events.push(`read ${i + 1}`);
@@ -50,7 +51,7 @@ async function copyFiveBlocks(checkpointEachStep: boolean): Promise<string[]> {
     const home = TARGET[i] - 1;
     expect(device.bytes.subarray(home * B, (home + 1) * B).equals(originals[i]), `disk block ${TARGET[i]} holds the content of block ${i + 1}`).toBe(true);
   }
-  const all = await engine.destination.read(0, 5 * B);
+  const all = await readExport(engine.destination, 0, 5 * B);
   expect(all.equals(Buffer.concat(originals))).toBe(true);
   return events;
 }

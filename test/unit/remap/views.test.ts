@@ -7,6 +7,7 @@ import type { Phase } from '../../../src/remap/remap-state.js';
 import { MemoryStateJournal } from '../../../src/remap/state-journal.js';
 import type { Logger } from '../../../src/log/logger.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
+import { readExport } from '../../../src/server/block-export.js';
 
 const B = 4096;
 const W = { fua: false };
@@ -44,7 +45,7 @@ describe('views before and after sealing', () => {
     expect(await errnoOf(engine.destination.writeZeroes(0, B, { fua: false, mayTrim: true, fast: true }))).toBe(Errno.EPERM);
     expect(await errnoOf(engine.destination.trim(0, B, W))).toBe(Errno.EPERM);
     expect(lines.some((l) => /seal the source first/.test(l))).toBe(true);
-    expect((await engine.destination.read(B, B)).equals(original.subarray(B, 2 * B))).toBe(true);
+    expect((await readExport(engine.destination, B, B)).equals(original.subarray(B, 2 * B))).toBe(true);
     // It still advertises writes: a connection made now keeps working after the seal.
     expect(engine.destination.capabilities()).toMatchObject({ readOnly: false, flush: true, fua: true, trim: true, writeZeroes: true, fastZero: true, multiConn: true });
   });
@@ -78,10 +79,10 @@ describe('reads, holds and status while sealed', () => {
   it('a full-block source read releases; a partial one does not', async () => {
     const { engine } = setup(8);
     await engine.seal();
-    await engine.source.read(0, B - 1);
-    await engine.source.read(B + 1, B);
+    await readExport(engine.source, 0, B - 1);
+    await readExport(engine.source, B + 1, B);
     expect(engine.status().released).toBe(0);
-    await engine.source.read(2 * B, 2 * B);
+    await readExport(engine.source, 2 * B, 2 * B);
     expect(engine.status()).toMatchObject({ released: 2, confirmed: 0 });
     await engine.checkpoint();
     expect(engine.status().confirmed).toBe(2);
@@ -91,15 +92,15 @@ describe('reads, holds and status while sealed', () => {
     for (const revisitCacheBytes of [2 * B, 0]) {
       const { engine, original, lines } = setup(4, { revisitCacheBytes });
       await engine.seal();
-      await engine.source.read(0, B);
+      await readExport(engine.source, 0, B);
       await engine.checkpoint();
       await engine.destination.write(0, Buffer.alloc(B, 5), W); // lands at once: block 0 is confirmed
       expect(engine.status().landed).toBe(1);
       if (revisitCacheBytes > 0) {
-        expect((await engine.source.read(0, B)).equals(original.subarray(0, B))).toBe(true);
+        expect((await readExport(engine.source, 0, B)).equals(original.subarray(0, B))).toBe(true);
         expect(engine.status().revisitCache.hits).toBe(1);
       } else {
-        expect(await errnoOf(engine.source.read(0, B))).toBe(Errno.EIO);
+        expect(await errnoOf(readExport(engine.source, 0, B))).toBe(Errno.EIO);
         expect(lines.some((l) => /disk block 0 .*EIO/.test(l))).toBe(true);
         expect(engine.status().revisitCache.misses).toBe(1);
       }
@@ -113,7 +114,7 @@ describe('reads, holds and status while sealed', () => {
     expect(engine.status()).toMatchObject({ heldInRam: 2, heldInRamBytes: 2 * B });
     await engine.destination.writeZeroes(B, 8 * B, { fua: false, mayTrim: true, fast: true });
     expect(engine.status()).toMatchObject({ heldInRam: 1, heldAsZero: 8 });
-    expect((await engine.destination.read(B, 8 * B)).equals(Buffer.alloc(8 * B))).toBe(true);
+    expect((await readExport(engine.destination, B, 8 * B)).equals(Buffer.alloc(8 * B))).toBe(true);
     // An all-zero plain write is held the same way.
     await engine.destination.write(12 * B, Buffer.alloc(B), W);
     expect(engine.status().heldAsZero).toBe(9);
@@ -136,14 +137,14 @@ describe('reads, holds and status while sealed', () => {
     expect(status.enospc).toBe(1);
     expect(status.lastEnospc).toMatch(/RAM cache is full/);
     expect(lines.some((l) => /ENOSPC/.test(l))).toBe(true);
-    expect((await engine.destination.read(0, 2 * B)).equals(Buffer.alloc(2 * B, 1))).toBe(true);
+    expect((await readExport(engine.destination, 0, 2 * B)).equals(Buffer.alloc(2 * B, 1))).toBe(true);
   });
 
   it('destroys unconfirmed originals only under pressure and counts them at risk; --safe refuses instead', async () => {
     for (const safe of [false, true]) {
       const { engine } = setup(8, { safe, cacheBytes: B });
       await engine.seal();
-      await engine.source.read(0, 2 * B); // released, not confirmed
+      await readExport(engine.source, 0, 2 * B); // released, not confirmed
       await engine.destination.write(0, Buffer.alloc(B, 1), W); // held in RAM: its home is unconfirmed
       expect(engine.status()).toMatchObject({ heldInRam: 1, landed: 0, atRisk: 0 });
       const errno = await errnoOf(engine.destination.write(B, Buffer.alloc(B, 2), W));
@@ -185,7 +186,7 @@ describe('finish', () => {
     await engine.destination.write(B, Buffer.alloc(B, 6), W);
     expect(device.bytes[B]).toBe(6);
     expect(await errnoOf(engine.destination.writeZeroes(0, B, { fua: false, mayTrim: true, fast: true }))).toBe(Errno.ENOTSUP);
-    expect(await errnoOf(engine.source.read(0, B))).toBe(Errno.EIO);
+    expect(await errnoOf(readExport(engine.source, 0, B))).toBe(Errno.EIO);
     await engine.finish(); // again: nothing to do
     await expect(engine.checkpoint()).rejects.toBeInstanceOf(ControlRefusal);
   });
@@ -198,7 +199,7 @@ describe('finish', () => {
     await engine.seal();
     const data = patternBytes(8 * B, 9);
     for (let i = 0; i < 8; i++) {
-      await engine.source.read(i * B, B);
+      await readExport(engine.source, i * B, B);
       await engine.destination.write(i * B, data.subarray(i * B, (i + 1) * B), W);
     }
     await engine.finish();

@@ -5,6 +5,7 @@ import { defaultStatePath, finishOffline, openMigration, resolveStatePath, State
 import { Disk } from '../../../src/store/disk.js';
 import { randomImage, scratchDir } from '../../helpers/scratch.js';
 import { silent } from '../remap/durability/helpers/crash-workload.js';
+import { readExport } from '../../../src/server/block-export.js';
 
 /**
  * openMigration / finishOffline on real files in a temporary directory: a
@@ -60,7 +61,7 @@ describe('openMigration and finishOffline with real files', () => {
     await e.seal();
     // Read the first half of the source (releases it), write every destination block, flush.
     const expected: Array<Buffer | undefined> = [];
-    await e.source.read(0, SIZE / 2);
+    await readExport(e.source, 0, SIZE / 2);
     let refused = 0;
     for (let d = 0; d < BLOCKS; d++) {
       expected.push(block(d + 1));
@@ -87,17 +88,17 @@ describe('openMigration and finishOffline with real files', () => {
     expect(m2.engine.map.extents).toEqual(map.extents);
     for (let d = 1; d < BLOCKS; d++) {
       const want = expected[d];
-      if (want !== undefined) expect((await m2.engine.destination.read(d * B, B)).equals(want), `destination block ${d}`).toBe(true);
+      if (want !== undefined) expect((await readExport(m2.engine.destination, d * B, B)).equals(want), `destination block ${d}`).toBe(true);
     }
     for (let p = 0; p < BLOCKS; p++) {
-      const got = await m2.engine.source.read(p * B, B).catch((err: Error) => err);
+      const got = await readExport(m2.engine.source, p * B, B).catch((err: Error) => err);
       if (got instanceof Error) {
         expect(p, `only released blocks may be lost (block ${p})`).toBeLessThan(BLOCKS / 2);
         continue;
       }
       expect(got.equals(original.subarray(p * B, (p + 1) * B)), `source block ${p}`).toBe(true);
     }
-    const served = await m2.engine.destination.read(0, SIZE);
+    const served = await readExport(m2.engine.destination, 0, SIZE);
     await m2.close();
     await disk2.close();
 
@@ -130,7 +131,7 @@ describe('openMigration and finishOffline with real files', () => {
     await disk.close();
     const again = await open(imagePath);
     const m2 = await openMigration({ disk: again, diskPath: imagePath, statePath, cacheBytes: 8 * B, log: silent });
-    expect((await m2.engine.destination.read(5 * B, B)).equals(block(77))).toBe(true);
+    expect((await readExport(m2.engine.destination, 5 * B, B)).equals(block(77))).toBe(true);
     expect(m2.engine.status().durability.heldInRamDurable).toBe(1);
     await m2.close();
   });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { finishOffline, openMigration } from '../../../../src/state/open-migration.js';
 import { CrashDisk, materialise, type CrashMode, type CrashSnapshot, type Recorder } from './helpers/crash-world.js';
 import { CrashRun, prng, randomOps, scenarioFrom, silent, STATE_PATH, type CrashOp } from './helpers/crash-workload.js';
+import { readExport } from '../../../../src/server/block-export.js';
 
 /**
  * G6: a crash at any point of finish — and again at any point of the resumed
@@ -24,7 +25,7 @@ describe('crash during finish, then resume', () => {
       await run.run(ops, async (i) => {
         if (i !== finishAt) return;
         served = [];
-        for (let d = 0; d < run.map.destinationBlocks; d++) served.push(await run.engine.destination.read(d * run.B, run.map.destBlockLength(d)));
+        for (let d = 0; d < run.map.destinationBlocks; d++) served.push(await readExport(run.engine.destination, d * run.B, run.map.destBlockLength(d)));
       });
       workloads++;
       const points = run.points.filter((p) => p.op === finishAt);

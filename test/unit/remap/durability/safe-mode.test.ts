@@ -4,6 +4,7 @@ import { createRemapper } from '../../../../src/remap/create-remapper.js';
 import { RemapMap } from '../../../../src/remap/map.js';
 import { MemoryStateJournal, type StateRecord } from '../../../../src/remap/state-journal.js';
 import { MemoryDevice } from '../helpers/memory-device.js';
+import { readExport } from '../../../../src/server/block-export.js';
 
 /** --safe (issue 4 item 5): an unconfirmed original is never destroyed; the write fails ENOSPC and status says to checkpoint. */
 describe('--safe', () => {
@@ -15,7 +16,7 @@ describe('--safe', () => {
     const map = RemapMap.fromExtents(Array.from({ length: 8 }, (_, d) => ({ destOffset: d * B, length: B, diskOffset: (7 - d) * B })), 8 * B, B);
     const e = createRemapper({ device, map, cacheBytes: B, revisitCacheBytes: 0, journal, safe: true });
     await e.seal();
-    await e.source.read(0, 4 * B); // releases 0…3, unconfirmed
+    await readExport(e.source, 0, 4 * B); // releases 0…3, unconfirmed
     await e.destination.write(0, Buffer.alloc(B, 1), { fua: false }); // RAM
     const refused = await e.destination.write(B, Buffer.alloc(B, 2), { fua: false }).catch((err: unknown) => err);
     expect(refused).toBeInstanceOf(NbdError);

@@ -8,6 +8,7 @@ import type { StateCommitter } from '../../../../src/remap/state-committer.js';
 import type { StateRecord } from '../../../../src/remap/state-journal.js';
 import { CheckingJournal } from './checking-journal.js';
 import { MemoryDevice, patternBytes, prng } from './memory-device.js';
+import { readExport } from '../../../../src/server/block-export.js';
 
 export type MapKind = 'identity' | 'shift' | 'permutation' | 'partial';
 
@@ -329,7 +330,7 @@ export class Harness {
     let got: Buffer;
     const finishedBefore = this.finished;
     try {
-      got = await this.engine.source.read(offset, length);
+      got = await readExport(this.engine.source, offset, length);
       if (finishedBefore) expect.fail('a source read after finish succeeded: the source is gone');
     } catch (err) {
       if (this.sealed && err instanceof NbdError && err.errno === Errno.EIO) {
@@ -449,7 +450,7 @@ export class Harness {
     for (let d = Math.floor(offset / B); d * B < offset + length; d++) homesBefore.set(d, this.homeContent(d));
     let got: Buffer;
     try {
-      got = await this.engine.destination.read(offset, length);
+      got = await readExport(this.engine.destination, offset, length);
     } catch (err) {
       return expect.fail(`destination read ${offset}+${length}: ${describeError(err)}`);
     }
