@@ -61,6 +61,8 @@ export class FileStateJournal implements StateJournal {
   private batch: StateRecord[] = [];
   private lastCommitAt: string | null = null;
   private compactionCount = 0;
+  /** worthCompacting() looks again once the file reaches this size. */
+  private compactCheckAt = 0;
   private failed: unknown;
 
   private constructor(
@@ -175,13 +177,31 @@ export class FileStateJournal implements StateJournal {
       this.batchNo = batchNo;
       this.end = at;
       this.lastCommitAt = new Date().toISOString();
-      const logBytes = this.end - this.logStart;
-      if (logBytes > this.compactBytes && logBytes > this.logStart) await this.compact();
+      if (this.worthCompacting()) await this.compact();
     } catch (err) {
       // The file may now hold part of a group the engine acted on: nothing later may be committed after it.
       this.failed = err;
       throw err;
     }
+  }
+
+  /**
+   * A snapshot pays when the file has grown past the threshold and most of
+   * it is dead: superseded records and held data no longer held. Held data
+   * still live would only be copied into the new file — a FLUSH that logs a
+   * full cache must not rewrite it at once (measured: a 64 MiB cache made the
+   * FLUSH at the end of a copy take ~1.2 s instead of ~0.2 s).
+   */
+  private worthCompacting(): boolean {
+    const logBytes = this.end - this.logStart;
+    if (logBytes <= this.compactBytes || logBytes <= this.logStart || this.end < this.compactCheckAt) return false;
+    let liveHeld = 0;
+    for (const ref of this.state.holds.values()) liveHeld += ref.length;
+    const dead = this.end - liveHeld;
+    if (dead > this.compactBytes && dead > liveHeld) return true;
+    // Summing the holds costs O(cache): look again only once the file has grown by what is still missing.
+    this.compactCheckAt = this.end + Math.max(this.compactBytes - dead, liveHeld - dead, 1);
+    return false;
   }
 
   /** Writes a fresh snapshot of the committed state and switches to it. */
