@@ -85,7 +85,14 @@ export class RemapState {
    * than the cache holds: held + spare ≤ the most ever held ≤ the cache, plus
    * the uncarved rest of one slab.
    */
-  private readonly spareBuffers: Buffer[] = [];
+  private spareBuffers: Buffer[] = [];
+  /**
+   * Spares are reused first in, first out: blocks dropped together (a landed
+   * run) come back in the same order for blocks admitted together, so the
+   * next victim run is again one contiguous piece of memory — one pwrite
+   * instead of a pwritev of a buffer per block.
+   */
+  private spareHead = 0;
   private slab: Buffer | undefined;
   private slabUsed = 0;
   readonly zeros = new IntervalSet();
@@ -197,7 +204,7 @@ export class RemapState {
    * record was appended with it), so a FLUSH need not carry it again.
    */
   ramAdmit(d: number, data: Buffer, logged = false): void {
-    this.zeros.remove(d, d + 1);
+    if (this.zeros.size > 0) this.zeros.remove(d, d + 1);
     if (logged) this.ramDirty.delete(d);
     else this.ramDirty.add(d);
     const old = this.ram.get(d);
@@ -215,8 +222,17 @@ export class RemapState {
   }
 
   private blockBuffer(): Buffer {
-    const spare = this.spareBuffers.pop();
-    if (spare !== undefined) return spare;
+    if (this.spareHead < this.spareBuffers.length) {
+      const spare = this.spareBuffers[this.spareHead++];
+      if (this.spareHead === this.spareBuffers.length) {
+        this.spareBuffers = [];
+        this.spareHead = 0;
+      } else if (this.spareHead > 1024 && this.spareHead * 2 > this.spareBuffers.length) {
+        this.spareBuffers = this.spareBuffers.slice(this.spareHead);
+        this.spareHead = 0;
+      }
+      return spare;
+    }
     if (this.slab === undefined || this.slabUsed === this.slab.length) {
       const bytes = Math.max(this.B, Math.floor(Math.min(SLAB_BYTES, this.cacheBytes) / this.B) * this.B);
       this.slab = Buffer.allocUnsafeSlow(bytes);
