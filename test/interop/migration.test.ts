@@ -287,3 +287,39 @@ print("EIO", eio)`,
     await m.server.stop();
   }
 });
+
+it('G9 through a real client: a full cache with nothing released answers ENOSPC to every write in flight, and writes land once the source is read', async () => {
+  const m = await startMigration(MiB, [{ destOffset: 0, length: MiB, diskOffset: 0 }], ['--cache', '16K']);
+  await mustCli(['seal', '--control', m.control]);
+  // 16 writes of 64 KiB in flight at once: each needs 16 blocks, the cache holds 4, and no source block is released yet.
+  const out = await nbdshScript(
+    m.server.uri('destination'),
+    `chunk = 65536
+cookies = [h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray([0x40 + i]) * chunk), i * chunk) for i in range(16)]
+while h.aio_in_flight() > 0:
+    h.poll(-1)
+enospc = 0
+for c in cookies:
+    try:
+        h.aio_command_completed(c)
+    except nbd.Error as e:
+        assert e.errno in ("ENOSPC", errno.ENOSPC), e
+        enospc += 1
+print("ENOSPC", enospc)
+src = nbd.NBD(); src.connect_uri(${JSON.stringify(m.server.uri('source'))})
+for i in range(16):
+    src.pread(chunk, i * chunk)
+for i in range(16):
+    h.pwrite(bytes([0x40 + i]) * chunk, i * chunk)
+h.flush()
+assert all(h.pread(chunk, i * chunk) == bytes([0x40 + i]) * chunk for i in range(16)), "destination does not read back"`,
+  );
+  expect(Number(/ENOSPC (\d+)/.exec(out)?.[1])).toBe(16);
+  const status = await m.status();
+  expect(status.enospc).toBe(16);
+  expect(String(status.lastEnospc)).toMatch(/no room for \d+ destination block\(s\).*raise --cache/);
+  expect(m.server.stdout() + m.server.stderr()).toMatch(/destination write refused with ENOSPC/);
+  // Blocks a refused write left in RAM stay there (landing is lazy); everything else landed.
+  expect(Number(status.landed) + Number(status.heldInRam)).toBe(256);
+  expect(Number(status.heldInRam)).toBeLessThanOrEqual(4);
+});
