@@ -1,9 +1,14 @@
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { MigrationControl } from './migration-control.js';
+
+const MAX_CONNECTIONS = 32;
+const HEADERS_TIMEOUT_MS = 10_000;
+/** Whole request, headers and body; a finish streams its response for as long as it runs, which this does not limit. */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * The control plane: HTTP with JSON bodies on a unix socket (Docker's
@@ -40,6 +45,12 @@ export class ControlServer {
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
+    // Seal and finish are irreversible: only the server's owner may connect, whatever the umask.
+    chmodSync(path, 0o600);
+    // Idle or slow clients must not pile up: a local tool needs a handful of connections, and seconds per request.
+    server.maxConnections = MAX_CONNECTIONS;
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
     this.server = server;
   }
 

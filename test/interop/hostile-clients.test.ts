@@ -1,4 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawNbdClient, u16, u32 } from '../helpers/raw-nbd-client.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
@@ -17,12 +20,13 @@ describe('hostile and unusual clients (G7, G8)', () => {
   const dir = scratchDir();
   const disk = dir.file('disk.img');
   const socketPath = dir.file('nbd.sock');
+  const controlPath = dir.file('control.sock');
   let server: ServerProcess;
   let content: Buffer;
 
   beforeAll(async () => {
     content = randomImage(disk, 4 * MiB);
-    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--handshake-timeout', '1', '--max-connections', '4']);
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--control', controlPath, '--handshake-timeout', '1', '--max-connections', '4']);
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
@@ -164,5 +168,69 @@ describe('hostile and unusual clients (G7, G8)', () => {
     expect(seen.size).toBe(300);
     c.sendRequest({ type: DISC, cookie: 0n, offset: 0, length: 0 });
     await c.closed;
+  });
+  it('the control socket: owner-only, and garbage, oversized headers, a huge body or a pile of idle connections neither crash it nor block status', async () => {
+    expect(statSync(controlPath).mode & 0o777).toBe(0o600);
+    const raw = (bytes: Buffer | string): Promise<string> =>
+      new Promise((resolve) => {
+        const s = net.connect(controlPath);
+        let got = '';
+        s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(got));
+        s.end(bytes);
+      });
+    expect(await raw(randomBytes(4096))).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw(`GET /status HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(256 * 1024)}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431/);
+    // A 64 MiB body the server never asked for: answered (404: no such request), drained without being kept.
+    const body = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ socketPath: controlPath, method: 'POST', path: '/nothing-here', headers: { 'content-length': String(64 * MiB) } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      const chunk = Buffer.alloc(MiB);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < 64 && req.write(chunk)) sent++;
+        if (sent < 64) req.once('drain', () => (sent++, pump()));
+        else req.end();
+      };
+      pump();
+    });
+    expect(body).toBe(404);
+    const idle = await Promise.all(Array.from({ length: 40 }, () => new Promise<net.Socket>((resolve) => {
+      const s = net.connect(controlPath, () => resolve(s));
+      s.on('error', () => undefined);
+    })));
+    try {
+      const status = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        // The cap may refuse this one while the idle ones hold their slots: retry a bounded number of times after closing some.
+        const attempt = (left: number): void => {
+          http
+            .get({ socketPath: controlPath, path: '/status' }, (res) => {
+              let text = '';
+              res.on('data', (c: Buffer) => (text += c.toString()));
+              res.on('end', () => resolve(JSON.parse(text) as Record<string, unknown>));
+            })
+            .on('error', (err) => {
+              if (left === 0) return reject(err);
+              idle.splice(0, 10).forEach((s) => s.destroy());
+              setTimeout(() => attempt(left - 1), 100);
+            });
+        };
+        attempt(4);
+      });
+      expect(status.phase).toBe('unsealed');
+    } finally {
+      for (const s of idle) s.destroy();
+    }
+    // The NBD side never noticed.
+    const c = await connect();
+    await c.greet();
+    await c.go('source');
+    c.sendRequest({ type: READ, cookie: 1n, offset: 0, length: 4096 });
+    expect((await c.readSimpleReply(4096)).data.equals(content.subarray(0, 4096))).toBe(true);
+    c.close();
   });
 });
