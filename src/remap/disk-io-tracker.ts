@@ -1,3 +1,5 @@
+import { RangeIndex } from './range-index.js';
+
 /**
  * The disk reads and writes the engine has in flight, by disk block range.
  * An I/O registers at the moment its target is decided (synchronously) and
@@ -28,25 +30,25 @@ interface Entry {
 const READY: Promise<void> = Promise.resolve();
 
 export class DiskIoTracker {
-  private readonly active: Entry[] = [];
+  private readonly active = new RangeIndex<Entry>();
 
   register(kind: IoKind, start: number, end: number): TrackedIo {
     const waits: Promise<void>[] = [];
-    for (const e of this.active) {
-      if (e.start < end && start < e.end && (kind === 'write' || e.kind === 'write')) waits.push(e.finished);
-    }
+    this.active.some(start, end, (e) => {
+      if (kind === 'write' || e.kind === 'write') waits.push(e.finished);
+      return false;
+    });
     let resolve!: () => void;
     const finished = new Promise<void>((r) => (resolve = r));
     const entry: Entry = { kind, start, end, finished, resolve };
-    this.active.push(entry);
+    this.active.add(entry);
     let over = false;
     return {
       ready: waits.length === 0 ? READY : Promise.all(waits).then(() => undefined),
       done: () => {
         if (over) return;
         over = true;
-        const at = this.active.indexOf(entry);
-        if (at >= 0) this.active.splice(at, 1);
+        this.active.delete(entry);
         resolve();
       },
     };

@@ -1,3 +1,5 @@
+import { RangeIndex } from './range-index.js';
+
 /**
  * FIFO locks over ranges of destination blocks. A lock is registered the
  * moment it is asked for and waits only for overlapping locks registered
@@ -19,10 +21,10 @@ interface Entry {
 }
 
 export class RangeLocks {
-  private readonly active: Entry[] = [];
+  private readonly active = new RangeIndex<Entry>();
 
   get heldCount(): number {
-    return this.active.length;
+    return this.active.size;
   }
 
   /** Registers now; resolves once every earlier overlapping lock is released. */
@@ -35,13 +37,12 @@ export class RangeLocks {
 
   /** The lock if nothing overlapping is registered, else undefined (never waits). */
   tryAcquire(start: number, end: number): RangeLock | undefined {
-    if (this.overlapping(start, end).length > 0) return undefined;
+    if (this.active.some(start, end)) return undefined;
     return this.register(start, end);
   }
 
   isBusy(start: number, end: number): boolean {
-    for (const e of this.active) if (e.start < end && start < e.end) return true;
-    return false;
+    return this.active.some(start, end);
   }
 
   /** Resolves when the locks overlapping the range now registered are all released. */
@@ -50,16 +51,14 @@ export class RangeLocks {
   }
 
   private overlapping(start: number, end: number): Entry[] {
-    const out: Entry[] = [];
-    for (const e of this.active) if (e.start < end && start < e.end) out.push(e);
-    return out;
+    return this.active.overlapping(start, end);
   }
 
   private register(start: number, end: number): RangeLock {
     let resolve!: () => void;
     const released = new Promise<void>((r) => (resolve = r));
     const entry: Entry = { start, end, released, resolve };
-    this.active.push(entry);
+    this.active.add(entry);
     let done = false;
     return {
       start,
@@ -67,8 +66,7 @@ export class RangeLocks {
       release: () => {
         if (done) return;
         done = true;
-        const at = this.active.indexOf(entry);
-        if (at >= 0) this.active.splice(at, 1);
+        this.active.delete(entry);
         resolve();
       },
     };
