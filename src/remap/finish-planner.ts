@@ -212,18 +212,28 @@ export class FinishPlanner {
     const s = this.s;
     const B = s.B;
     let room = Math.floor((s.cacheBytes - s.ramBytes) / B);
-    const picked: Array<{ dest: number; slot: number; lock: RangeLock }> = [];
+    // Runs of consecutive slots, each read in one go and locked as one (block by block, a 64 MiB cache meant 16k reads).
+    const picked: Array<{ dest: number; slot: number; count: number; lock: RangeLock }> = [];
     for (const run of s.spill.all()) {
-      for (let d = run.start; d < run.end && room > 0; d++) {
-        const lock = s.locks.tryAcquire(d, d + 1);
-        if (lock === undefined) continue;
-        picked.push({ dest: d, slot: run.value + (d - run.start), lock });
-        room--;
+      for (let d = run.start; d < run.end && room > 0; ) {
+        const count = Math.min(run.end - d, room);
+        const lock = s.locks.tryAcquire(d, d + count) ?? (count > 1 ? s.locks.tryAcquire(d, d + 1) : undefined);
+        if (lock === undefined) {
+          d++;
+          continue;
+        }
+        const n = lock.end - lock.start;
+        picked.push({ dest: d, slot: run.value + (d - run.start), count: n, lock });
+        room -= n;
+        d += n;
       }
       if (room === 0) break;
     }
     const freed: Array<{ start: number; count: number }> = [];
-    const reads = picked.map((item) => ({ item, buffer: Buffer.allocUnsafe(s.map.destBlockLength(item.dest)), io: s.io.register('read', item.slot, item.slot + 1) }));
+    const reads = picked.map((item) => {
+      const bytes = (item.count - 1) * B + s.map.destBlockLength(item.dest + item.count - 1);
+      return { item, buffer: Buffer.allocUnsafe(bytes), io: s.io.register('read', item.slot, item.slot + item.count) };
+    });
     try {
       await Promise.all(
         reads.map(async (r) => {
@@ -237,12 +247,22 @@ export class FinishPlanner {
       );
       for (const { item, buffer } of reads) {
         // A client write may have filled RAM meanwhile: take only what fits; the rest stays in its slot.
-        if (s.ramBytes + buffer.length > s.cacheBytes) continue;
-        s.committer.append({ type: 'hold', dest: item.dest, data: Buffer.from(buffer) });
-        s.spill.delete(item.dest, 1);
-        s.ramAdmit(item.dest, buffer, true);
-        s.freeSlots(item.slot, 1);
-        freed.push({ start: item.slot, count: 1 });
+        let taken = 0;
+        let bytes = 0;
+        while (taken < item.count && s.ramBytes + bytes + s.map.destBlockLength(item.dest + taken) <= s.cacheBytes) {
+          bytes += s.map.destBlockLength(item.dest + taken);
+          taken++;
+        }
+        if (taken === 0) continue;
+        s.spill.delete(item.dest, taken);
+        for (let k = 0; k < taken; k++) {
+          const data = buffer.subarray(k * B, k * B + s.map.destBlockLength(item.dest + k));
+          // The buffer is this function's own and never reused: the record may keep a view of it.
+          s.committer.append({ type: 'hold', dest: item.dest + k, data });
+          s.ramAdmit(item.dest + k, data, true);
+        }
+        s.freeSlots(item.slot, taken);
+        freed.push({ start: item.slot, count: taken });
       }
     } finally {
       for (const { lock } of picked) lock.release();
