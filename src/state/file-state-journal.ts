@@ -4,8 +4,8 @@ import { RemapMap } from '../remap/map.js';
 import type { JournalInfo, StateJournal, StateRecord } from '../remap/state-journal.js';
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { DurableState, type HoldRef } from './durable-state.js';
-import { decodeFrame, encodeFrame, FRAME_HEADER_BYTES, FrameKind, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
-import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js';
+import { decodeFrame, FRAME_HEADER_BYTES, FrameKind, frameParts, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
+import { decodeRecord, encodeRecordParts, recordOutOfRange } from './record-codec.js';
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
@@ -153,10 +153,12 @@ export class FileStateJournal implements StateJournal {
       let pendingBytes = 0;
       let writeAt = this.end;
       const writes: Array<{ data: Buffer; position: number }> = [];
-      const push = (frame: Buffer): void => {
-        chunks.push(frame);
-        pendingBytes += frame.length;
-        at += frame.length;
+      const push = (parts: readonly Buffer[]): void => {
+        for (const part of parts) {
+          chunks.push(part);
+          pendingBytes += part.length;
+          at += part.length;
+        }
         if (pendingBytes >= WRITE_CHUNK_BYTES) {
           writes.push({ data: Buffer.concat(chunks), position: writeAt });
           writeAt = at;
@@ -165,11 +167,12 @@ export class FileStateJournal implements StateJournal {
         }
       };
       for (const r of records) {
-        const { kind, payload } = encodeRecord(r);
-        holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + payload.length - r.data.length, length: r.data.length } : undefined);
-        push(encodeFrame(kind, batchNo, payload));
+        const { kind, parts } = encodeRecordParts(r);
+        // A hold's data is its payload's last part.
+        holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + parts[0].length, length: r.data.length } : undefined);
+        push(frameParts(kind, batchNo, parts));
       }
-      push(encodeFrame(FrameKind.Commit, batchNo, new ByteWriter().uint(records.length).finish()));
+      push(frameParts(FrameKind.Commit, batchNo, [new ByteWriter().uint(records.length).finish()]));
       if (chunks.length > 0) writes.push({ data: Buffer.concat(chunks), position: writeAt });
       for (const w of writes) await this.file.write(w.data, w.position);
       await this.file.datasync();
@@ -239,14 +242,14 @@ class WindowedReader {
   async read(ref: HoldRef): Promise<Buffer> {
     const end = ref.position + ref.length;
     if (ref.position < this.windowAt || end > this.windowAt + this.window.length) {
-      const window = Buffer.alloc(Math.max(READ_WINDOW_BYTES, ref.length));
+      // A fresh window each time, never overwritten: the views handed out stay valid until written.
+      const window = Buffer.allocUnsafe(Math.max(READ_WINDOW_BYTES, ref.length));
       const n = await this.file.read(window, ref.position);
       this.window = window.subarray(0, n);
       this.windowAt = ref.position;
       if (n < ref.length) throw new Error(`state file: held data at offset ${ref.position} is cut short`);
     }
-    // A copy: the window is replaced while the snapshot still holds earlier blocks.
-    return Buffer.from(this.window.subarray(ref.position - this.windowAt, end - this.windowAt));
+    return this.window.subarray(ref.position - this.windowAt, end - this.windowAt);
   }
 }
 
@@ -277,16 +280,18 @@ async function writeStateFile(
       chunkBytes = 0;
       chunkAt = at;
     };
-    const push = async (frame: Buffer): Promise<void> => {
-      chunks.push(frame);
-      chunkBytes += frame.length;
-      at += frame.length;
+    const push = async (parts: readonly Buffer[]): Promise<void> => {
+      for (const part of parts) {
+        chunks.push(part);
+        chunkBytes += part.length;
+        at += part.length;
+      }
       if (chunkBytes >= WRITE_CHUNK_BYTES) await flush();
     };
-    await push(encodeFrame(FrameKind.Header, 0, Buffer.from(JSON.stringify(identity), 'utf8')));
+    await push(frameParts(FrameKind.Header, 0, [Buffer.from(JSON.stringify(identity), 'utf8')]));
     for await (const f of snapshotFrames(state, readHold)) {
       if (f.hold !== undefined) holds.set(f.hold.dest, { position: at + FRAME_HEADER_BYTES + f.hold.dataAt, length: f.hold.length });
-      await push(encodeFrame(f.kind, batchNo, f.payload));
+      await push(frameParts(f.kind, batchNo, f.parts));
     }
     await flush();
     await file.datasync();

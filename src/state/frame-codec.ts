@@ -53,16 +53,26 @@ export interface Frame {
   end: number;
 }
 
-export function encodeFrame(kind: FrameKind, batch: number, payload: Buffer): Buffer {
-  if (payload.length > MAX_PAYLOAD_BYTES) throw new RangeError(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
-  const out = Buffer.alloc(FRAME_OVERHEAD + payload.length);
-  out.writeUInt32LE(FRAME_MAGIC, 0);
-  out.writeUInt32LE(payload.length, 4);
-  out.writeBigUInt64LE(BigInt(batch), 8);
-  out.writeUInt8(kind, 16);
-  payload.copy(out, FRAME_HEADER_BYTES);
-  out.writeUInt32LE(crc32(out.subarray(0, FRAME_HEADER_BYTES + payload.length)), FRAME_HEADER_BYTES + payload.length);
-  return out;
+/**
+ * A frame as the pieces to write back to back: header, the payload's parts
+ * as given (not copied: held data goes to the file without passing through
+ * intermediate buffers), checksum.
+ */
+export function frameParts(kind: FrameKind, batch: number, payload: readonly Buffer[]): Buffer[] {
+  let length = 0;
+  for (const part of payload) length += part.length;
+  if (length > MAX_PAYLOAD_BYTES) throw new RangeError(`frame payload of ${length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+  const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  header.writeUInt32LE(FRAME_MAGIC, 0);
+  header.writeUInt32LE(length, 4);
+  header.writeBigUInt64LE(BigInt(batch), 8);
+  header.writeUInt8(kind, 16);
+  header.writeUIntLE(0, 17, 3);
+  let crc = crc32(header);
+  for (const part of payload) crc = crc32(part, crc);
+  const trailer = Buffer.allocUnsafe(4);
+  trailer.writeUInt32LE(crc, 0);
+  return [header, ...payload, trailer];
 }
 
 /** Why a frame at some offset is not valid (for the error messages). */

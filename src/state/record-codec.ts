@@ -2,6 +2,17 @@ import type { SealSample, StateRecord } from '../remap/state-journal.js';
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { FrameKind } from './frame-codec.js';
 
+/**
+ * The frame kind and payload of a state record, as parts to write back to
+ * back: varints, and for a `hold` its data raw after the block number (the
+ * caller's buffer itself, not a copy).
+ */
+export function encodeRecordParts(r: StateRecord): { kind: FrameKind; parts: Buffer[] } {
+  if (r.type === 'hold') return { kind: FrameKind.Hold, parts: [new ByteWriter(16).uint(r.dest).finish(), r.data] };
+  const { kind, payload } = encodeRecord(r);
+  return { kind, parts: [payload] };
+}
+
 /** The frame kind and payload of a state record (varints; a `hold` carries its data raw after the block number). */
 export function encodeRecord(r: StateRecord): { kind: FrameKind; payload: Buffer } {
   const w = new ByteWriter();

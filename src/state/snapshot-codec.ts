@@ -5,12 +5,12 @@ import type { IntervalSet } from '../remap/run-map.js';
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { DurableState, type HoldRef } from './durable-state.js';
 import { FRAME_HEADER_BYTES, FrameKind, type Frame } from './frame-codec.js';
-import { decodeRecord, encodeRecord } from './record-codec.js';
+import { decodeRecord, encodeRecordParts } from './record-codec.js';
 
-/** A snapshot frame to write: `hold` frames carry their data (read from the old file). */
+/** A snapshot frame to write, its payload as parts written back to back: `hold` frames carry their data (read from the old file). */
 export interface SnapshotFrame {
   kind: FrameKind;
-  payload: Buffer;
+  parts: Buffer[];
   /** For hold frames: the destination block and where its data starts in the payload. */
   hold?: { dest: number; dataAt: number; length: number };
 }
@@ -41,7 +41,7 @@ const RUNS_FRAME_BYTES = 1024 * 1024;
 export async function* snapshotFrames(state: DurableState, readHold: (ref: HoldRef) => Promise<Buffer>): AsyncGenerator<SnapshotFrame> {
   const begin = new ByteWriter().uint(PHASES.indexOf(state.phase)).uint(state.anyLanded ? 1 : 0).uint(state.records).uint(state.samples.length);
   for (const s of state.samples) begin.uint(s.block).text(s.hash);
-  yield { kind: FrameKind.SnapshotBegin, payload: begin.finish() };
+  yield { kind: FrameKind.SnapshotBegin, parts: [begin.finish()] };
   let count = 0;
   const bitmapRuns = (b: PagedBitmap): Iterable<{ start: number; end: number }> => {
     const runs: Array<{ start: number; end: number }> = [];
@@ -65,28 +65,28 @@ export async function* snapshotFrames(state: DurableState, readHold: (ref: HoldR
       w.uint(run.start - at).uint(run.end - run.start);
       at = run.end;
       if (w.length >= RUNS_FRAME_BYTES) {
-        yield { kind: FrameKind.SnapshotRuns, payload: w.finish() };
+        yield { kind: FrameKind.SnapshotRuns, parts: [w.finish()] };
         count++;
         w = new ByteWriter().uint(id);
         at = 0;
       }
     }
-    yield { kind: FrameKind.SnapshotRuns, payload: w.finish() };
+    yield { kind: FrameKind.SnapshotRuns, parts: [w.finish()] };
     count++;
   }
   for (const run of state.spill.all()) {
-    yield { ...encodeRecord({ type: 'spill', dest: run.start, count: run.end - run.start, slot: run.value }) };
+    yield encodeRecordParts({ type: 'spill', dest: run.start, count: run.end - run.start, slot: run.value });
     count++;
   }
   // In file order, so the reader of the old file streams instead of seeking block by block.
   const holds = [...state.holds].sort((a, b) => a[1].position - b[1].position);
   for (const [dest, ref] of holds) {
     const data = await readHold(ref);
-    const { kind, payload } = encodeRecord({ type: 'hold', dest, data });
-    yield { kind, payload, hold: { dest, dataAt: payload.length - data.length, length: data.length } };
+    const { kind, parts } = encodeRecordParts({ type: 'hold', dest, data });
+    yield { kind, parts, hold: { dest, dataAt: parts[0].length, length: data.length } };
     count++;
   }
-  yield { kind: FrameKind.SnapshotEnd, payload: new ByteWriter().uint(count).finish() };
+  yield { kind: FrameKind.SnapshotEnd, parts: [new ByteWriter().uint(count).finish()] };
 }
 
 /**
