@@ -5,13 +5,14 @@ import { describeTransport, type NbdTarget } from './nbd-uri.js';
 const START_SERVER = 'start the server (`nbd-remapper serve --disk DISK --socket PATH`, or the NBD server you meant) or correct the URI';
 
 /**
- * Starts connecting to the socket a target names. `connected` rejects with an
- * error that says what is missing and how to fix it, or — when the socket is
- * destroyed while connecting (a timeout) — with `onAbandoned()`.
+ * Starts connecting to the socket a target names, receiving through `onread`
+ * (so the receiver picks the memory each recv lands in). `connected` rejects
+ * with an error that says what is missing and how to fix it, or — when the
+ * socket is destroyed while connecting (a timeout) — with `onAbandoned()`.
  */
-export function openSocket(target: NbdTarget, onAbandoned: () => Error): { socket: net.Socket; connected: Promise<void> } {
+export function openSocket(target: NbdTarget, onread: net.OnReadOpts, onAbandoned: () => Error): { socket: net.Socket; connected: Promise<void> } {
   const { transport } = target;
-  const socket = transport.kind === 'unix' ? net.connect({ path: transport.path }) : net.connect({ host: transport.host, port: transport.port });
+  const socket = transport.kind === 'unix' ? net.connect({ path: transport.path, onread }) : net.connect({ host: transport.host, port: transport.port, onread });
   const connected = new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       socket.destroy();

@@ -2,31 +2,33 @@ import { ProtocolError } from 'nbd-protocol-ts';
 
 /**
  * Puts one READ back together from structured reply chunks (OFFSET_DATA and
- * OFFSET_HOLE), which may come in any order. The spec forbids chunks outside
- * the request and chunks that overlap; a successful reply must cover every
- * byte. A server that breaks this gets a ProtocolError, never a buffer with
- * bytes nobody sent.
+ * OFFSET_HOLE), which may come in any order, in one buffer that data
+ * chunks are received into directly. The spec forbids chunks outside the
+ * request and chunks that overlap; a successful reply must cover every byte.
+ * A server that breaks this gets a ProtocolError, never a buffer with bytes
+ * nobody sent.
  */
 export class ReadAssembly {
   /** Covered ranges [start, end) relative to the request, sorted and disjoint. */
   private readonly covered: Array<[number, number]> = [];
   private coveredBytes = 0;
-  private buffer: Buffer | undefined;
-  /** The only chunk so far when it covers the whole request: kept as is, not copied. */
-  private whole: Buffer | undefined;
 
   constructor(
     readonly offset: number,
     readonly length: number,
-  ) {}
+    /** The caller's memory for the result; made at the first chunk when undefined. */
+    private buffer: Buffer | undefined,
+  ) {
+    if (buffer && buffer.length !== length) throw new RangeError(`a ${length}-byte read cannot land in a ${buffer.length}-byte buffer`);
+  }
 
-  data(offset: number, bytes: Buffer): void {
-    const start = this.claim(offset, bytes.length, 'data');
-    if (start === 0 && bytes.length === this.length) {
-      this.whole = bytes;
-      return;
-    }
-    bytes.copy(this.target(), start);
+  /**
+   * Claims an OFFSET_DATA chunk's range before its data arrives and returns
+   * the memory the data is to be received into, so it is never copied.
+   */
+  receive(offset: number, length: number): Buffer {
+    const start = this.claim(offset, length, 'data');
+    return this.target().subarray(start, start + length);
   }
 
   hole(offset: number, length: number): void {
@@ -39,15 +41,12 @@ export class ReadAssembly {
     if (this.coveredBytes !== this.length) {
       throw new ProtocolError(`the server reported success for a ${this.length}-byte read at ${this.offset} but sent only ${this.coveredBytes} bytes`);
     }
-    return this.whole ?? this.buffer ?? Buffer.alloc(0);
+    return this.buffer ?? Buffer.alloc(0);
   }
 
   private target(): Buffer {
-    if (!this.buffer) {
-      // Every byte is written by a chunk before finish() lets the buffer out, so it need not be zeroed.
-      this.buffer = Buffer.allocUnsafe(this.length);
-      if (this.whole) this.whole.copy(this.buffer, 0);
-    }
+    // Every byte is written by a chunk before finish() lets the buffer out, so it need not be zeroed.
+    this.buffer ??= Buffer.allocUnsafe(this.length);
     return this.buffer;
   }
 

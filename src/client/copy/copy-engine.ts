@@ -4,7 +4,8 @@ import { CopyFailure } from './copy-failure.js';
 
 /** The reading side of a copy (an NbdClient is one). */
 export interface CopySource {
-  pread(offset: number, length: number): Promise<Buffer>;
+  /** Fills all of `into` from `offset`. */
+  preadInto(into: Buffer, offset: number): Promise<void>;
 }
 
 /** The writing side of a copy (an NbdClient is one). */
@@ -51,16 +52,18 @@ export async function copyByPlan(source: CopySource, destination: CopyDestinatio
   const started = Date.now();
   const totalBytes = planBytes(plan);
   const zeroes = Buffer.alloc(options.requestSize);
+  // A chunk's buffer is reused once its write is answered: a copy allocates
+  // (and the kernel faults in) at most maxInFlight buffers, not one per chunk.
+  const buffers: Buffer[] = [];
   const summary = { totalBytes, dataBytes: 0, zeroBytes: 0, chunks: 0 };
   let active = 0;
   let failure: CopyFailure | undefined;
   let wake: (() => void) | undefined;
   const slotFreed = (): Promise<void> => new Promise((resolve) => (wake = resolve));
 
-  const copyChunk = async (chunk: CopyChunk): Promise<void> => {
-    let data: Buffer;
+  const copyChunk = async (chunk: CopyChunk, data: Buffer): Promise<void> => {
     try {
-      data = await source.pread(chunk.from, chunk.length);
+      await source.preadInto(data, chunk.from);
     } catch (err) {
       throw new CopyFailure('read', chunk, err);
     }
@@ -81,12 +84,14 @@ export async function copyByPlan(source: CopySource, destination: CopyDestinatio
     while (active >= options.maxInFlight && !failure) await slotFreed();
     if (failure) break;
     active++;
-    // pread is called synchronously here, so reads go out in plan order.
-    copyChunk(chunk)
+    const buffer = buffers.pop() ?? Buffer.allocUnsafe(options.requestSize);
+    // preadInto is called synchronously here, so reads go out in plan order.
+    copyChunk(chunk, buffer.subarray(0, chunk.length))
       .catch((err: unknown) => {
         failure ??= err instanceof CopyFailure ? err : new CopyFailure('write', chunk, err);
       })
       .finally(() => {
+        buffers.push(buffer);
         active--;
         wake?.();
       });

@@ -39,13 +39,13 @@ class Harness {
 
   source(): CopySource {
     return {
-      pread: async (offset, length) => {
+      preadInto: async (into, offset) => {
         this.log.push(`read ${offset}`);
         this.active++;
         this.maxActive = Math.max(this.maxActive, this.active);
         await turns(this.next(4));
         if (this.failWith?.at === 'read' && this.failWith.offset === offset) throw new NbdError(this.failWith.errno, `READ at ${offset} failed`);
-        return Buffer.from(this.disk.subarray(offset, offset + length));
+        this.disk.copy(into, 0, offset, offset + into.length);
       },
     };
   }
