@@ -54,6 +54,7 @@ describe('state file compaction', () => {
     await journal.close();
 
     const reopened = await FileStateJournal.open(path);
+    if (reopened === undefined) throw new Error('the state file is gone after close');
     expect(reopened.holds.size).toBe(32);
     for (const [d, held] of reopened.holds) expect(held.equals(data(d, 20))).toBe(true);
     await reopened.journal.close();
