@@ -11,6 +11,7 @@ import {
   encodeSimpleReply,
 } from 'nbd-protocol-ts';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rejection } from '../../helpers/rejection.js';
 import { NbdClient } from '../../../src/client/nbd-client.js';
 import { NbdClientError } from '../../../src/client/nbd-client-error.js';
 import { ExportList, registryOf } from '../../../src/server/export-table.js';
@@ -44,15 +45,6 @@ function contents(offset: number, length: number): Buffer {
   const out = Buffer.alloc(length);
   for (let i = 0; i < length; i++) out[i] = ((offset + i) * 7 + 3) % 251;
   return out;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof Error)) throw new Error(`expected a rejection with an Error, got ${String(err)}`);
-  return err;
 }
 
 /**

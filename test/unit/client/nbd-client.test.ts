@@ -10,6 +10,7 @@ import {
   type ExportRegistry,
 } from 'nbd-protocol-ts';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rejection } from '../../helpers/rejection.js';
 import { NbdClient } from '../../../src/client/nbd-client.js';
 import { NbdClientError } from '../../../src/client/nbd-client-error.js';
 import { silentLogger } from '../../../src/log/logger.js';
@@ -75,15 +76,6 @@ function handshakeThen(registry: ExportRegistry, transmission: (socket: net.Sock
     };
     socket.on('data', onData);
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof Error)) throw new Error(`expected a rejection with an Error, got ${String(err)}`);
-  return err;
 }
 
 function pattern(length: number, seed: number): Buffer {
