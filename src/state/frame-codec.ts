@@ -65,7 +65,9 @@ export function frameParts(kind: FrameKind, batch: number, payload: readonly Buf
   const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
   header.writeUInt32LE(FRAME_MAGIC, 0);
   header.writeUInt32LE(length, 4);
-  header.writeBigUInt64LE(BigInt(batch), 8);
+  // u64 as two u32 halves: no BigInt per frame (batch numbers stay far below 2^53).
+  header.writeUInt32LE(batch % 0x1_0000_0000, 8);
+  header.writeUInt32LE(Math.floor(batch / 0x1_0000_0000), 12);
   header.writeUInt8(kind, 16);
   header.writeUIntLE(0, 17, 3);
   let crc = crc32(header);
