@@ -5,9 +5,9 @@ import { RemapEngine } from './remap-engine.js';
 import type { RestoredState } from './restore-state.js';
 import { MemoryStateJournal, type StateJournal } from './state-journal.js';
 
-export const DEFAULT_BLOCK_SIZE = 4096;
-export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
-export const DEFAULT_REVISIT_CACHE_BYTES = 64 * 1024 * 1024;
+import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES } from './defaults.js';
+
+export { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES };
 
 export interface RemapperOptions {
   device: BlockDevice;

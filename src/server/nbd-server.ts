@@ -2,27 +2,12 @@ import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { BufferPool } from './buffer-pool.js';
-import { Connection, type ConnectionOptions } from './connection.js';
+import { Connection } from './connection.js';
 import type { ExportTable } from './export-table.js';
 import { ListenError } from './listen-error.js';
+import type { Endpoint, ServerOptions } from './server-options.js';
 
-export interface ServerOptions extends ConnectionOptions {
-  /** Clients beyond this are refused at accept (G8). */
-  maxConnections: number;
-}
-
-export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
-  handshakeTimeoutMs: 10_000,
-  maxConnections: 64,
-  limits: {
-    maxInFlight: 64,
-    maxInFlightBytes: 64 * 1024 * 1024,
-    maxQueuedReplyBytes: 32 * 1024 * 1024,
-    maxPayload: 32 * 1024 * 1024,
-  },
-};
-
-export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+export { DEFAULT_SERVER_OPTIONS, type Endpoint, type ServerOptions } from './server-options.js';
 
 /** Sockets and their connections. Knows exports only through the ExportTable. */
 export class NbdServer {

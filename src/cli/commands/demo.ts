@@ -1,8 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { ensureDemoDisk } from '../demo-disk.js';
-import { serveOptions, serveUntilSignalled, type ServeOptions } from './serve.js';
+import { serveOptions, type ServeOptions } from './serve.js';
 
 type DemoOptions = Omit<ServeOptions, 'disk'> & { disk?: string };
 
@@ -18,6 +17,7 @@ export const demoCommand: CommandModule<object, DemoOptions> = {
   builder: (yargs) =>
     serveOptions(yargs, { demand: false, describe: `Demo image path (default ${defaultDemoDiskPath()})` }) as unknown as Argv<DemoOptions>,
   handler: async (argv) => {
+    const [{ ensureDemoDisk }, { serveUntilSignalled }] = await Promise.all([import('../demo-disk.js'), import('./serve-run.js')]);
     const { path, created } = await ensureDemoDisk(argv.disk ?? defaultDemoDiskPath());
     process.stdout.write(`${created ? 'created' : 'using'} demo disk ${path}\n`);
     await serveUntilSignalled({ ...argv, disk: path });

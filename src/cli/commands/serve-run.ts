@@ -1,0 +1,181 @@
+// What `serve` does once its options are parsed: open the disk (and migration), start the server and the control plane.
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ControlServer } from '../../control/control-server.js';
+import { formatBytes } from '../../format/bytes.js';
+import { createLogger, type Logger } from '../../log/logger.js';
+import { DEFAULT_CACHE_BYTES } from '../../remap/defaults.js';
+import { RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
+import { openMigration, resolveStatePath, type OpenedMigration } from '../../state/index.js';
+import { PlainDiskView } from '../../remap/plain-disk-view.js';
+import type { BlockExport } from '../../server/block-export.js';
+import { ExportList } from '../../server/export-table.js';
+import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
+import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
+import { Disk } from '../../store/disk.js';
+import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
+import { parseSize } from '../parse-size.js';
+import { UserError } from '../user-error.js';
+import type { ServeOptions } from './serve.js';
+
+export interface RunningServer {
+  endpoints: Endpoint[];
+  /** Answer requests in flight, make acknowledged data durable, close the disk. */
+  stop(): Promise<void>;
+}
+
+interface Sizes {
+  cacheBytes: number;
+  revisitCacheBytes: number;
+}
+
+function checkOptions(options: ServeOptions): Sizes {
+  if (!Number.isInteger(options.maxConnections) || options.maxConnections < 1) {
+    throw new UserError(`--max-connections ${options.maxConnections} must be a positive whole number`, 'e.g. --max-connections 16', 2);
+  }
+  if (!(options.handshakeTimeout > 0)) {
+    throw new UserError(`--handshake-timeout ${options.handshakeTimeout} must be a positive number of seconds`, 'e.g. --handshake-timeout 10', 2);
+  }
+  validateBlockSize(options.blockSize);
+  const cacheBytes = parseSize(options.cache, '--cache');
+  if (cacheBytes < options.blockSize) {
+    throw new UserError(
+      `--cache ${options.cache} is smaller than one block (${options.blockSize} bytes)`,
+      `give at least one block (finish needs it to break cycles); the default is ${formatBytes(DEFAULT_CACHE_BYTES)}`,
+      2,
+    );
+  }
+  return { cacheBytes, revisitCacheBytes: parseSize(options.revisitCache, '--revisit-cache') };
+}
+
+async function loadMap(path: string | undefined, disk: Disk, blockSize: number): Promise<RemapMap | undefined> {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`cannot read the map file ${path}: ${code ?? (err as Error).message}`, 'check the path given to --map (a JSON file, see README "Map files")');
+  }
+  return RemapMap.parse(text, disk.size, blockSize);
+}
+
+function endpointsOf(options: ServeOptions): Endpoint[] {
+  const endpoints: Endpoint[] = [];
+  if (options.listen !== undefined || options.socket === undefined) endpoints.push(parseListen(options.listen ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`));
+  if (options.socket !== undefined) endpoints.push(unixEndpoint(options.socket));
+  return endpoints;
+}
+
+/** Opens the disk, builds the exports, starts listening and prints how to attach. */
+export async function startServer(options: ServeOptions, print: (line: string) => void, log: Logger): Promise<RunningServer> {
+  const endpoints = endpointsOf(options);
+  const sizes = checkOptions(options);
+  const disk = await Disk.open(options.disk, { readOnly: options.readOnly });
+  const table = new ExportList();
+  let migration: OpenedMigration | undefined;
+  let statePath: string | undefined;
+  let engine: RemapEngine | undefined;
+  let control: ControlServer | undefined;
+  const server = new NbdServer(
+    table,
+    { ...DEFAULT_SERVER_OPTIONS, maxConnections: options.maxConnections, handshakeTimeoutMs: options.handshakeTimeout * 1000 },
+    log,
+  );
+  const bound: Endpoint[] = [];
+  try {
+    if (options.readOnly) {
+      table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
+    } else {
+      const map = await loadMap(options.map, disk, options.blockSize);
+      statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
+      migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
+      engine = migration.engine;
+      // A finished migration has no source any more: the disk is the new layout.
+      if (engine.phase !== 'finished') table.add(engine.source);
+      table.add(engine.destination);
+      engine.onPhase((phase) => {
+        if (phase === 'finished') table.remove('source');
+      });
+      control = new ControlServer(engine, log);
+      await control.listen(options.control);
+    }
+    for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
+  } catch (err) {
+    await server.close();
+    await control?.close();
+    await migration?.close();
+    await disk.close();
+    throw err;
+  }
+
+  const stateLine = migration ? `state: ${statePath} (${migration.resumed ? 'resumed' : 'new migration'})${options.safe ? '; safe mode' : ''}` : undefined;
+  printBanner(print, disk, stateLine, engine, table.list(), bound, options);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    endpoints: bound,
+    stop() {
+      stopping ??= (async () => {
+        await server.close();
+        await control?.close();
+        // Held data goes into the state first: a clean stop loses nothing.
+        await migration?.close();
+        await disk.sync();
+        await disk.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function printBanner(
+  print: (line: string) => void,
+  disk: Disk,
+  stateLine: string | undefined,
+  engine: RemapEngine | undefined,
+  exports: readonly BlockExport[],
+  bound: Endpoint[],
+  options: ServeOptions,
+): void {
+  print(`nbd-remapper: serving ${disk.path} (${formatBytes(disk.size)}, ${disk.size} bytes)${options.readOnly ? ', read-only' : ''}`);
+  if (engine) {
+    const map = engine.map;
+    if (stateLine) print(stateLine);
+    print(
+      `map: ${options.map ?? (isIdentity(map) ? 'identity' : 'as recorded in the state')} — ${map.extents.length} extent(s), destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
+    );
+  }
+  exports.forEach((exp, i) => {
+    print(`export '${exp.name}': ${exp.description}`);
+    for (const endpoint of bound) print(`  ${nbdUri(endpoint, exp.name)}`);
+    print(`  attach: ${nbdClientCommand(bound[0], exp.name, `/dev/nbd${i}`)}`);
+  });
+  if (engine) {
+    print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${options.control})`);
+    if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
+    if (engine.phase === 'finished') print('this migration is finished: destination is a plain view of the disk (remove the state file to start a new one)');
+  }
+  print('ready; Ctrl-C (SIGINT) or SIGTERM stops after answering requests in flight');
+}
+
+function isIdentity(map: RemapMap): boolean {
+  const [only] = map.extents;
+  return map.extents.length === 1 && only.diskOffset === 0 && only.length === map.diskSize;
+}
+
+/** Runs until SIGINT/SIGTERM, then stops cleanly and exits 0. */
+export async function serveUntilSignalled(options: ServeOptions): Promise<void> {
+  const log = createLogger({ level: options.verbose ? 'debug' : 'info' });
+  // Handlers go in before anything is printed: a supervisor that signals as soon as it reads
+  // "ready" must get a clean stop, not the default kill.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
+  const signal = await signalled;
+  log.info(`${signal}: finishing requests in flight, flushing, exiting`);
+  await running.stop();
+}
+

@@ -1,0 +1,20 @@
+import type { ConnectionOptions } from './connection.js';
+
+export interface ServerOptions extends ConnectionOptions {
+  /** Clients beyond this are refused at accept (G8). */
+  maxConnections: number;
+}
+
+export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+/** Apart from the server, so the CLI can show them in --help without loading it. */
+export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 64,
+  limits: {
+    maxInFlight: 64,
+    maxInFlightBytes: 64 * 1024 * 1024,
+    maxQueuedReplyBytes: 32 * 1024 * 1024,
+    maxPayload: 32 * 1024 * 1024,
+  },
+};
