@@ -15,6 +15,8 @@ export type IoKind = 'read' | 'write';
 export interface TrackedIo {
   /** Resolves when the earlier conflicting I/O has finished. */
   readonly ready: Promise<void>;
+  /** Nothing earlier conflicts: `ready` is already resolved (the caller may skip awaiting it). */
+  readonly clear: boolean;
   /** Call when this I/O has finished (success or failure). */
   done(): void;
 }
@@ -45,6 +47,7 @@ export class DiskIoTracker {
     let over = false;
     return {
       ready: waits.length === 0 ? READY : Promise.all(waits).then(() => undefined),
+      clear: waits.length === 0,
       done: () => {
         if (over) return;
         over = true;

@@ -76,6 +76,30 @@ export class SourcePath {
       if (!s.revisit.copyOut(p, inBlock, inBlock + (to - from), buffer, from - offset)) lost.push(p);
     }
     if (lost.length > 0) throw this.originalsLost(lost);
+    if (waits.length === 0 && reads.length === 1) await this.readOne(buffer, reads[0]);
+    else await this.readAll(buffer, reads, waits);
+    if (s.phase !== 'sealed') return;
+    // Only blocks this read covered entirely: the client has not seen the rest of a partly read block.
+    const f0 = Math.ceil(offset / B);
+    const f1 = end === s.map.diskSize ? p1 : Math.floor(end / B);
+    if (f0 >= f1) return;
+    for (const run of s.release(f0, f1, false)) s.committer.append({ type: 'release', start: run.start, count: run.end - run.start });
+  }
+
+  /** The common case, one run of originals still on the disk: no promise machinery beyond the read itself (per-request cost on 4K random reads). */
+  private async readOne(buffer: Buffer, r: DiskRead): Promise<void> {
+    const s = this.s;
+    const tracked = s.io.register('read', r.first, r.last + 1);
+    try {
+      if (!tracked.clear) await tracked.ready;
+      await s.device.readInto(buffer.subarray(r.bufferOffset, r.bufferOffset + r.length), r.diskOffset);
+    } finally {
+      tracked.done();
+    }
+  }
+
+  private async readAll(buffer: Buffer, reads: readonly DiskRead[], waits: ReadonlyArray<Promise<number | undefined>>): Promise<void> {
+    const s = this.s;
     const tracked = reads.map((r) => s.io.register('read', r.first, r.last + 1));
     try {
       const [lostLate] = await Promise.all([
@@ -92,12 +116,6 @@ export class SourcePath {
     } finally {
       for (const t of tracked) t.done();
     }
-    if (s.phase !== 'sealed') return;
-    // Only blocks this read covered entirely: the client has not seen the rest of a partly read block.
-    const f0 = Math.ceil(offset / B);
-    const f1 = end === s.map.diskSize ? p1 : Math.floor(end / B);
-    if (f0 >= f1) return;
-    for (const run of s.release(f0, f1, false)) s.committer.append({ type: 'release', start: run.start, count: run.end - run.start });
   }
 
   async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
