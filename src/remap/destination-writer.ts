@@ -404,15 +404,28 @@ export class DestinationWriter {
     for (const run of slots) {
       for (let k = 0; k < run.count; k++, i++) placed.push({ d: items[i].d, data: items[i].data, slot: run.start + k });
     }
-    if (placed.length > 0) work.push(this.spill(placed));
+    if (placed.length > 0) work.push(this.spill(placed, confirmedOnly ? this.spillAhead(slots) : []));
     return items.slice(i);
   }
 
-  private async spill(placed: Array<BlockWrite & { slot: number }>): Promise<void> {
+  /**
+   * Destroy-ahead for spills, as for landings (destroyAhead): when this wave
+   * destroys originals, its `destroy` record also covers the confirmed slot
+   * candidates the next waves will take — one permission commit per window,
+   * not one per wave.
+   */
+  private spillAhead(slots: ReadonlyArray<{ start: number; count: number }>): Array<{ start: number; end: number }> {
+    const s = this.s;
+    if (!slots.some((r) => s.destroyed.countRange(r.start, r.start + r.count) < r.count)) return [];
+    const windowBlocks = Math.max(2, Math.floor(Math.min(DESTROY_AHEAD_BYTES, s.cacheBytes / 8) / s.B));
+    return s.peekConfirmedSlots(windowBlocks).map((r) => ({ start: r.start, end: r.start + r.count }));
+  }
+
+  private async spill(placed: Array<BlockWrite & { slot: number }>, ahead: ReadonlyArray<{ start: number; end: number }>): Promise<void> {
     const s = this.s;
     const runs = groupRuns(placed, (b) => b.slot);
     try {
-      await this.disk.write(runs, true);
+      await this.disk.write(runs, true, ahead);
     } catch (err) {
       for (const b of placed) s.unreserveSlots(b.slot, 1);
       throw err;

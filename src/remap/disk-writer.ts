@@ -23,8 +23,6 @@ export interface WriteRun {
 export interface PlannedWrite {
   readonly runs: readonly WriteRun[];
   readonly tracked: readonly TrackedIo[];
-  /** The capture reads of blocks destroyed ahead (done once captured, before the write). */
-  readonly aheadReads: readonly TrackedIo[];
   readonly captures: ReadonlyArray<{ start: number; end: number; resolve(data: CapturedChunk[] | undefined): void; remove(): void }>;
   /** Commit through this journal sequence number before writing (0: no barrier). */
   readonly barrierSeq: number;
@@ -57,33 +55,47 @@ export class DiskWriter {
   plan(runs: readonly WriteRun[], barrier: boolean, ahead: ReadonlyArray<{ start: number; end: number }> = []): PlannedWrite {
     const s = this.s;
     const tracked: TrackedIo[] = [];
-    const aheadReads: TrackedIo[] = [];
     const captures: Array<PlannedWrite['captures'][number]> = [];
     let destroyedAny = false;
     // Blocks this write destroys, or that were destroyed ahead and not written since: they need only their permission.
     let freshBlocks = 0;
     let permitSeq = 0;
     let blocks = 0;
+    // The originals of [a, b) are read for the revisit cache before this write overwrites them. Not kept:
+    // originals of blocks the filesystem declared free (nobody should read them again), and anything
+    // destroyed while finishing (the source has no clients and is about to go away).
+    const capture = (a: number, b: number): void => {
+      if (!s.revisit.enabled || s.phase === 'finishing') return;
+      s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
+    };
     const destroy = (a: number, b: number, isAhead: boolean): void => {
       s.destroyed.setRange(a, b);
       s.atRisk += s.unconfirmed.countRange(a, b);
       const seq = s.committer.append({ type: 'destroy', start: a, count: b - a });
       permitSeq = Math.max(permitSeq, seq);
-      if (isAhead) for (let p = a; p < b; p++) s.destroyedAhead.set(p, seq);
-      // Not kept: originals of blocks the filesystem declared free (nobody should read them again), and
-      // anything destroyed while finishing (the source has no clients and is about to go away).
-      if (!s.revisit.enabled || s.phase === 'finishing') return;
-      s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
+      if (!isAhead) {
+        capture(a, b);
+        return;
+      }
+      // Destroyed ahead: still on the disk, and source reads are served from it (SourcePath) until a write
+      // is planned for the block; that write captures it (below), so the revisit cache holds only what is gone.
+      for (let p = a; p < b; p++) s.destroyedAhead.set(p, seq);
     };
     for (const run of runs) {
       const end = run.disk + run.count;
       blocks += run.count;
       tracked.push(s.io.register('write', run.disk, end));
       if (s.destroyedAhead.size > 0) {
-        for (let p = run.disk; p < end; p++) {
-          const seq = s.destroyedAhead.get(p);
-          if (seq === undefined) continue;
+        let from = -1;
+        for (let p = run.disk; p <= end; p++) {
+          const seq = p < end ? s.destroyedAhead.get(p) : undefined;
+          if (seq === undefined) {
+            if (from >= 0) capture(from, p);
+            from = -1;
+            continue;
+          }
           s.destroyedAhead.delete(p);
+          if (from < 0) from = p;
           freshBlocks++;
           permitSeq = Math.max(permitSeq, seq);
         }
@@ -94,13 +106,7 @@ export class DiskWriter {
         destroy(a, b, false);
       });
     }
-    for (const r of ahead) {
-      s.destroyed.forEachRun(false, r.start, r.end, (a, b) => {
-        // Read as the capture does: a later write of these blocks waits for it (the tracker), so the capture sees the original.
-        aheadReads.push(s.io.register('read', a, b));
-        destroy(a, b, true);
-      });
-    }
+    for (const r of ahead) s.destroyed.forEachRun(false, r.start, r.end, (a, b) => destroy(a, b, true));
     let barrierSeq = 0;
     let permissionsOnly = false;
     if (blocks > 0 && freshBlocks === blocks && permitSeq > 0) {
@@ -113,7 +119,7 @@ export class DiskWriter {
       // needs everything committed.
       barrierSeq = s.committer.lastSeq;
     }
-    return { runs, tracked, aheadReads, captures, barrierSeq, permissionsOnly };
+    return { runs, tracked, captures, barrierSeq, permissionsOnly };
   }
 
   async execute(plan: PlannedWrite): Promise<void> {
@@ -127,16 +133,14 @@ export class DiskWriter {
             ? s.committer.commitPermissionsThrough(plan.barrierSeq)
             : s.committer.commitThrough(plan.barrierSeq);
       const captured = (async (): Promise<void> => {
-        await Promise.all([...plan.tracked, ...plan.aheadReads].map((t) => t.ready));
+        await Promise.all(plan.tracked.map((t) => t.ready));
         if (plan.captures.length > 0) await Promise.all(plan.captures.map((c) => this.capture(c)));
-        for (const t of plan.aheadReads) t.done();
       })();
       // Both settle before anything is released (a failed barrier must not end the captures' tracked reads early).
       for (const r of await Promise.allSettled([captured, barrier])) if (r.status === 'rejected') throw r.reason;
       await Promise.all(plan.runs.map((run) => this.writeRun(run)));
     } finally {
       for (const t of plan.tracked) t.done();
-      for (const t of plan.aheadReads) t.done();
       for (const c of plan.captures) c.remove();
     }
   }

@@ -359,6 +359,25 @@ export class RemapState {
     return out;
   }
 
+  /**
+   * The confirmed slot candidates the next takeSlots calls would take first
+   * (up to `count`), left in their queues: what a spill may destroy ahead.
+   * Unconfirmed ones are never included (destroying them early would put
+   * originals at risk that no write needs yet).
+   */
+  peekConfirmedSlots(count: number): Array<{ start: number; count: number }> {
+    const out: Array<{ start: number; count: number }> = [];
+    let left = count;
+    for (const q of [this.recycled, this.confirmedNonHome, this.confirmedHome]) {
+      for (const run of q.peek(left, this.isSlotCandidate)) {
+        out.push(run);
+        left -= run.count;
+      }
+      if (left === 0) break;
+    }
+    return out;
+  }
+
   /** Gives back reserved slots whose write failed (their originals count as destroyed). */
   unreserveSlots(s: number, count: number): void {
     this.slotted.clearRange(s, s + count);

@@ -74,6 +74,23 @@ export class RunQueue {
     return undefined;
   }
 
+  /** Up to `max` candidate blocks from the front, as runs, left in the queue. */
+  peek(max: number, isCandidate: (block: number) => boolean): QueuedRun[] {
+    const out: QueuedRun[] = [];
+    let left = max;
+    for (let i = this.head; i < this.starts.length && left > 0; i++) {
+      const end = this.starts[i] + this.counts[i];
+      for (let p = this.starts[i]; p < end && left > 0; p++) {
+        if (!isCandidate(p)) continue;
+        const last = out[out.length - 1];
+        if (last !== undefined && last.start + last.count === p) last.count++;
+        else out.push({ start: p, count: 1 });
+        left--;
+      }
+    }
+    return out;
+  }
+
   /** Drops consumed runs once they are most of the arrays. */
   private compact(): void {
     if (this.head < 1024 || this.head * 2 < this.starts.length) {

@@ -45,7 +45,9 @@ export class SourcePath {
       const from = Math.max(offset, blockStart);
       const to = Math.min(end, blockStart + s.map.diskBlockLength(p));
       const inBlock = from - blockStart;
-      if (!s.destroyed.get(p)) {
+      // Destroyed ahead but not yet planned for a write: the original is still on the disk, and a write
+      // planned later waits for this read (the I/O tracker), so the disk serves it.
+      if (!s.destroyed.get(p) || s.destroyedAhead.has(p)) {
         if (pending !== undefined && pending.diskOffset + pending.length === from) {
           pending.length += to - from;
           pending.last = p;
