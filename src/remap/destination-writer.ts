@@ -309,7 +309,7 @@ export class DestinationWriter {
   private destroyAhead(list: LandingQueue, victims: readonly VictimRun[], confirmedClass: boolean): Array<{ start: number; end: number }> {
     const s = this.s;
     if (!victims.some((v) => s.destroyed.countRange(v.disk, v.disk + v.buffers.length) < v.buffers.length)) return [];
-    const windowBlocks = Math.max(2, Math.floor(Math.min(DESTROY_AHEAD_BYTES, s.cacheBytes / 8) / s.B));
+    const windowBlocks = this.destroyAheadBlocks();
     const out: Array<{ start: number; end: number }> = [];
     let seen = 0;
     let looked = 0;
@@ -417,8 +417,12 @@ export class DestinationWriter {
   private spillAhead(slots: ReadonlyArray<{ start: number; count: number }>): Array<{ start: number; end: number }> {
     const s = this.s;
     if (!slots.some((r) => s.destroyed.countRange(r.start, r.start + r.count) < r.count)) return [];
-    const windowBlocks = Math.max(2, Math.floor(Math.min(DESTROY_AHEAD_BYTES, s.cacheBytes / 8) / s.B));
-    return s.peekConfirmedSlots(windowBlocks).map((r) => ({ start: r.start, end: r.start + r.count }));
+    return s.peekConfirmedSlots(this.destroyAheadBlocks()).map((r) => ({ start: r.start, end: r.start + r.count }));
+  }
+
+  /** The destroy-ahead window in blocks: DESTROY_AHEAD_BYTES, at most an eighth of the cache, at least 2. */
+  private destroyAheadBlocks(): number {
+    return Math.max(2, Math.floor(Math.min(DESTROY_AHEAD_BYTES, this.s.cacheBytes / 8) / this.s.B));
   }
 
   private async spill(placed: Array<BlockWrite & { slot: number }>, ahead: ReadonlyArray<{ start: number; end: number }>): Promise<void> {
