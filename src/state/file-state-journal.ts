@@ -5,7 +5,7 @@ import type { JournalInfo, StateJournal, StateRecord } from '../remap/state-jour
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { DurableState, type HoldRef } from './durable-state.js';
 import { decodeFrame, FRAME_HEADER_BYTES, FrameKind, frameParts, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
-import { decodeRecord, encodeRecordParts, recordOutOfRange } from './record-codec.js';
+import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js';
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
@@ -167,7 +167,7 @@ export class FileStateJournal implements StateJournal {
         }
       };
       for (const r of records) {
-        const { kind, parts } = encodeRecordParts(r);
+        const { kind, parts } = encodeRecord(r);
         // A hold's data is its payload's last part.
         holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + parts[0].length, length: r.data.length } : undefined);
         push(frameParts(kind, batchNo, parts));

@@ -7,14 +7,13 @@ import { FrameKind } from './frame-codec.js';
  * back: varints, and for a `hold` its data raw after the block number (the
  * caller's buffer itself, not a copy).
  */
-export function encodeRecordParts(r: StateRecord): { kind: FrameKind; parts: Buffer[] } {
-  if (r.type === 'hold') return { kind: FrameKind.Hold, parts: [new ByteWriter(16).uint(r.dest).finish(), r.data] };
-  const { kind, payload } = encodeRecord(r);
-  return { kind, parts: [payload] };
+export function encodeRecord(r: StateRecord): { kind: FrameKind; parts: Buffer[] } {
+  const { kind, payload } = encodeFields(r);
+  return { kind, parts: r.type === 'hold' ? [payload, r.data] : [payload] };
 }
 
-/** The frame kind and payload of a state record (varints; a `hold` carries its data raw after the block number). */
-export function encodeRecord(r: StateRecord): { kind: FrameKind; payload: Buffer } {
+/** The record's kind and fields; a `hold`'s data is not among them (encodeRecord appends it). */
+function encodeFields(r: StateRecord): { kind: FrameKind; payload: Buffer } {
   const w = new ByteWriter();
   switch (r.type) {
     case 'free':
@@ -32,7 +31,7 @@ export function encodeRecord(r: StateRecord): { kind: FrameKind; payload: Buffer
     case 'spill':
       return { kind: FrameKind.Spill, payload: w.uint(r.dest).uint(r.count).uint(r.slot).finish() };
     case 'hold':
-      return { kind: FrameKind.Hold, payload: w.uint(r.dest).bytes(r.data).finish() };
+      return { kind: FrameKind.Hold, payload: w.uint(r.dest).finish() };
     case 'seal': {
       const samples = r.samples ?? [];
       w.uint(samples.length);

@@ -5,7 +5,7 @@ import type { IntervalSet } from '../remap/run-map.js';
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { DurableState, type HoldRef } from './durable-state.js';
 import { FRAME_HEADER_BYTES, FrameKind, type Frame } from './frame-codec.js';
-import { decodeRecord, encodeRecordParts } from './record-codec.js';
+import { decodeRecord, encodeRecord } from './record-codec.js';
 
 /** A snapshot frame to write, its payload as parts written back to back: `hold` frames carry their data (read from the old file). */
 export interface SnapshotFrame {
@@ -75,14 +75,14 @@ export async function* snapshotFrames(state: DurableState, readHold: (ref: HoldR
     count++;
   }
   for (const run of state.spill.all()) {
-    yield encodeRecordParts({ type: 'spill', dest: run.start, count: run.end - run.start, slot: run.value });
+    yield encodeRecord({ type: 'spill', dest: run.start, count: run.end - run.start, slot: run.value });
     count++;
   }
   // In file order, so the reader of the old file streams instead of seeking block by block.
   const holds = [...state.holds].sort((a, b) => a[1].position - b[1].position);
   for (const [dest, ref] of holds) {
     const data = await readHold(ref);
-    const { kind, parts } = encodeRecordParts({ type: 'hold', dest, data });
+    const { kind, parts } = encodeRecord({ type: 'hold', dest, data });
     yield { kind, parts, hold: { dest, dataAt: parts[0].length, length: data.length } };
     count++;
   }
