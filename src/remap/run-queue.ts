@@ -48,39 +48,33 @@ export class RunQueue {
    * the queue holds no candidate.
    */
   take(max: number, isCandidate: (block: number) => boolean): QueuedRun | undefined {
-    while (this.head < this.starts.length) {
-      const i = this.head;
-      // Skip non-candidates at the front of the head run.
-      while (this.counts[i] > 0 && !isCandidate(this.starts[i])) {
-        this.starts[i]++;
-        this.counts[i]--;
-      }
-      if (this.counts[i] === 0) {
-        this.head++;
-        this.compact();
-        continue;
-      }
-      const start = this.starts[i];
-      let n = 1;
-      while (n < max && n < this.counts[i] && isCandidate(start + n)) n++;
-      this.starts[i] += n;
-      this.counts[i] -= n;
-      if (this.counts[i] === 0) {
-        this.head++;
-        this.compact();
-      }
-      return { start, count: n };
+    if (!this.dropLeadingNonCandidates(isCandidate)) return undefined;
+    const i = this.head;
+    const start = this.starts[i];
+    let n = 1;
+    while (n < max && n < this.counts[i] && isCandidate(start + n)) n++;
+    this.starts[i] += n;
+    this.counts[i] -= n;
+    if (this.counts[i] === 0) {
+      this.head++;
+      this.compact();
     }
-    return undefined;
+    return { start, count: n };
   }
 
-  /** Up to `max` candidate blocks from the front, as runs, left in the queue. */
+  /**
+   * Up to `max` candidate blocks from the front, as runs, left in the queue
+   * (non-candidates before the first are dropped, as take would). Looks at
+   * no more than 4 × max blocks: the caller only wants a window.
+   */
   peek(max: number, isCandidate: (block: number) => boolean): QueuedRun[] {
     const out: QueuedRun[] = [];
+    if (!this.dropLeadingNonCandidates(isCandidate)) return out;
     let left = max;
-    for (let i = this.head; i < this.starts.length && left > 0; i++) {
+    let looked = 0;
+    for (let i = this.head; i < this.starts.length && left > 0 && looked < 4 * max; i++) {
       const end = this.starts[i] + this.counts[i];
-      for (let p = this.starts[i]; p < end && left > 0; p++) {
+      for (let p = this.starts[i]; p < end && left > 0 && looked++ < 4 * max; p++) {
         if (!isCandidate(p)) continue;
         const last = out[out.length - 1];
         if (last !== undefined && last.start + last.count === p) last.count++;
@@ -89,6 +83,21 @@ export class RunQueue {
       }
     }
     return out;
+  }
+
+  /** Discards non-candidates at the front; false when the queue holds none but those. */
+  private dropLeadingNonCandidates(isCandidate: (block: number) => boolean): boolean {
+    while (this.head < this.starts.length) {
+      const i = this.head;
+      while (this.counts[i] > 0 && !isCandidate(this.starts[i])) {
+        this.starts[i]++;
+        this.counts[i]--;
+      }
+      if (this.counts[i] > 0) return true;
+      this.head++;
+      this.compact();
+    }
+    return false;
   }
 
   /** Drops consumed runs once they are most of the arrays. */
