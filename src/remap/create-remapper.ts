@@ -4,7 +4,6 @@ import { RemapMap } from './map.js';
 import { RemapEngine } from './remap-engine.js';
 import type { RestoredState } from './restore-state.js';
 import { MemoryStateJournal, type StateJournal } from './state-journal.js';
-
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES } from './defaults.js';
 
 export { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES };

@@ -301,9 +301,10 @@ export class DestinationWriter {
    * Destroy-ahead: when a wave of victims destroys originals, its `destroy`
    * record (one commit) also covers the homes of the next RAM blocks of the
    * same landing list — the ones the next waves will land, in this order — up
-   * to a window. Those are destroyed now (at-risk counted, originals captured
-   * for revisits, as for any destroy) and written later with their
-   * permission already committed. Only when the wave itself destroys
+   * to a window. Those are destroyed now (at-risk counted) and written later
+   * with their permission already committed; until then source reads still
+   * get their originals from the disk, and their write captures them for the
+   * revisit cache (DiskWriter.plan). Only when the wave itself destroys
    * something, so the window is renewed once it is used up.
    */
   private destroyAhead(list: LandingQueue, victims: readonly VictimRun[], confirmedClass: boolean): Array<{ start: number; end: number }> {

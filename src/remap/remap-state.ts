@@ -121,7 +121,8 @@ export class RemapState {
    * Disk blocks destroyed ahead of their write (`DiskWriter.plan`'s `ahead`),
    * not written since, with the sequence number of their `destroy` record:
    * no record points at them or freed them, so their write needs only that
-   * permission committed. Bounded by the destroy-ahead window.
+   * permission committed, and their originals are still on the disk (source
+   * reads get them there). Bounded by the destroy-ahead window.
    */
   readonly destroyedAhead = new Map<number, number>();
   /** --safe refused a write since the last checkpoint because only unconfirmed originals were left (status hints at a checkpoint). */
