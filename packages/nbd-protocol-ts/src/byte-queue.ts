@@ -39,6 +39,18 @@ export class ByteQueue {
     return out;
   }
 
+  /** Moves as many of the first bytes as fit into target[at…]; returns how many. */
+  takeInto(target: Buffer, at: number): number {
+    const n = Math.min(this.size, target.length - at);
+    let copied = 0;
+    for (let i = this.head; copied < n; i++) {
+      const chunk = this.chunks[i] as Buffer;
+      copied += chunk.copy(target, at + copied, 0, Math.min(chunk.length, n - copied));
+    }
+    if (n > 0) this.drop(n);
+    return n;
+  }
+
   /** Removes the first n bytes without looking at them. */
   skip(n: number): void {
     this.check(n);

@@ -9,7 +9,22 @@ export interface RequestParserOptions {
   maxPayload: number;
   /** The client negotiated NBD_OPT_EXTENDED_HEADERS: every request has the 32-byte header. */
   extendedHeaders?: boolean;
+  /** Size of the memory receiveBuffer() offers for headers and small payloads. Default 16 KiB. */
+  scratchBytes?: number;
+  /**
+   * Memory for a payload that did not arrive whole in one chunk (Buffer.allocUnsafe by default):
+   * a server may hand out reused buffers, and take them back once the request is done.
+   */
+  allocatePayload?: (length: number) => Buffer;
 }
+
+/**
+ * A payload with at least this much still to come is received straight into
+ * its own buffer; less is cheaper to receive into scratch together with the
+ * requests that follow it (one recv for many small writes) and copy out.
+ */
+const DIRECT_MINIMUM = 16 * 1024;
+const DEFAULT_SCRATCH_BYTES = 16 * 1024;
 
 export interface RequestFrame {
   request: Request;
@@ -26,18 +41,27 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * Turns the transmission-phase byte stream into request frames, whatever the
- * chunking. Memory held is bounded by one header plus maxPayload: an
- * oversized payload is skipped as its bytes arrive, so a hostile 4 GiB write
- * costs nothing. After a bad magic the stream is unrecoverable and every
- * later next() throws the same ProtocolError.
+ * chunking. Bytes come in two ways: push() of chunks someone else received,
+ * or receiveBuffer()/received() for a reader that lets us choose the memory
+ * of each recv (Node's `onread`), so that a large WRITE payload is received
+ * in place, never gathered from chunks. Memory held is bounded by one header
+ * plus maxPayload: an oversized payload is skipped as its bytes arrive, so a
+ * hostile 4 GiB write costs nothing. After a bad magic the stream is
+ * unrecoverable and every later next() throws the same ProtocolError.
  */
 export class RequestParser {
+  /** Received bytes not yet framed (headers, and payload bytes that came with them). */
   private readonly queue = new ByteQueue();
   private readonly maxPayload: number;
   private readonly extended: boolean;
   private readonly headerLength: number;
-  /** A decoded header whose payload has not fully arrived. */
-  private awaitingPayload: { request: Request; length: number } | undefined;
+  private readonly scratchBytes: number;
+  private readonly allocatePayload: (length: number) => Buffer;
+  private scratch: Buffer | undefined;
+  /** What the buffer last handed out by receiveBuffer() is. */
+  private issued: 'scratch' | 'payload' | undefined;
+  /** A decoded header whose payload has not fully arrived, and the payload's own buffer, filled from the front. */
+  private awaitingPayload: { request: Request; payload: Buffer; filled: number } | undefined;
   private discardRemaining = 0;
   private failure: ProtocolError | undefined;
 
@@ -48,17 +72,62 @@ export class RequestParser {
     this.maxPayload = options.maxPayload;
     this.extended = options.extendedHeaders ?? false;
     this.headerLength = requestHeaderLength(this.extended);
+    this.scratchBytes = options.scratchBytes ?? DEFAULT_SCRATCH_BYTES;
+    this.allocatePayload = options.allocatePayload ?? ((length) => Buffer.allocUnsafe(length));
+    if (!Number.isSafeInteger(this.scratchBytes) || this.scratchBytes < 1) {
+      throw new RangeError(`scratchBytes must be a positive integer, got ${options.scratchBytes}`);
+    }
   }
 
   /** Bytes held for frames not yet complete (never includes discarded payload). */
   get buffered(): number {
-    return this.queue.length;
+    return this.queue.length + (this.awaitingPayload?.filled ?? 0);
   }
 
+  /** A chunk of the stream; the parser may keep it (zero copy), so its memory must not be reused. */
   push(chunk: Buffer): void {
     if (this.failure) return;
     this.queue.push(chunk);
     this.discardQueued();
+  }
+
+  /**
+   * Where the next bytes of the stream should be received: the rest of the
+   * payload being assembled when enough of it is still to come, else scratch
+   * memory that received() copies from. Never empty. Report what landed with
+   * received() before asking again.
+   */
+  receiveBuffer(): Buffer {
+    const awaiting = this.awaitingPayload;
+    if (awaiting && this.queue.length === 0 && awaiting.payload.length - awaiting.filled >= DIRECT_MINIMUM) {
+      this.issued = 'payload';
+      return awaiting.payload.subarray(awaiting.filled);
+    }
+    this.issued = 'scratch';
+    this.scratch ??= Buffer.allocUnsafeSlow(this.scratchBytes);
+    return this.scratch;
+  }
+
+  /** `bytes` of the stream landed at the start of the buffer receiveBuffer() last returned. */
+  received(bytes: number): void {
+    const issued = this.issued;
+    this.issued = undefined;
+    if (issued === undefined) throw new Error('RequestParser.received() without a receiveBuffer() before it');
+    if (bytes === 0 || this.failure) return;
+    const awaiting = this.awaitingPayload;
+    if (issued === 'payload' && awaiting) {
+      awaiting.filled += bytes;
+      return;
+    }
+    let landed = (this.scratch as Buffer).subarray(0, bytes);
+    if (awaiting && this.queue.length === 0) {
+      // The tail of a payload: straight into it, one copy.
+      const n = landed.copy(awaiting.payload, awaiting.filled);
+      awaiting.filled += n;
+      landed = landed.subarray(n);
+    }
+    // Scratch is overwritten by the next recv: what is kept must be a copy.
+    if (landed.length > 0) this.push(Buffer.from(landed));
   }
 
   next(): RequestFrame | undefined {
@@ -78,13 +147,15 @@ export class RequestParser {
         this.discardQueued();
         return { request, payloadDiscarded: true };
       }
-      this.awaitingPayload = { request, length };
+      if (this.queue.length >= length) return { request, payload: this.queue.take(length) };
+      this.awaitingPayload = { request, payload: this.allocatePayload(length), filled: 0 };
     }
 
-    const { request, length } = this.awaitingPayload;
-    if (this.queue.length < length) return undefined;
+    const awaiting = this.awaitingPayload;
+    awaiting.filled += this.queue.takeInto(awaiting.payload, awaiting.filled);
+    if (awaiting.filled < awaiting.payload.length) return undefined;
     this.awaitingPayload = undefined;
-    return { request, payload: this.queue.take(length) };
+    return { request: awaiting.request, payload: awaiting.payload };
   }
 
   /**

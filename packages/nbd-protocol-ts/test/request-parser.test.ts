@@ -9,6 +9,7 @@ import {
   type RequestFrame,
   type RequestInit,
 } from '../src/index.js';
+import { createHash } from 'node:crypto';
 import { hex } from './hex.js';
 
 function drain(parser: RequestParser): RequestFrame[] {
@@ -196,5 +197,88 @@ describe('RequestParser on hostile input', () => {
     parser.push(hex('00'));
     expect(parser.next()?.payload?.length).toBe(1000);
     expect(parser.buffered).toBe(0);
+  });
+});
+
+/** Frames as comparable summaries: a 300 KiB payload compared as a digest, not element by element. */
+function summary(frames: readonly RequestFrame[]): string[] {
+  return frames.map((f) => `${f.request.type}/${f.request.cookie}/${f.request.offset}+${f.request.length}/${f.payloadDiscarded ? 'discarded' : f.payload ? createHash('sha1').update(f.payload).digest('hex') : '-'}`);
+}
+
+/** Feeds `bytes` as a reader with `onread` would: each recv lands in receiveBuffer(), at most `sizes[i]` bytes. */
+function receiveAll(parser: RequestParser, bytes: Buffer, sizes: readonly number[]): { frames: RequestFrame[]; inPlace: Buffer[] } {
+  const frames: RequestFrame[] = [];
+  const inPlace: Buffer[] = [];
+  // A payload is handed out as a fresh view each time; scratch is the same buffer again and again.
+  const handedOut = new Set<Buffer>();
+  let at = 0;
+  for (let i = 0; at < bytes.length; i++) {
+    const into = parser.receiveBuffer();
+    expect(into.length).toBeGreaterThan(0);
+    const n = bytes.copy(into, 0, at, at + Math.min(into.length, sizes[i % sizes.length] ?? into.length));
+    at += n;
+    if (n >= 16 * 1024) inPlace.push(into);
+    parser.received(n);
+    frames.push(...drain(parser));
+    // What the parser kept must survive scratch being overwritten by the next recv.
+    if (handedOut.has(into)) into.fill(0xee);
+    handedOut.add(into);
+  }
+  return { frames, inPlace };
+}
+
+describe('RequestParser receiving in place', () => {
+  const big = Buffer.alloc(300 * 1024);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const parts: [RequestInit, Buffer | undefined][] = [
+    [request(Command.WRITE, 1n, 0, big.length), big],
+    [request(Command.READ, 2n, 0, 4096), undefined],
+    [request(Command.WRITE, 3n, 4096, 5), hex('0102030405')],
+    [request(Command.WRITE, 4n, 8192, 20_000), big.subarray(7, 20_007)],
+    [request(Command.FLUSH, 5n, 0, 0), undefined],
+    [request(Command.WRITE, 6n, 0, big.length), Buffer.from(big).reverse()],
+  ];
+  const bytes = Buffer.concat(parts.map(([r, payload]) => encodeRequest(r, payload)));
+  const expected = parts.map(([r, payload]): RequestFrame => (payload ? { request: { ...r, extended: false }, payload } : { request: { ...r, extended: false } }));
+
+  it('receives a large payload straight into the buffer it is handed out in', () => {
+    const parser = new RequestParser({ maxPayload: 1024 * 1024 });
+    const { frames, inPlace } = receiveAll(parser, bytes, [200_000]);
+    expect(summary(frames)).toEqual(summary(expected));
+    // The two 300 KiB payloads arrived (after the recv that held their header) into their own memory.
+    const first = frames[0]?.payload as Buffer;
+    expect(inPlace.some((b) => b.buffer === first.buffer)).toBe(true);
+    expect(parser.buffered).toBe(0);
+  });
+
+  it('yields the same frames whatever the size of each recv (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 700, max: 70_000 }), { minLength: 1, maxLength: 8 }), fc.integer({ min: 512, max: 40_000 }), (sizes, scratchBytes) => {
+        const parser = new RequestParser({ maxPayload: 1024 * 1024, scratchBytes });
+        expect(summary(receiveAll(parser, bytes, sizes).frames)).toEqual(summary(expected));
+        expect(parser.buffered).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('mixes with push(), and skips an oversized payload received through scratch', () => {
+    const parser = new RequestParser({ maxPayload: 100 * 1024 });
+    parser.push(bytes.subarray(0, 10));
+    const { frames } = receiveAll(parser, bytes.subarray(10), [50_000]);
+    expect(frames.map((f) => [f.request.cookie, f.payloadDiscarded ?? false, f.payload?.length])).toStrictEqual([
+      [1n, true, undefined],
+      [2n, false, undefined],
+      [3n, false, 5],
+      [4n, false, 20_000],
+      [5n, false, undefined],
+      [6n, true, undefined],
+    ]);
+    expect(frames[3]?.payload?.equals(big.subarray(7, 20_007))).toBe(true);
+  });
+
+  it('refuses received() without a receiveBuffer() before it', () => {
+    const parser = new RequestParser({ maxPayload: 1024 });
+    expect(() => parser.received(1)).toThrow(/without a receiveBuffer/);
   });
 });
