@@ -20,7 +20,7 @@ import {
 } from 'nbd-protocol-ts';
 import { NbdClientError } from './nbd-client-error.js';
 import type { NbdTarget } from './nbd-uri.js';
-import type { SocketReader } from './socket-reader.js';
+import type { SocketReader } from '../net/socket-reader.js';
 
 /** What the handshake settled for the transmission phase. */
 export interface NegotiatedExport {

@@ -20,7 +20,7 @@ import { parseNbdUri, type NbdTarget } from './nbd-uri.js';
 import { openSocket } from './open-socket.js';
 import { ReadAssembly } from './read-assembly.js';
 import { ReplyReceiver, type Landing } from './reply-receiver.js';
-import { SocketReader, StreamEndedError } from './socket-reader.js';
+import { SocketReader, StreamEndedError } from '../net/socket-reader.js';
 
 export interface NbdClientOptions {
   /** Requests on the wire at once; more wait in order. Default 16. */

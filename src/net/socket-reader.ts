@@ -84,6 +84,17 @@ export class SocketReader {
     else this.resume();
   }
 
+  /**
+   * From now on bytes are read and dropped, with reading resumed if it was
+   * paused: a connection that is closing must still see the peer's close.
+   */
+  discardRest(): void {
+    const scratch = this.scratch;
+    this.deliverTo({ buffer: () => scratch, received: () => undefined, ended: () => undefined });
+    this.paused = false;
+    this.socket?.resume();
+  }
+
   private nextBuffer(): Buffer {
     this.sinkIssued = this.sink !== undefined;
     return this.sink ? this.sink.buffer() : this.scratch;

@@ -24,6 +24,7 @@ export interface BlockExport {
    * BufferPool), so an export must not keep it.
    */
   readInto(buffer: Buffer, offset: number): Promise<void>;
+  /** `data` is the server's too: it is reused once the returned promise settles, so an export copies what it keeps. */
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /**
    * Make the range read as zeroes. `mayTrim` (no NBD_CMD_FLAG_NO_HOLE) allows

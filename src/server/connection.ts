@@ -1,10 +1,13 @@
 import type { Socket } from 'node:net';
 import { HandshakeMachine, type NegotiatedSession } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
+import type { SocketReader } from '../net/socket-reader.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { ExportTable } from './export-table.js';
 import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
+
+const HANDSHAKE_SCRATCH_BYTES = 16 * 1024;
 
 export interface ConnectionOptions {
   /** A client that has not reached the transmission phase by then is dropped (G8; QEMU CVE-2024-7409). */
@@ -25,6 +28,7 @@ export class Connection {
   constructor(
     readonly id: string,
     private readonly socket: Socket,
+    private readonly reader: SocketReader,
     private readonly exports: ExportTable,
     private readonly options: ConnectionOptions,
     private readonly log: Logger,
@@ -40,7 +44,9 @@ export class Connection {
       socket.destroy();
     }, options.handshakeTimeoutMs);
 
+    let handshaking = true;
     const onHandshakeData = (chunk: Buffer): void => {
+      if (!handshaking) return;
       for (const event of machine.push(chunk)) {
         switch (event.type) {
           case 'send':
@@ -48,23 +54,30 @@ export class Connection {
             break;
           case 'close':
             this.log.debug(`handshake ended: ${event.reason}`);
+            handshaking = false;
             clearTimeout(this.handshakeTimer);
             socket.end();
-            socket.off('data', onHandshakeData);
             return;
           case 'starttls':
             // TLS is not offered yet, so the machine (tls: 'off') answers STARTTLS with ERR_UNSUP and never asks this.
             this.log.error('client asked for TLS, which this server does not offer');
+            handshaking = false;
             socket.destroy();
             return;
           case 'done':
-            socket.off('data', onHandshakeData);
+            handshaking = false;
             this.beginTransmission(event.session);
             return;
         }
       }
     };
-    socket.on('data', onHandshakeData);
+    // Option haggling is small: received into scratch and copied out, as the machine may keep what it is given.
+    const scratch = Buffer.allocUnsafe(HANDSHAKE_SCRATCH_BYTES);
+    reader.deliverTo({
+      buffer: () => scratch,
+      received: (bytes) => onHandshakeData(Buffer.from(scratch.subarray(0, bytes))),
+      ended: () => undefined,
+    });
     socket.write(machine.greeting());
   }
 
@@ -95,7 +108,7 @@ export class Connection {
         negotiated.metaContexts.size > 0 ? ', block status' : ''
       })`,
     );
-    this.session = new TransmissionSession(this.socket, negotiated, exp, this.options.limits, this.log, this.buffers);
+    this.session = new TransmissionSession(this.socket, this.reader, negotiated, exp, this.options.limits, this.log, this.buffers);
   }
 
   private onClose(): void {

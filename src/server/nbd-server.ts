@@ -1,6 +1,8 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/logger.js';
+import { adoptAcceptedSocket } from '../net/adopt-accepted-socket.js';
+import { SocketReader } from '../net/socket-reader.js';
 import { BufferPool } from './buffer-pool.js';
 import { Connection } from './connection.js';
 import type { ExportTable } from './export-table.js';
@@ -36,7 +38,8 @@ export class NbdServer {
   /** Listen on a TCP address or unix socket; resolves with the bound endpoint (port 0 gets an ephemeral port). */
   async listen(endpoint: Endpoint): Promise<Endpoint> {
     if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Paused, so that nothing is read before the socket is adopted for receiving in place.
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(ListenError.from(err, endpoint)));
       if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, () => resolve());
@@ -58,21 +61,25 @@ export class NbdServer {
     await Promise.all([...this.connections].map((c) => c.closed));
   }
 
-  private accept(socket: net.Socket): void {
-    const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+  private accept(accepted: net.Socket): void {
+    const peer = accepted.remoteAddress ? `${accepted.remoteAddress}:${accepted.remotePort}` : 'unix';
     if (this.stopping) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
       this.log.warn(`refusing client ${peer}: ${this.options.maxConnections} connections already (--max-connections)`);
-      socket.destroy();
+      accepted.destroy();
       return;
     }
     const id = `c${this.nextId++}`;
     const log = this.log.child(`[${id}]`);
-    log.debug(`client connected from ${peer}`);
-    const connection = new Connection(id, socket, this.exports, this.options, log, this.buffers);
+    const reader = new SocketReader();
+    const adopted = adoptAcceptedSocket(accepted, reader.onread);
+    const socket = adopted ?? accepted;
+    reader.attach(socket, adopted ? 'onread' : 'data');
+    log.debug(`client connected from ${peer}${adopted ? '' : " (payloads gathered from 'data' chunks: this Node cannot receive in place)"}`);
+    const connection = new Connection(id, socket, reader, this.exports, this.options, log, this.buffers);
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
   }

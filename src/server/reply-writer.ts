@@ -16,10 +16,28 @@ import {
  * interleaves with another and costs one syscall.
  */
 export class ReplyWriter {
+  private batching = false;
+
   constructor(
     private readonly socket: Socket,
     private readonly structured: boolean,
   ) {}
+
+  /**
+   * Holds the replies sent until the event loop's check phase, so those of
+   * every request completing in one loop turn leave in one writev. Each
+   * write to a unix socket wakes the client, and one per reply cost ~160 µs
+   * of our CPU for each 1 MiB WRITE answered (CPU profile, nbdcopy -C 1).
+   */
+  batch(): void {
+    if (this.batching) return;
+    this.batching = true;
+    this.socket.cork();
+    setImmediate(() => {
+      this.batching = false;
+      this.socket.uncork();
+    });
+  }
 
   /** `sent` runs once the socket no longer needs `data` (written, or the connection died). */
   data(cookie: bigint, offset: number, data: Buffer, sent?: () => void): void {
@@ -50,13 +68,12 @@ export class ReplyWriter {
       sent?.();
       return;
     }
+    this.batch();
     if (!payload || payload.length === 0) {
       this.socket.write(header, sent && (() => sent()));
       return;
     }
-    this.socket.cork();
     this.socket.write(header);
     this.socket.write(payload, sent && (() => sent()));
-    this.socket.uncork();
   }
 }

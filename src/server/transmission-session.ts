@@ -14,6 +14,7 @@ import {
   type RequestFrame,
 } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
+import type { SocketReader } from '../net/socket-reader.js';
 import type { BlockExport, ExportCapabilities } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -44,16 +45,27 @@ export class TransmissionSession {
   private inFlightBytes = 0;
   private disconnecting = false;
   private readonly drained: Array<() => void> = [];
+  /** Payloads received into pooled memory: handed back once their request is done (BlockExport.write only borrows data). */
+  private readonly pooledPayloads = new WeakSet<Buffer>();
 
   constructor(
     private readonly socket: Socket,
+    private readonly reader: SocketReader,
     negotiated: NegotiatedSession,
     private readonly exp: BlockExport,
     private readonly limits: TransmissionLimits,
     private readonly log: Logger,
     private readonly buffers: BufferPool,
   ) {
-    this.parser = new RequestParser({ maxPayload: limits.maxPayload, extendedHeaders: negotiated.extendedHeaders });
+    this.parser = new RequestParser({
+      maxPayload: limits.maxPayload,
+      extendedHeaders: negotiated.extendedHeaders,
+      allocatePayload: (length) => {
+        const payload = buffers.acquire(length);
+        this.pooledPayloads.add(payload);
+        return payload;
+      },
+    });
     this.replies = new ReplyWriter(socket, negotiated.structuredReplies);
     for (const [id, name] of negotiated.metaContexts) if (name === BASE_ALLOCATION) this.blockStatusContextId = id;
     const capabilities: ExportCapabilities = exp.capabilities();
@@ -64,16 +76,20 @@ export class TransmissionSession {
       blockStatusContext: this.blockStatusContextId !== undefined,
       maxPayload: limits.maxPayload,
     };
-    socket.on('data', (chunk: Buffer) => {
-      // Replies to every request in this chunk that completes without waiting (page-cache
-      // reads) leave in one writev instead of one syscall each.
-      socket.cork();
-      this.parser.push(chunk);
-      this.pump();
-      setImmediate(() => socket.uncork());
+    if (negotiated.leftover.length > 0) this.parser.push(negotiated.leftover);
+    // Each recv lands where the parser says: a large WRITE payload straight into its own buffer.
+    reader.deliverTo({
+      buffer: () => this.parser.receiveBuffer(),
+      received: (bytes) => {
+        // Replies to every request in this recv that completes without waiting (page-cache
+        // reads) leave in one writev instead of one syscall each.
+        this.replies.batch();
+        this.parser.received(bytes);
+        this.pump();
+      },
+      ended: () => undefined,
     });
     socket.on('drain', () => this.pump());
-    if (negotiated.leftover.length > 0) this.parser.push(negotiated.leftover);
     this.pump();
   }
 
@@ -84,7 +100,7 @@ export class TransmissionSession {
   /** Stop taking requests (server shutdown); resolves when those in flight have been answered. */
   quiesce(): Promise<void> {
     this.disconnecting = true;
-    this.socket.pause();
+    this.reader.discardRest();
     return this.whenDrained();
   }
 
@@ -124,7 +140,8 @@ export class TransmissionSession {
     const { request } = frame;
     if (request.type === Command.DISC) {
       this.disconnecting = true;
-      this.socket.pause();
+      // Nothing after a DISC is served; the stream is still read so that the client's close is seen.
+      this.reader.discardRest();
       void this.whenDrained().then(() => this.socket.end());
       return;
     }
@@ -143,6 +160,7 @@ export class TransmissionSession {
     this.run(request, frame.payload)
       .catch((err: unknown) => this.failWith(request, err))
       .finally(() => {
+        if (frame.payload && this.pooledPayloads.delete(frame.payload)) this.buffers.release(frame.payload);
         this.inFlight--;
         this.inFlightBytes -= bytes;
         if (this.inFlight === 0) for (const resolve of this.drained.splice(0)) resolve();

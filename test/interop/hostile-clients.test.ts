@@ -103,7 +103,24 @@ describe('hostile and unusual clients (G7, G8)', () => {
       // the held ones still work
       held[0].write(Buffer.from([0, 0, 0, 3]));
       expect((await held[0].go('source')).size).toBe(4 * MiB);
-      for (const c of held) c.close();
+
+      // Clients that leave free their places: a DISC (the server answers by ending the connection, and must
+      // still read on to see the client's close), a close in transmission, a close mid-handshake.
+      held[1].write(Buffer.from([0, 0, 0, 3]));
+      expect((await held[1].go('source')).size).toBe(4 * MiB);
+      held[0].sendRequest({ type: DISC, cookie: 1n, offset: 0, length: 0 });
+      await held[0].closed;
+      held[1].close();
+      held[2].close();
+      let admitted = 0;
+      for (let attempt = 0; attempt < 50 && admitted < 3; attempt++) {
+        const again = await Promise.all([0, 1, 2].map(() => RawNbdClient.connect({ path: capSocket })));
+        const greeted = await Promise.all(again.map((c) => c.read(18, 2000).then(() => true, () => false)));
+        admitted = greeted.filter(Boolean).length;
+        for (const c of again) c.close();
+        if (admitted < 3) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(admitted).toBe(3);
     } finally {
       expect(await capped.stop()).toBe(0);
       capDir.cleanup();

@@ -6,8 +6,13 @@ import { SocketReader, StreamEndedError, type ByteSink } from '../../../src/net/
 /** The parts of a socket the reader uses; `resumes` counts how often reading was restarted after a pause. */
 class FakeSocket extends EventEmitter {
   resumes = 0;
+  pauses = 0;
   resume(): this {
     this.resumes++;
+    return this;
+  }
+  pause(): this {
+    this.pauses++;
     return this;
   }
 }
@@ -111,5 +116,29 @@ describe('SocketReader', () => {
     expect(err).toBeInstanceOf(StreamEndedError);
     expect((err as StreamEndedError).message).toBe('connection lost: ECONNRESET');
     expect((err as StreamEndedError).cause).toBe(boom);
+  });
+
+  it("takes 'data' chunks where the socket cannot receive in place: copied into the sink's buffers, split to fit", async () => {
+    const reader = new SocketReader();
+    const socket = new FakeSocket();
+    reader.attach(socket as unknown as Socket, 'data');
+    expect(socket.resumes).toBe(1);
+    socket.emit('data', Buffer.from([1, 2, 3]));
+    expect([...(await reader.read(2))]).toEqual([1, 2]);
+    const sink = new RecordingSink();
+    reader.deliverTo(sink);
+    socket.emit('data', Buffer.from([4, 5, 6, 7, 8, 9, 10, 11, 12]));
+    expect(sink.got).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+
+  it('discards everything after discardRest(), reading on (resumed) so that the close is seen', () => {
+    const { reader, socket } = attached();
+    const sink = new RecordingSink();
+    reader.deliverTo(sink);
+    recv(reader, Buffer.from([1, 2]));
+    reader.discardRest();
+    expect(socket.resumes).toBe(1);
+    recv(reader, Buffer.alloc(1000, 9));
+    expect(sink.got).toEqual([1, 2]);
   });
 });
