@@ -424,9 +424,16 @@ export class RemapState {
       for (let d = d0; d < d1; d++) if (this.ramDirty.has(d)) blocks.push(d);
     }
     blocks.sort((a, b) => a - b);
+    // One snapshot for all of them: the records keep views of it (RAM buffers change and are reused).
+    let bytes = 0;
+    for (const d of blocks) bytes += (this.ram.get(d) as Buffer).length;
+    const snapshot = Buffer.allocUnsafe(bytes);
+    let at = 0;
     for (const d of blocks) {
       const data = this.ram.get(d) as Buffer;
-      this.committer.append({ type: 'hold', dest: d, data: Buffer.from(data) });
+      data.copy(snapshot, at);
+      this.committer.append({ type: 'hold', dest: d, data: snapshot.subarray(at, at + data.length) });
+      at += data.length;
       this.ramDirty.delete(d);
     }
   }

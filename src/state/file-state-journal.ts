@@ -38,7 +38,7 @@ export interface OpenedState {
 const DEFAULT_COMPACT_BYTES = 64 * 1024 * 1024;
 /** Compaction reads the old file's held data this much at a time. */
 const READ_WINDOW_BYTES = 4 * 1024 * 1024;
-/** Frames are written in pieces of about this size (a flush of a big cache is one batch). */
+/** A snapshot is written in pieces of about this size, so the windows of held data read for it can go. */
 const WRITE_CHUNK_BYTES = 8 * 1024 * 1024;
 
 export function tempPathOf(path: string): string {
@@ -147,34 +147,25 @@ export class FileStateJournal implements StateJournal {
     if (records.length === 0) return;
     try {
       const batchNo = this.batchNo + 1;
-      const chunks: Buffer[] = [];
+      // Every part is stable (hold data is a copy or a buffer nobody reuses), so the group is written
+      // from where its parts are, uncopied.
+      const parts: Buffer[] = [];
       const holdRefs: Array<HoldRef | undefined> = [];
       let at = this.end;
-      let pendingBytes = 0;
-      let writeAt = this.end;
-      const writes: Array<{ data: Buffer; position: number }> = [];
-      const push = (parts: readonly Buffer[]): void => {
-        for (const part of parts) {
-          chunks.push(part);
-          pendingBytes += part.length;
+      const push = (frame: readonly Buffer[]): void => {
+        for (const part of frame) {
+          parts.push(part);
           at += part.length;
-        }
-        if (pendingBytes >= WRITE_CHUNK_BYTES) {
-          writes.push({ data: Buffer.concat(chunks), position: writeAt });
-          writeAt = at;
-          chunks.length = 0;
-          pendingBytes = 0;
         }
       };
       for (const r of records) {
-        const { kind, parts } = encodeRecord(r);
+        const encoded = encodeRecord(r);
         // A hold's data is its payload's last part.
-        holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + parts[0].length, length: r.data.length } : undefined);
-        push(frameParts(kind, batchNo, parts));
+        holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + encoded.parts[0].length, length: r.data.length } : undefined);
+        push(frameParts(encoded.kind, batchNo, encoded.parts));
       }
       push(frameParts(FrameKind.Commit, batchNo, [new ByteWriter().uint(records.length).finish()]));
-      if (chunks.length > 0) writes.push({ data: Buffer.concat(chunks), position: writeAt });
-      for (const w of writes) await this.file.write(w.data, w.position);
+      await this.file.writev(parts, this.end);
       await this.file.datasync();
       records.forEach((r, i) => this.state.apply(r, holdRefs[i]));
       this.batchNo = batchNo;
@@ -275,7 +266,7 @@ async function writeStateFile(
     let chunkAt = 0;
     const flush = async (): Promise<void> => {
       if (chunks.length === 0) return;
-      await file.write(Buffer.concat(chunks), chunkAt);
+      await file.writev(chunks, chunkAt);
       chunks = [];
       chunkBytes = 0;
       chunkAt = at;

@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { writevFully } from '../store/positional-io.js';
 
 /**
  * The few file operations the state journal needs. Production uses the real
@@ -12,6 +13,8 @@ export interface StateFile {
   read(buffer: Buffer, position: number): Promise<number>;
   /** Writes all of `data` at `position`. */
   write(data: Buffer, position: number): Promise<void>;
+  /** Writes all of `parts` back to back from `position` (pwritev): frames go out from the memory they sit in, uncopied. */
+  writev(parts: readonly Buffer[], position: number): Promise<void>;
   /** fdatasync: every completed write (and the size) is durable. */
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
@@ -51,6 +54,10 @@ class NodeStateFile implements StateFile {
       const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
       done += bytesWritten;
     }
+  }
+
+  async writev(parts: readonly Buffer[], position: number): Promise<void> {
+    await writevFully(async (buffers, at) => (await this.handle.writev(buffers as Buffer[], at)).bytesWritten, parts, position);
   }
 
   datasync(): Promise<void> {

@@ -152,6 +152,11 @@ class CrashFile implements StateFile {
     this.inode.pending.push({ kind: 'write', offset: position, data: Buffer.from(data) });
   }
 
+  /** One write op, as a pwritev is one syscall: the power-loss model keeps or drops it like a pwrite. */
+  writev(parts: readonly Buffer[], position: number): Promise<void> {
+    return this.write(Buffer.concat(parts), position);
+  }
+
   async datasync(): Promise<void> {
     this.live();
     this.fs.event('file-sync');
