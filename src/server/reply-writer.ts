@@ -11,9 +11,10 @@ import {
 } from 'nbd-protocol-ts';
 
 /**
- * Encodes replies for one connection in the negotiated style and writes each
- * reply's header and payload in a single corked write, so a reply never
- * interleaves with another and costs one syscall.
+ * Encodes replies for one connection in the negotiated style. A reply's
+ * header and payload are written back to back (JS runs one reply at a time,
+ * so replies never interleave), and the replies of one event-loop turn leave
+ * together in one writev.
  */
 export class ReplyWriter {
   private batching = false;
@@ -26,8 +27,9 @@ export class ReplyWriter {
   /**
    * Holds the replies sent until the event loop's check phase, so those of
    * every request completing in one loop turn leave in one writev. Each
-   * write to a unix socket wakes the client, and one per reply cost ~160 µs
-   * of our CPU for each 1 MiB WRITE answered (CPU profile, nbdcopy -C 1).
+   * socket write is a syscall that wakes the client: one per reply cost the
+   * event loop ~45 µs per 1 MiB WRITE answered (CPU profile, nbdcopy -C 1:
+   * 136 ms of socket writes per 3 GiB, 76 ms batched).
    */
   batch(): void {
     if (this.batching) return;

@@ -152,6 +152,7 @@ export class TransmissionSession {
     const verdict = validateRequest(request, this.validation);
     if (!verdict.ok) {
       this.fail(request, verdict.errno, verdict.reason);
+      this.releasePayload(frame.payload);
       return;
     }
     const bytes = request.type === Command.READ || request.type === Command.WRITE ? request.length : 0;
@@ -160,12 +161,16 @@ export class TransmissionSession {
     this.run(request, frame.payload)
       .catch((err: unknown) => this.failWith(request, err))
       .finally(() => {
-        if (frame.payload && this.pooledPayloads.delete(frame.payload)) this.buffers.release(frame.payload);
+        this.releasePayload(frame.payload);
         this.inFlight--;
         this.inFlightBytes -= bytes;
         if (this.inFlight === 0) for (const resolve of this.drained.splice(0)) resolve();
         this.pump();
       });
+  }
+
+  private releasePayload(payload: Buffer | undefined): void {
+    if (payload && this.pooledPayloads.delete(payload)) this.buffers.release(payload);
   }
 
   private async run(request: Request, payload: Buffer | undefined): Promise<void> {

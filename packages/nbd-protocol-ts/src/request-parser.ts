@@ -58,8 +58,8 @@ export class RequestParser {
   private readonly scratchBytes: number;
   private readonly allocatePayload: (length: number) => Buffer;
   private scratch: Buffer | undefined;
-  /** What the buffer last handed out by receiveBuffer() is. */
-  private issued: 'scratch' | 'payload' | undefined;
+  /** What receiveBuffer() last handed out: scratch, or the rest of this payload. */
+  private issued: 'scratch' | { payload: Buffer; filled: number } | undefined;
   /** A decoded header whose payload has not fully arrived, and the payload's own buffer, filled from the front. */
   private awaitingPayload: { request: Request; payload: Buffer; filled: number } | undefined;
   private discardRemaining = 0;
@@ -100,7 +100,7 @@ export class RequestParser {
   receiveBuffer(): Buffer {
     const awaiting = this.awaitingPayload;
     if (awaiting && this.queue.length === 0 && awaiting.payload.length - awaiting.filled >= DIRECT_MINIMUM) {
-      this.issued = 'payload';
+      this.issued = awaiting;
       return awaiting.payload.subarray(awaiting.filled);
     }
     this.issued = 'scratch';
@@ -114,11 +114,11 @@ export class RequestParser {
     this.issued = undefined;
     if (issued === undefined) throw new Error('RequestParser.received() without a receiveBuffer() before it');
     if (bytes === 0 || this.failure) return;
-    const awaiting = this.awaitingPayload;
-    if (issued === 'payload' && awaiting) {
-      awaiting.filled += bytes;
+    if (issued !== 'scratch') {
+      issued.filled += bytes;
       return;
     }
+    const awaiting = this.awaitingPayload;
     let landed = (this.scratch as Buffer).subarray(0, bytes);
     if (awaiting && this.queue.length === 0) {
       // The tail of a payload: straight into it, one copy.
