@@ -41,6 +41,35 @@ const READ_WINDOW_BYTES = 4 * 1024 * 1024;
 /** A snapshot is written in pieces of about this size, so the windows of held data read for it can go. */
 const WRITE_CHUNK_BYTES = 8 * 1024 * 1024;
 
+/** Parts at least this big (held data) are written from where they are; smaller ones are copied together. */
+const DIRECT_PART_BYTES = 4096;
+
+/**
+ * Frames are mostly tiny (headers, block ranges: a few dozen bytes) with held
+ * data in between. Each run of small parts becomes one buffer, and held data
+ * stays a part of its own: a commit of 10,000 `release` records is a handful
+ * of iovecs, not 20,000, and 64 MiB of holds is written uncopied.
+ */
+function gatherSmallParts(parts: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let small: Buffer[] = [];
+  const flushSmall = (): void => {
+    if (small.length === 1) out.push(small[0]);
+    else if (small.length > 1) out.push(Buffer.concat(small));
+    small = [];
+  };
+  for (const part of parts) {
+    if (part.length >= DIRECT_PART_BYTES) {
+      flushSmall();
+      out.push(part);
+    } else {
+      small.push(part);
+    }
+  }
+  flushSmall();
+  return out;
+}
+
 export function tempPathOf(path: string): string {
   return `${path}.tmp`;
 }
@@ -165,7 +194,7 @@ export class FileStateJournal implements StateJournal {
         push(frameParts(encoded.kind, batchNo, encoded.parts));
       }
       push(frameParts(FrameKind.Commit, batchNo, [new ByteWriter().uint(records.length).finish()]));
-      await this.file.writev(parts, this.end);
+      await this.file.writev(gatherSmallParts(parts), this.end);
       await this.file.datasync();
       records.forEach((r, i) => this.state.apply(r, holdRefs[i]));
       this.batchNo = batchNo;
@@ -266,7 +295,7 @@ async function writeStateFile(
     let chunkAt = 0;
     const flush = async (): Promise<void> => {
       if (chunks.length === 0) return;
-      await file.writev(chunks, chunkAt);
+      await file.writev(gatherSmallParts(chunks), chunkAt);
       chunks = [];
       chunkBytes = 0;
       chunkAt = at;
