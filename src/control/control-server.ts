@@ -5,10 +5,16 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { MigrationControl } from './migration-control.js';
 
-const MAX_CONNECTIONS = 32;
-const HEADERS_TIMEOUT_MS = 10_000;
-/** Whole request, headers and body; a finish streams its response for as long as it runs, which this does not limit. */
-const REQUEST_TIMEOUT_MS = 30_000;
+/** Idle or slow clients must not pile up (G8): a local tool needs a handful of connections, and seconds per request. */
+export interface ControlLimits {
+  maxConnections: number;
+  /** A client must have sent its request's headers by then, counted from when the request (or the connection) began. */
+  headersTimeoutMs: number;
+  /** Whole request, headers and body; a finish streams its response for as long as it runs, which this does not limit. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_CONTROL_LIMITS: ControlLimits = { maxConnections: 32, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 };
 
 /**
  * The control plane: HTTP with JSON bodies on a unix socket (Docker's
@@ -28,6 +34,7 @@ export class ControlServer {
   constructor(
     private readonly control: MigrationControl,
     private readonly log: Logger,
+    private readonly limits: ControlLimits = DEFAULT_CONTROL_LIMITS,
   ) {}
 
   async listen(path: string): Promise<void> {
@@ -40,17 +47,20 @@ export class ControlServer {
       }
       unlinkSync(path);
     }
-    const server = http.createServer((req, res) => void this.handle(req, res));
+    const { maxConnections, headersTimeoutMs, requestTimeoutMs } = this.limits;
+    // Node checks the deadlines every connectionsCheckingInterval (30 s by default, which would stretch a
+    // 10 s deadline to 40 s): check often enough that a deadline means what it says.
+    const connectionsCheckingInterval = Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 4)));
+    const server = http.createServer({ headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs, connectionsCheckingInterval }, (req, res) =>
+      void this.handle(req, res),
+    );
+    server.maxConnections = maxConnections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
     // Seal and finish are irreversible: only the server's owner may connect, whatever the umask.
     chmodSync(path, 0o600);
-    // Idle or slow clients must not pile up: a local tool needs a handful of connections, and seconds per request.
-    server.maxConnections = MAX_CONNECTIONS;
-    server.headersTimeout = HEADERS_TIMEOUT_MS;
-    server.requestTimeout = REQUEST_TIMEOUT_MS;
     this.server = server;
   }
 

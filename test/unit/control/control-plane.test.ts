@@ -1,10 +1,11 @@
 import http from 'node:http';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlClient, ControlError } from '../../../src/control/control-client.js';
-import { ControlServer } from '../../../src/control/control-server.js';
+import { ControlServer, type ControlLimits } from '../../../src/control/control-server.js';
 import { ControlRefusal, type FinishProgress, type MigrationControl, type MigrationStatus } from '../../../src/control/migration-control.js';
 import { silentLogger } from '../../../src/log/logger.js';
 
@@ -114,5 +115,52 @@ describe('control plane over a unix socket', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
     dirs.push(dir);
     await expect(new ControlClient(join(dir, 'none.sock')).status()).rejects.toMatchObject({ fix: expect.stringMatching(/nbd-remapper serve/) });
+  });
+});
+
+describe('control socket limits (G8)', () => {
+  /** Resolves when the server closes the connection; `sent` is written first. */
+  function heldConnection(path: string, sent = ''): { closed: Promise<string>; socket: net.Socket } {
+    const socket = net.connect(path, () => {
+      if (sent) socket.write(sent);
+    });
+    let got = '';
+    socket.on('data', (c: Buffer) => (got += c.toString()));
+    socket.on('error', () => undefined);
+    const closed = new Promise<string>((resolve) => socket.once('close', () => resolve(got)));
+    return { closed, socket };
+  }
+
+  async function startLimited(limits: ControlLimits): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+    dirs.push(dir);
+    const path = join(dir, 'control.sock');
+    const server = new ControlServer(new ScriptedMigration(), silentLogger, limits);
+    await server.listen(path);
+    servers.push(server);
+    return path;
+  }
+
+  it('drops a client that does not finish its headers in time, and one that sends nothing', async () => {
+    const path = await startLimited({ maxConnections: 8, headersTimeoutMs: 300, requestTimeoutMs: 5000 });
+    const started = Date.now();
+    const slow = heldConnection(path, 'GET /status HTTP/1.1\r\nHost: x\r\n');
+    const silent = heldConnection(path);
+    const [slowGot] = await Promise.all([slow.closed, silent.closed]);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(slowGot).toMatch(/^HTTP\/1.1 408/);
+    // Still serving.
+    expect((await raw(path, 'GET', '/status')).code).toBe(200);
+  });
+
+  it('caps connections: one over the cap is closed at once, the held ones still get answers', async () => {
+    const path = await startLimited({ maxConnections: 3, headersTimeoutMs: 5000, requestTimeoutMs: 10_000 });
+    const held = [heldConnection(path), heldConnection(path), heldConnection(path)];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const over = heldConnection(path);
+    expect(await over.closed).toBe('');
+    held[0].socket.write('GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(await held[0].closed).toMatch(/^HTTP\/1.1 200[\s\S]*"phase":"unsealed"/);
+    for (const h of held) h.socket.destroy();
   });
 });
