@@ -70,7 +70,7 @@ export class DestinationWriter {
           blocks.push({ d, data: piece });
           continue;
         }
-        const ram = s.ram.get(d);
+        const ram = s.ramWritable(d);
         if (ram !== undefined) {
           // Partial write of a RAM-held block: merge in place (we hold its lock, nothing else touches it).
           piece.copy(ram, from - blockStart);
@@ -130,7 +130,7 @@ export class DestinationWriter {
         const blockStart = d * B;
         const from = Math.max(offset, blockStart) - blockStart;
         const to = Math.min(end, blockStart + s.map.destBlockLength(d)) - blockStart;
-        const ram = s.ram.get(d);
+        const ram = s.ramWritable(d);
         if (ram !== undefined) {
           ram.fill(0, from, to);
           s.ramDirty.add(d);
@@ -216,7 +216,7 @@ export class DestinationWriter {
         inPlace.push({ d, data, slot });
         continue;
       }
-      const ram = s.ram.get(d);
+      const ram = s.ramWritable(d);
       if (ram !== undefined) {
         data.copy(ram);
         s.ramDirty.add(d);

@@ -33,6 +33,7 @@ export class StateCommitter {
   private inFlightPermitSeq = 0;
   private inFlightTicket = 0;
   private failure: unknown;
+  private committedWaiters: Array<{ seq: number; wake: () => void }> = [];
 
   constructor(
     private readonly journal: StateJournal,
@@ -86,6 +87,26 @@ export class StateCommitter {
   commitPermissionsThrough(seq: number = this.appendedSeq): Promise<void> {
     if (seq <= this.permittedSeq) return Promise.resolve();
     return this.barrier(seq, 0, true);
+  }
+
+  /**
+   * Resolves once every record up to `seq` is committed (its bytes are in the
+   * journal), or once the committer has failed. Unlike commitThrough it starts
+   * no commit: for memory a record writes from, to be reused afterwards.
+   */
+  whenCommitted(seq: number): Promise<void> {
+    if (seq <= this.committedSeq || this.failure !== undefined) return Promise.resolve();
+    return new Promise((wake) => this.committedWaiters.push({ seq, wake }));
+  }
+
+  private wakeCommitted(): void {
+    if (this.committedWaiters.length === 0) return;
+    const waiting: typeof this.committedWaiters = [];
+    for (const w of this.committedWaiters) {
+      if (w.seq <= this.committedSeq || this.failure !== undefined) w.wake();
+      else waiting.push(w);
+    }
+    this.committedWaiters = waiting;
   }
 
   /** Every write completed so far and every record appended so far become durable. */
@@ -198,10 +219,12 @@ export class StateCommitter {
     promise.then(
       () => {
         if (this.inFlight === promise) this.inFlight = undefined;
+        this.wakeCommitted();
       },
       (err: unknown) => {
         if (this.inFlight === promise) this.inFlight = undefined;
         this.failure ??= err;
+        this.wakeCommitted();
       },
     );
     return promise;

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { createRemapper } from '../../../src/remap/create-remapper.js';
+import type { StateJournal, StateRecord } from '../../../src/remap/state-journal.js';
+import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
+
+const B = 4096;
+const W = { fua: false };
+
+/**
+ * A durable journal whose commit reads each record's data only when the test
+ * lets it go on, as the state file's pwritev reads memory while it runs.
+ */
+class GatedJournal implements StateJournal {
+  readonly durable = true;
+  readonly holds: Array<{ dest: number; data: Buffer }> = [];
+  private batch: StateRecord[] = [];
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+
+  close(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+
+  release(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+
+  append(record: StateRecord): void {
+    this.batch.push(record);
+  }
+
+  async commit(): Promise<void> {
+    const records = this.batch;
+    this.batch = [];
+    await this.gate;
+    for (const r of records) if (r.type === 'hold') this.holds.push({ dest: r.dest, data: Buffer.from(r.data) });
+  }
+}
+
+function block(fill: number): Buffer {
+  return Buffer.alloc(B, fill);
+}
+
+describe('a FLUSH logs held blocks as they were when it was asked', () => {
+  it('whatever happens to their RAM before the commit writes them: overwritten, partly written, trimmed and reused', async () => {
+    const blocks = 8;
+    const device = new MemoryDevice(blocks * B, B);
+    patternBytes(blocks * B, 7).copy(device.bytes);
+    const journal = new GatedJournal();
+    const engine = createRemapper({ device, cacheBytes: 4 * B, revisitCacheBytes: 0, journal });
+    await engine.seal();
+    // Homes unread, so all three stay in RAM.
+    await engine.destination.write(0, block(0xa0), W);
+    await engine.destination.write(B, block(0xa1), W);
+    await engine.destination.write(2 * B, block(0xa2), W);
+
+    journal.close();
+    const flushed = engine.destination.flush();
+    // While the commit is held: block 0 overwritten whole, block 1 in part, block 2 trimmed
+    // (its RAM dropped) and a new block admitted into the memory that frees.
+    await engine.destination.write(0, block(0xb0), W);
+    await engine.destination.write(B + 100, Buffer.alloc(10, 0xb1), W);
+    await engine.destination.trim(2 * B, B, W);
+    await engine.destination.write(3 * B, block(0xb3), W);
+    journal.release();
+    await flushed;
+
+    const logged = new Map(journal.holds.map((h) => [h.dest, h.data]));
+    expect(logged.get(0)?.equals(block(0xa0))).toBe(true);
+    expect(logged.get(1)?.equals(block(0xa1))).toBe(true);
+    expect(logged.get(2)?.equals(block(0xa2))).toBe(true);
+    // And the destination reads the newer data.
+    const read = Buffer.alloc(4 * B);
+    await engine.destination.readInto(read, 0);
+    expect(read.subarray(0, B).equals(block(0xb0))).toBe(true);
+    expect(read.subarray(B + 100, B + 110).equals(Buffer.alloc(10, 0xb1))).toBe(true);
+    expect(read.subarray(2 * B, 3 * B).equals(Buffer.alloc(B))).toBe(true);
+    expect(read.subarray(3 * B, 4 * B).equals(block(0xb3))).toBe(true);
+  });
+});
