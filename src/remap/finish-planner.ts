@@ -23,7 +23,7 @@ interface Move {
 const RAM_RUN_BLOCKS = 256;
 
 /** Slot and RAM bytes one wave moves at most (bounds the memory a wave's reads take). */
-const WAVE_BYTES = 16 * 1024 * 1024;
+export const WAVE_BYTES = 16 * 1024 * 1024;
 
 /**
  * Lands everything held (docs/remap-engine.md §Finish planner) in waves: each
@@ -35,6 +35,7 @@ const WAVE_BYTES = 16 * 1024 * 1024;
  */
 export class FinishPlanner {
   private done = 0;
+  private waveArena: Buffer | undefined;
 
   constructor(
     private readonly s: RemapState,
@@ -113,13 +114,14 @@ export class FinishPlanner {
         s.slotted.forEachRun(false, run.disk, run.disk + run.count, (a, b) => {
           if (kind !== 'zero' && full()) return;
           const d = run.dest + (a - run.disk);
-          const n = b - a;
+          // A wave's data stays within its budget however long the run: the rest waits for the next wave.
+          const n = kind === 'zero' ? b - a : Math.min(b - a, Math.ceil((WAVE_BYTES - bytes) / B));
           const lock = s.locks.tryAcquire(d, d + n);
           if (lock === undefined) {
             busy = true;
             return;
           }
-          s.landed.setRange(a, b);
+          s.landed.setRange(a, a + n);
           moves.push({ kind, dest: d, home: a, count: n, slot: slot + (d - dest), lock });
           if (kind !== 'zero') bytes += n * B;
         });
@@ -146,12 +148,25 @@ export class FinishPlanner {
     return { moves, busy, truncated: full() };
   }
 
+  /**
+   * Memory for a wave's slot reads, reused by every wave (each is written before
+   * the next is read): a finish moving 1 GiB out of slots otherwise faulted in
+   * 1 GiB of fresh buffers.
+   */
+  private arena(bytes: number): Buffer {
+    if (this.waveArena === undefined || this.waveArena.length < bytes) {
+      this.waveArena = Buffer.allocUnsafeSlow(Math.max(bytes, Math.min(WAVE_BYTES, this.s.map.destinationBlocks * this.s.B)));
+    }
+    return this.waveArena;
+  }
+
   /** Writes every move, updates the state, returns the slot runs it freed. */
   private async execute(moves: Move[]): Promise<Array<{ start: number; count: number }>> {
     const s = this.s;
     const B = s.B;
     const runs: WriteRun[] = [];
     const slotReads: Array<{ move: Move; buffer: Buffer; io: TrackedIo }> = [];
+    let arenaUsed = 0;
     for (const m of moves) {
       if (m.kind === 'zero') {
         runs.push({ disk: m.home, count: m.count, data: 'zero' });
@@ -161,7 +176,8 @@ export class FinishPlanner {
         runs.push({ disk: m.home, count: m.count, data: buffers.length === 1 ? buffers[0] : buffers });
       } else {
         const bytes = (m.count - 1) * B + s.map.destBlockLength(m.dest + m.count - 1);
-        const buffer = Buffer.allocUnsafe(bytes);
+        const buffer = this.arena(arenaUsed + bytes).subarray(arenaUsed, arenaUsed + bytes);
+        arenaUsed += bytes;
         slotReads.push({ move: m, buffer, io: s.io.register('read', m.slot, m.slot + m.count) });
         runs.push({ disk: m.home, count: m.count, data: buffer });
       }
@@ -180,6 +196,8 @@ export class FinishPlanner {
       );
       await this.disk.write(runs, true);
     } catch (err) {
+      // A read or write of this wave may still be in flight into the arena: the next wave gets fresh memory.
+      this.waveArena = undefined;
       for (const m of moves) if (s.isHeld(m.dest)) s.landed.clearRange(m.home, m.home + m.count);
       for (const m of moves) m.lock.release();
       throw err;

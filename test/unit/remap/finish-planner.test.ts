@@ -1,4 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { createRemapper } from '../../../src/remap/create-remapper.js';
+import { WAVE_BYTES } from '../../../src/remap/finish-planner.js';
+import { RemapMap } from '../../../src/remap/map.js';
+import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 import { Harness, type Scenario } from './helpers/remap-harness.js';
 
 const B = 512;
@@ -70,5 +74,48 @@ describe('finish planner', () => {
     h.assertClean('after finish');
     await h.run({ kind: 'dstRead', a: 0, b: n * B, aligned: false });
     h.assertClean('after reading back');
+  });
+});
+
+describe('finish waves', () => {
+  it('read at most a wave of slot data at once, however long a spilled run is, and land it right', async () => {
+    const BS = 4096;
+    const half = WAVE_BYTES + 8 * 1024 * 1024;
+    const device = new MemoryDevice(2 * half, BS);
+    patternBytes(2 * half, 3).copy(device.bytes);
+    // The halves swap places: every destination block of the first half lives in the second, and back.
+    const map = RemapMap.fromExtents(
+      [
+        { destOffset: 0, length: half, diskOffset: half },
+        { destOffset: half, length: half, diskOffset: 0 },
+      ],
+      2 * half,
+      BS,
+    );
+    const engine = createRemapper({ device, map, cacheBytes: 16 * BS, revisitCacheBytes: 0 });
+    await engine.seal();
+    const chunk = Buffer.alloc(1024 * 1024);
+    for (let at = 0; at < half; at += chunk.length) await engine.source.readInto(chunk, at);
+    const newData = patternBytes(half, 9);
+    // Homes unread: all but 16 blocks spill into the released first half, as one long run of slots.
+    for (let at = 0; at < half; at += chunk.length) await engine.destination.write(at, newData.subarray(at, at + chunk.length), { fua: false });
+    for (let at = half; at < 2 * half; at += chunk.length) await engine.source.readInto(chunk, at);
+
+    let inFlight = 0;
+    let most = 0;
+    const read = device.readInto.bind(device);
+    device.readInto = async (buffer: Buffer, offset: number): Promise<void> => {
+      inFlight += buffer.length;
+      most = Math.max(most, inFlight);
+      try {
+        await read(buffer, offset);
+      } finally {
+        inFlight -= buffer.length;
+      }
+    };
+    await engine.finish(() => undefined);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(WAVE_BYTES);
+    expect(device.bytes.subarray(half, 2 * half).equals(newData)).toBe(true);
   });
 });
