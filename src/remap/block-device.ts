@@ -1,3 +1,5 @@
+import { writeZeroesWith } from '../format/zero-data.js';
+
 /**
  * The part of a disk the remapping engine needs. src/store's `Disk` satisfies
  * it structurally; tests use an instrumented in-memory device. Offsets and
@@ -21,4 +23,10 @@ export interface BlockDevice {
   isZeroRangeFast?(offset: number, length: number): Promise<boolean>;
   /** Optional: the data/hole map of a range, for block status of untouched regions. */
   allocation?(offset: number, length: number): Promise<ReadonlyArray<{ offset: number; length: number; data: boolean }>>;
+}
+
+/** Makes a range read as zeroes: the device's own way when it has one, else by writing zeroes. */
+export function zeroRange(device: BlockDevice, offset: number, length: number): Promise<void> {
+  if (device.writeZeroes !== undefined) return device.writeZeroes(offset, length);
+  return writeZeroesWith((at, data) => device.write(at, data), offset, length);
 }

@@ -4,7 +4,8 @@ import type { DiskWriter, WriteRun } from './disk-writer.js';
 import type { LandingQueue } from './landing-queue.js';
 import type { RangeLock } from './range-locks.js';
 import type { RemapState } from './remap-state.js';
-import { isAllZero, ZERO_CHUNK_BYTES, zeroes } from './zero-data.js';
+import { isAllZero } from '../format/zero-data.js';
+import { zeroRange } from './block-device.js';
 
 /** New data for one whole destination block. */
 interface BlockWrite {
@@ -473,15 +474,7 @@ export class DestinationWriter {
   private async zeroPlain(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
     const s = this.s;
     if (fast) throw new NbdError(Errno.ENOTSUP, 'zeroing would mean writing zeroes to the disk');
-    for (const piece of s.map.splitBytes(offset, length)) {
-      if (s.device.writeZeroes !== undefined) {
-        await s.device.writeZeroes(piece.diskOffset, piece.length);
-        continue;
-      }
-      for (let at = 0; at < piece.length; at += ZERO_CHUNK_BYTES) {
-        await s.device.write(piece.diskOffset + at, zeroes(Math.min(ZERO_CHUNK_BYTES, piece.length - at)));
-      }
-    }
+    for (const piece of s.map.splitBytes(offset, length)) await zeroRange(s.device, piece.diskOffset, piece.length);
     if (fua) await s.committer.flush();
   }
 }

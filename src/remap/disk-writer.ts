@@ -1,7 +1,7 @@
 import type { CapturedChunk } from './capture-registry.js';
 import type { TrackedIo } from './disk-io-tracker.js';
 import type { RemapState } from './remap-state.js';
-import { ZERO_CHUNK_BYTES, zeroes } from './zero-data.js';
+import { zeroRange } from './block-device.js';
 
 /** Revisit-cache entries are at least this big (fewer, larger entries; one read each). */
 const CAPTURE_CHUNK_BYTES = 64 * 1024;
@@ -186,12 +186,6 @@ export class DiskWriter {
       return;
     }
     const end = (run.disk + run.count - 1) * s.B + s.map.diskBlockLength(run.disk + run.count - 1);
-    if (s.device.writeZeroes !== undefined) {
-      await s.device.writeZeroes(offset, end - offset);
-      return;
-    }
-    for (let at = offset; at < end; at += ZERO_CHUNK_BYTES) {
-      await s.device.write(at, zeroes(Math.min(ZERO_CHUNK_BYTES, end - at)));
-    }
+    await zeroRange(s.device, offset, end - offset);
   }
 }

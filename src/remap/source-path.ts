@@ -1,6 +1,6 @@
 import { Errno, NbdError } from 'nbd-protocol-ts';
+import { zeroRange } from './block-device.js';
 import type { RemapState } from './remap-state.js';
-import { ZERO_CHUNK_BYTES, zeroes } from './zero-data.js';
 
 export const SOURCE_SEALED = 'source is sealed: it is read-only now';
 
@@ -130,10 +130,7 @@ export class SourcePath {
     this.assertWritable();
     // Without fallocate (Node has none) zeroing is only fast where the range is a hole already.
     if (fast && !(await s.device.isZeroRangeFast?.(offset, length))) throw new NbdError(Errno.ENOTSUP, 'zeroing this range would need writing zeroes');
-    await this.mutate(offset, length, async () => {
-      if (s.device.writeZeroes !== undefined) return s.device.writeZeroes(offset, length);
-      for (let at = 0; at < length; at += ZERO_CHUNK_BYTES) await s.device.write(offset + at, zeroes(Math.min(ZERO_CHUNK_BYTES, length - at)));
-    });
+    await this.mutate(offset, length, () => zeroRange(s.device, offset, length));
     if (fua) await s.committer.flush();
   }
 

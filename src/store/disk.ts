@@ -1,6 +1,7 @@
 import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, writev, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { flock, seek } from 'fs-ext';
+import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, diskOpenError, notUsable } from './disk-errors.js';
 import { IoPathChooser } from './io-path-chooser.js';
@@ -22,13 +23,6 @@ export interface DiskOpenOptions {
 
 const SEEK_END = 2;
 
-/** writeZeroes reuses one buffer of this size, so zeroing a terabyte costs a MiB of RAM. */
-export const ZERO_CHUNK_BYTES = 1024 * 1024;
-let zeroChunk: Buffer | undefined;
-function zeroes(): Buffer {
-  zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
-  return zeroChunk;
-}
 
 const statAsync = promisify(stat);
 const openAsync = promisify(open);
@@ -175,14 +169,8 @@ export class Disk {
     this.assertWritable(offset, length);
     await this.tracked(async () => {
       const extents = await this.allocationOf(offset, length);
-      const zero = zeroes();
-      for (const extent of extents) {
-        if (!extent.data) continue;
-        const end = extent.offset + extent.length;
-        for (let position = extent.offset; position < end; position += zero.length) {
-          await writeFully(this.pwriteAsync, zero.subarray(0, Math.min(zero.length, end - position)), position);
-        }
-      }
+      const write = (at: number, zeroes: Buffer): Promise<void> => writeFully(this.pwriteAsync, zeroes, at);
+      for (const extent of extents) if (extent.data) await writeZeroesWith(write, extent.offset, extent.length);
     });
   }
 

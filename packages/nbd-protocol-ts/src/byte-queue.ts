@@ -42,11 +42,7 @@ export class ByteQueue {
   /** Moves as many of the first bytes as fit into target[at…]; returns how many. */
   takeInto(target: Buffer, at: number): number {
     const n = Math.min(this.size, target.length - at);
-    let copied = 0;
-    for (let i = this.head; copied < n; i++) {
-      const chunk = this.chunks[i] as Buffer;
-      copied += chunk.copy(target, at + copied, 0, Math.min(chunk.length, n - copied));
-    }
+    this.copyFront(target, at, n);
     if (n > 0) this.drop(n);
     return n;
   }
@@ -74,14 +70,17 @@ export class ByteQueue {
     const first = this.chunks[this.head] as Buffer;
     if (first.length >= n) return first.subarray(0, n);
     const out = Buffer.allocUnsafe(n);
+    this.copyFront(out, 0, n);
+    return out;
+  }
+
+  /** Copies the first n queued bytes (n ≤ length) to target[at…], leaving them queued. */
+  private copyFront(target: Buffer, at: number, n: number): void {
     let copied = 0;
     for (let i = this.head; copied < n; i++) {
       const chunk = this.chunks[i] as Buffer;
-      const part = Math.min(chunk.length, n - copied);
-      chunk.copy(out, copied, 0, part);
-      copied += part;
+      copied += chunk.copy(target, at + copied, 0, Math.min(chunk.length, n - copied));
     }
-    return out;
   }
 
   private drop(n: number): void {

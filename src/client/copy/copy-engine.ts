@@ -1,3 +1,4 @@
+import { isAllZero } from '../../format/zero-data.js';
 import { planBytes, planChunks, type CopyChunk } from './plan-chunks.js';
 import type { CopyPlan } from './copy-plan.js';
 import { CopyFailure } from './copy-failure.js';
@@ -51,7 +52,6 @@ export async function copyByPlan(source: CopySource, destination: CopyDestinatio
   if (!Number.isInteger(options.maxInFlight) || options.maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, got ${options.maxInFlight}`);
   const started = Date.now();
   const totalBytes = planBytes(plan);
-  const zeroes = Buffer.alloc(options.requestSize);
   // A chunk's buffer is reused once its write is answered: a copy allocates
   // (and the kernel faults in) at most maxInFlight buffers, not one per chunk.
   const buffers: Buffer[] = [];
@@ -67,7 +67,7 @@ export async function copyByPlan(source: CopySource, destination: CopyDestinatio
     } catch (err) {
       throw new CopyFailure('read', chunk, err);
     }
-    const allZero = destination.canWriteZeroes && data.equals(zeroes.subarray(0, data.length));
+    const allZero = destination.canWriteZeroes && isAllZero(data);
     try {
       if (allZero) await destination.zero(chunk.to, chunk.length);
       else await destination.pwrite(chunk.to, data);

@@ -1,4 +1,7 @@
-/** One shared buffer of zeroes: the reference for the all-zero check and the source of zero fills. */
+/**
+ * One shared buffer of zeroes for every layer: the reference for the all-zero
+ * check and the source of zero fills (writing zeroes to a terabyte costs a MiB).
+ */
 const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
 
 /** A read-only view of `length` zero bytes (length ≤ 1 MiB). */
@@ -22,4 +25,9 @@ export function isAllZero(data: Buffer): boolean {
     if (data.compare(ZERO_CHUNK, 0, end - at, at, end) !== 0) return false;
   }
   return true;
+}
+
+/** Writes zeroes over [offset, offset+length) with `write`, a MiB at a time, from the shared buffer. */
+export async function writeZeroesWith(write: (offset: number, data: Buffer) => Promise<void>, offset: number, length: number): Promise<void> {
+  for (let at = 0; at < length; at += ZERO_CHUNK.length) await write(offset + at, zeroes(Math.min(ZERO_CHUNK.length, length - at)));
 }
