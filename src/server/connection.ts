@@ -8,6 +8,8 @@ import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
 
 const HANDSHAKE_SCRATCH_BYTES = 16 * 1024;
+/** At shutdown, how long a client may take to close its side after ours is ended. */
+const SHUTDOWN_CLOSE_GRACE_MS = 2000;
 
 export interface ConnectionOptions {
   /** A client that has not reached the transmission phase by then is dropped (G8; QEMU CVE-2024-7409). */
@@ -85,11 +87,21 @@ export class Connection {
     return this.exportName;
   }
 
-  /** Server shutdown: answer what is in flight, then close. */
+  /**
+   * Server shutdown: answer what is in flight, then end our side. A client
+   * that does not close its side in return is cut off after a grace period,
+   * so one stuck client cannot keep the server from exiting.
+   */
   async shutdown(): Promise<void> {
     clearTimeout(this.handshakeTimer);
     if (this.session) await this.session.quiesce();
     this.socket.end();
+    const cutOff = setTimeout(() => {
+      this.log.warn(`client did not close within ${SHUTDOWN_CLOSE_GRACE_MS / 1000} s of the server ending the connection, cutting it off`);
+      this.socket.destroy();
+    }, SHUTDOWN_CLOSE_GRACE_MS);
+    await this.closed;
+    clearTimeout(cutOff);
   }
 
   private beginTransmission(negotiated: NegotiatedSession): void {

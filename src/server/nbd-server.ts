@@ -58,7 +58,6 @@ export class NbdServer {
     this.stopping = true;
     await Promise.all(this.listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))));
     await Promise.all([...this.connections].map((c) => c.shutdown()));
-    await Promise.all([...this.connections].map((c) => c.closed));
   }
 
   private accept(accepted: net.Socket): void {

@@ -127,6 +127,35 @@ describe('hostile and unusual clients (G7, G8)', () => {
     }
   });
 
+  it('stops on SIGTERM with clients attached: a client that closes in return is let go, one that does not is cut off', async () => {
+    const ownDir = scratchDir();
+    const ownSocket = ownDir.file('stop.sock');
+    const ownDisk = ownDir.file('stop.img');
+    randomImage(ownDisk, 4 * MiB);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', ownSocket, '-v']);
+    try {
+      const polite = await RawNbdClient.connect({ path: ownSocket });
+      await polite.greet();
+      await polite.go('source');
+      // Keeps its side open after the server ends the connection (half-open), as a stuck client would.
+      const stubborn = net.connect({ path: ownSocket, allowHalfOpen: true });
+      stubborn.on('data', () => undefined);
+      stubborn.on('error', () => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const started = Date.now();
+      expect(await own.stop('SIGTERM')).toBe(0);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await polite.closed;
+      stubborn.destroy();
+      const log = own.stdout() + own.stderr();
+      // Only the stubborn one needed cutting off: the polite client's close was seen.
+      expect(log.match(/cutting it off/g)?.length).toBe(1);
+    } finally {
+      await own.stop();
+      ownDir.cleanup();
+    }
+  });
+
   it('disconnects on a bad request magic without hurting another connection', async () => {
     const victim = await connect();
     await victim.greet();
