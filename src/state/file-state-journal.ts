@@ -7,7 +7,7 @@ import { DurableState, type HoldRef } from './durable-state.js';
 import { decodeFrame, FRAME_HEADER_BYTES, FrameKind, frameParts, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
 import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js';
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
-import { nodeStateFs, type StateFile, type StateFs } from './state-fs.js';
+import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
 import { StateCorruptError } from './state-errors.js';
 
@@ -109,14 +109,22 @@ export class FileStateJournal implements StateJournal {
     private logStart: number,
     private readonly log: Logger,
     private readonly compactBytes: number,
+    /** Held from open/create to close: no other process may append to this state meanwhile. */
+    private readonly lock: StateLock,
   ) {}
 
   /** Creates a new state file for `map` (atomically: temp file, sync, rename, sync the directory). */
   static async create(path: string, identity: StateIdentity, map: RemapMap, options: FileJournalOptions = {}): Promise<FileStateJournal> {
     const fs = options.fs ?? nodeStateFs;
-    const state = new DurableState(map);
-    const { file, end } = await writeStateFile(fs, path, identity, state, 0, async () => Buffer.alloc(0));
-    return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES);
+    const lock = await fs.lock(path);
+    try {
+      const state = new DurableState(map);
+      const { file, end } = await writeStateFile(fs, path, identity, state, 0, async () => Buffer.alloc(0));
+      return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock);
+    } catch (err) {
+      await lock.release().catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -127,9 +135,20 @@ export class FileStateJournal implements StateJournal {
   static async open(path: string, options: FileJournalOptions = {}): Promise<OpenedState | undefined> {
     const fs = options.fs ?? nodeStateFs;
     const log = options.log ?? silentLogger;
-    await fs.remove(tempPathOf(path));
-    const file = await fs.openExisting(path, true);
-    if (file === undefined) return undefined;
+    // Taken before anything is touched: the temp file may be another server's compaction in progress.
+    const lock = await fs.lock(path);
+    let file: StateFile | undefined;
+    try {
+      await fs.remove(tempPathOf(path));
+      file = await fs.openExisting(path, true);
+    } catch (err) {
+      await lock.release().catch(() => undefined);
+      throw err;
+    }
+    if (file === undefined) {
+      await lock.release();
+      return undefined;
+    }
     try {
       const size = await file.size();
       const data = Buffer.alloc(size);
@@ -157,10 +176,12 @@ export class FileStateJournal implements StateJournal {
         parsed.logStart,
         log,
         options.compactBytes ?? DEFAULT_COMPACT_BYTES,
+        lock,
       );
       return { journal, identity: parsed.identity, map: parsed.map, state: parsed.state, holds, cutBytes };
     } catch (err) {
       await file.close().catch(() => undefined);
+      await lock.release().catch(() => undefined);
       throw err;
     }
   }
@@ -248,7 +269,11 @@ export class FileStateJournal implements StateJournal {
   /** Commits nothing more; closes the file. Appended but uncommitted records are dropped. */
   async close(): Promise<void> {
     this.failed ??= new Error(`state journal ${this.path} is closed`);
-    await this.file.close();
+    try {
+      await this.file.close();
+    } finally {
+      await this.lock.release();
+    }
   }
 }
 

@@ -45,3 +45,19 @@ export class StateMismatchError extends StateError {
 export class StateUnusableError extends StateError {
   override readonly name = 'StateUnusableError';
 }
+
+/** Another process (a server, or `finish` run offline) holds the state's lock. */
+export class StateInUseError extends StateError {
+  override readonly name = 'StateInUseError';
+  constructor(
+    readonly path: string,
+    lockPath: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `state file ${path} is in use by another nbd-remapper (a server or an offline finish holds its lock ${lockPath})`,
+      `stop that process first (fuser -v ${lockPath} shows it); if this is another disk, give it its own --state: a state file belongs to one disk`,
+    );
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}

@@ -1,7 +1,10 @@
-import { constants } from 'node:fs';
+import { constants, close, open as openFd } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { flock } from 'fs-ext';
 import { writevFully } from '../store/positional-io.js';
+import { StateInUseError } from './state-errors.js';
 
 /**
  * The few file operations the state journal needs. Production uses the real
@@ -33,6 +36,26 @@ export interface StateFs {
   remove(path: string): Promise<void>;
   /** Makes the directory's entries (creations, renames) durable. */
   syncDir(path: string): Promise<void>;
+  /**
+   * Keeps every other process off the state at `path` until released: two
+   * servers appending to one state would interleave their records. Throws
+   * StateInUseError when another process holds it.
+   */
+  lock(path: string): Promise<StateLock>;
+}
+
+export interface StateLock {
+  release(): Promise<void>;
+}
+
+/**
+ * The lock lives on a sibling file, not on the state file itself: compaction
+ * replaces the state file by rename, and a flock stays with the old inode.
+ * The lock file is never removed — removing it would let a process that
+ * opened the old one and one that creates a new one both hold "the" lock.
+ */
+export function lockPathOf(statePath: string): string {
+  return `${statePath}.lock`;
 }
 
 class NodeStateFile implements StateFile {
@@ -77,6 +100,36 @@ class NodeStateFile implements StateFile {
   }
 }
 
+const openFdAsync = promisify(openFd);
+const closeFdAsync = promisify(close);
+// promisify() would pick flock's numeric overload; the string flags read better.
+function flockAsync(fd: number, operation: 'exnb' | 'un'): Promise<void> {
+  return new Promise((resolve, reject) => flock(fd, operation, (err) => (err ? reject(err) : resolve())));
+}
+
+async function lockState(statePath: string): Promise<StateLock> {
+  const path = lockPathOf(statePath);
+  const fd = await openFdAsync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  try {
+    await flockAsync(fd, 'exnb');
+  } catch (err) {
+    await closeFdAsync(fd).catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new StateInUseError(statePath, path, { cause: err });
+    throw err;
+  }
+  let released = false;
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      // Closing the only descriptor drops the lock anyway; unlocking first says it outright.
+      await flockAsync(fd, 'un').catch(() => undefined);
+      await closeFdAsync(fd);
+    },
+  };
+}
+
 function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
@@ -109,4 +162,5 @@ export const nodeStateFs: StateFs = {
       await dir.close();
     }
   },
+  lock: lockState,
 };

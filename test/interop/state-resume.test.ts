@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
@@ -13,7 +13,7 @@ const cleanup = useCleanups();
 
 const cli = (args: string[]): Promise<ToolResult> => runTool(process.execPath, [CLI, ...args], { timeoutMs: 120_000 });
 
-it('resumes after a stop and after kill -9; refuses a state of another map or disk; finishes offline', async () => {
+it('resumes after a stop and after kill -9; refuses a state of another map or disk, or one in use; finishes offline', async () => {
   const dir = scratchDir('nbd-remapper-resume-');
   cleanup(() => dir.cleanup());
   const disk = dir.file('disk.img');
@@ -74,6 +74,16 @@ h.flush()`,
   const locked = await cli(['finish', '--disk', disk]);
   expect(locked.code).not.toBe(0);
   expect(locked.stderr).toMatch(/in use|locked/);
+  // A clone of the disk (same content, so the sealed samples match) with the same state is refused too:
+  // the disk's lock cannot see it, the state's lock does.
+  const clone = dir.file('clone.img');
+  copyFileSync(disk, clone);
+  const shared = await cli(['serve', '--disk', clone, '--state', `${disk}.remap-state`, '--socket', dir.file('z.sock'), '--control', dir.file('z-control.sock')]);
+  expect(shared.code).not.toBe(0);
+  expect(shared.stderr).toMatch(/state file .*disk\.img\.remap-state is in use by another nbd-remapper[\s\S]*fix: /);
+  const sharedFinish = await cli(['finish', '--disk', clone, '--state', `${disk}.remap-state`]);
+  expect(sharedFinish.code).not.toBe(0);
+  expect(sharedFinish.stderr).toMatch(/is in use by another nbd-remapper/);
   expect(await server.stop()).toBe(0);
   const offline = await cli(['finish', '--disk', disk]);
   expect(offline.code, offline.stderr).toBe(0);

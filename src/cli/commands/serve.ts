@@ -55,7 +55,7 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
     .option('state', {
       type: 'string',
       describe:
-        'Durable record of the migration (default: DISK.remap-state next to an image file; required for a block device, on another disk). Restarting with it resumes exactly where the migration was',
+        'Durable record of the migration (default: DISK.remap-state next to an image file; required for a block device, on another disk). Restarting with it resumes exactly where the migration was. STATE.lock beside it keeps a second process off it',
     })
     .option('safe', {
       type: 'boolean',

@@ -1,5 +1,5 @@
 import type { BlockDevice } from '../../../../../src/remap/block-device.js';
-import type { StateFile, StateFs } from '../../../../../src/state/state-fs.js';
+import type { StateFile, StateFs, StateLock } from '../../../../../src/state/state-fs.js';
 
 /**
  * A power-loss model of one disk and one directory of state files
@@ -274,6 +274,11 @@ export class CrashFs implements StateFs {
     this.event('dir-sync');
     this.durableNames = new Map(this.names);
     this.dirOps = [];
+  }
+
+  /** Locks belong to processes, which power loss ends: nothing to model (the real flock is tested in state-lock.test.ts). */
+  async lock(): Promise<StateLock> {
+    return { release: async () => undefined };
   }
 
   snapshot(): FsSnapshot {
