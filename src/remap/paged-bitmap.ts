@@ -61,14 +61,50 @@ export class PagedBitmap {
     return (page[bit >>> 5] & (1 << (bit & 31))) !== 0;
   }
 
-  /** Sets one bit; true when it changed. */
+  /**
+   * Sets one bit; true when it changed. The engine flips single bits for
+   * every block it touches, so this skips fill()'s per-page callback.
+   */
   set(index: number): boolean {
-    return this.setRange(index, index + 1) === 1;
+    const pg = Math.floor(index / PAGE_BITS);
+    let page = this.pages[pg];
+    const count = this.counts[pg];
+    if (page === undefined) {
+      if (count !== 0) return false; // an all-one page
+      page = new Uint32Array(PAGE_WORDS);
+      this.pages[pg] = page;
+    }
+    const bit = index - pg * PAGE_BITS;
+    const word = bit >>> 5;
+    const mask = 1 << (bit & 31);
+    if ((page[word] & mask) !== 0) return false;
+    page[word] |= mask;
+    this.counts[pg] = count + 1;
+    this.total++;
+    if (count + 1 === this.bitsInPage(pg)) this.pages[pg] = undefined;
+    return true;
   }
 
   /** Clears one bit; true when it changed. */
   clear(index: number): boolean {
-    return this.clearRange(index, index + 1) === 1;
+    const pg = Math.floor(index / PAGE_BITS);
+    let page = this.pages[pg];
+    const count = this.counts[pg];
+    if (page === undefined) {
+      if (count === 0) return false; // an all-zero page
+      page = new Uint32Array(PAGE_WORDS);
+      fillOnes(page, count);
+      this.pages[pg] = page;
+    }
+    const bit = index - pg * PAGE_BITS;
+    const word = bit >>> 5;
+    const mask = 1 << (bit & 31);
+    if ((page[word] & mask) === 0) return false;
+    page[word] &= ~mask;
+    this.counts[pg] = count - 1;
+    this.total--;
+    if (count - 1 === 0) this.pages[pg] = undefined;
+    return true;
   }
 
   /** Sets [from, to); returns how many bits changed. */
