@@ -9,7 +9,8 @@ const BACKGROUND_COMMIT_RECORDS = 4096;
  * numbers it; a commit takes the queued batch, syncs the device first when the
  * journal is durable and the batch has a record pointing at data (`spill`,
  * `land`) — data is durable before the records that point at it — then hands
- * the batch to the journal and commits it. Records appended while a commit is
+ * the batch to the journal and commits it. A batch that points at nothing but
+ * must sync the device anyway (a FLUSH) runs both syncs at once. Records appended while a commit is
  * in flight wait for the next one, so a record is never committed ahead of a
  * sync it needs. Callers join the commit in flight when it covers them: a
  * burst of writes that each need a barrier shares one.
@@ -184,6 +185,7 @@ export class StateCommitter {
     let seq: number;
     let permitSeq: number;
     let syncDevice: boolean;
+    let pointers = false;
     const ticket = this.syncTickets;
     const split = permitTarget !== undefined && this.journal.durable ? this.splitForPermissions() : undefined;
     if (split !== undefined && split.stay.length > 0 && split.permitted >= (permitTarget as number)) {
@@ -197,15 +199,26 @@ export class StateCommitter {
       batch = this.pending;
       seq = this.appendedSeq;
       permitSeq = seq;
-      syncDevice = ticket > this.syncedTicket || this.pointsAtData(batch);
+      pointers = this.pointsAtData(batch);
+      syncDevice = ticket > this.syncedTicket || pointers;
       this.pending = [];
       this.seqs = [];
     }
+    const commitBatch = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      for (const record of batch) this.journal.append(record);
+      await this.journal.commit();
+    };
     const run = async (): Promise<void> => {
-      if (syncDevice) await this.device.sync();
-      if (batch.length > 0) {
-        for (const record of batch) this.journal.append(record);
-        await this.journal.commit();
+      if (syncDevice && !pointers) {
+        // Nothing in the batch points at disk data, so the two syncs need no order: a FLUSH that
+        // logs held data waits for the slower of them, not their sum (both wait on the storage).
+        const [device, journal] = await Promise.allSettled([this.device.sync(), commitBatch()]);
+        if (device.status === 'rejected') throw device.reason;
+        if (journal.status === 'rejected') throw journal.reason;
+      } else {
+        if (syncDevice) await this.device.sync();
+        await commitBatch();
       }
       this.committedSeq = Math.max(this.committedSeq, seq);
       this.permittedSeq = Math.max(this.permittedSeq, permitSeq, this.committedSeq);

@@ -8,6 +8,7 @@ function rig(durable: boolean) {
   const events: string[] = [];
   let releaseSync: (() => void) | undefined;
   let holdSyncs = false;
+  let failSync = false;
   const device: BlockDevice = {
     size: 1 << 20,
     readInto: async () => {},
@@ -15,6 +16,10 @@ function rig(durable: boolean) {
     sync: async () => {
       events.push('sync-start');
       if (holdSyncs) await new Promise<void>((resolve) => (releaseSync = resolve));
+      if (failSync) {
+        failSync = false;
+        throw new Error('EIO on the device');
+      }
       events.push('sync-done');
     },
   };
@@ -36,6 +41,7 @@ function rig(durable: boolean) {
     hold: (on: boolean) => (holdSyncs = on),
     release: () => releaseSync?.(),
     failNextCommit: () => (failNext = true),
+    failNextSync: () => (failSync = true),
   };
 }
 
@@ -67,6 +73,43 @@ describe('StateCommitter (group commit and the ordering rules)', () => {
     committer.append({ type: 'spill', dest: 0, count: 1, slot: 9 });
     await committer.commitThrough();
     expect(events).toEqual(['sync-start', 'sync-done', 'append spill', 'commit']);
+  });
+
+  it('a flush whose batch points at no data syncs the device and commits the journal at once', async () => {
+    const { committer, events, hold, release } = rig(true);
+    hold(true);
+    committer.append({ type: 'hold', dest: 0, data: Buffer.alloc(4096, 1) });
+    committer.append({ type: 'destroy', start: 3, count: 1 });
+    const flushed = committer.flush();
+    await new Promise((r) => setImmediate(r));
+    // The journal commit did not wait for the device sync still held open.
+    expect(events).toEqual(['sync-start', 'append hold', 'append destroy', 'commit']);
+    hold(false);
+    release();
+    await flushed;
+    expect(events.at(-1)).toBe('sync-done');
+    expect(committer.committed).toBe(2);
+  });
+
+  it('… but with a record pointing at data in the batch, the device sync comes first', async () => {
+    const { committer, events, hold, release } = rig(true);
+    hold(true);
+    committer.append({ type: 'hold', dest: 0, data: Buffer.alloc(4096, 1) });
+    committer.append({ type: 'land', dest: 1, count: 1 });
+    const flushed = committer.flush();
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual(['sync-start']);
+    hold(false);
+    release();
+    await flushed;
+    expect(events).toEqual(['sync-start', 'sync-done', 'append hold', 'append land', 'commit']);
+  });
+
+  it('… and a device sync that fails fails the flush, even when the journal committed', async () => {
+    const { committer, failNextSync } = rig(true);
+    committer.append({ type: 'hold', dest: 0, data: Buffer.alloc(4096, 1) });
+    failNextSync();
+    await expect(committer.flush()).rejects.toThrow('EIO on the device');
   });
 
   it('a record appended while a commit is syncing waits for the next sync', async () => {
