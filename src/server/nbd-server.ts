@@ -74,7 +74,7 @@ export class NbdServer {
     const id = `c${this.nextId++}`;
     const log = this.log.child(`[${id}]`);
     const reader = new SocketReader();
-    const adopted = adoptAcceptedSocket(accepted, reader.onread);
+    const adopted = this.options.receiveInPlace === false ? undefined : adoptAcceptedSocket(accepted, reader.onread);
     const socket = adopted ?? accepted;
     reader.attach(socket, adopted ? 'onread' : 'data');
     log.debug(`client connected from ${peer}${adopted ? '' : " (payloads gathered from 'data' chunks: this Node cannot receive in place)"}`);

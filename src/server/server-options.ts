@@ -3,6 +3,12 @@ import type { ConnectionOptions } from './connection.js';
 export interface ServerOptions extends ConnectionOptions {
   /** Clients beyond this are refused at accept (G8). */
   maxConnections: number;
+  /**
+   * false: keep each accepted socket and gather payloads from its 'data'
+   * chunks — the path a Node without the internals of adoptAcceptedSocket
+   * takes. Default true (receive in place where Node allows it).
+   */
+  receiveInPlace?: boolean;
 }
 
 export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
