@@ -2,7 +2,7 @@ import { constants, close, open as openFd } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import { flock } from 'fs-ext';
+import { flockAsync } from '../store/flock.js';
 import { writevFully } from '../store/positional-io.js';
 import { StateInUseError } from './state-errors.js';
 
@@ -102,10 +102,6 @@ class NodeStateFile implements StateFile {
 
 const openFdAsync = promisify(openFd);
 const closeFdAsync = promisify(close);
-// promisify() would pick flock's numeric overload; the string flags read better.
-function flockAsync(fd: number, operation: 'exnb' | 'un'): Promise<void> {
-  return new Promise((resolve, reject) => flock(fd, operation, (err) => (err ? reject(err) : resolve())));
-}
 
 async function lockState(statePath: string): Promise<StateLock> {
   const path = lockPathOf(statePath);

@@ -1,6 +1,7 @@
 import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, writev, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
-import { flock, seek } from 'fs-ext';
+import { seek } from 'fs-ext';
+import { flockAsync } from './flock.js';
 import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, diskOpenError, notUsable } from './disk-errors.js';
@@ -23,16 +24,11 @@ export interface DiskOpenOptions {
 
 const SEEK_END = 2;
 
-
 const statAsync = promisify(stat);
 const openAsync = promisify(open);
 const fstatAsync = promisify(fstat);
 const closeAsync = promisify(close);
 const fdatasyncAsync = promisify(fdatasync);
-// promisify() would pick flock's numeric overload; the string flags read better.
-function flockAsync(fd: number, operation: 'exnb' | 'un'): Promise<void> {
-  return new Promise((resolve, reject) => flock(fd, operation, (err) => (err ? reject(err) : resolve())));
-}
 const seekAsync = promisify(seek);
 
 /** The kinds of file that cannot be a disk, or whose open() itself would block (FIFOs). */
