@@ -25,6 +25,8 @@ export interface RemapperOptions {
   safe?: boolean;
   /** Resume from the committed state of a durable journal (see src/state, openMigration). */
   restore?: RestoredState;
+  /** Tests: see StateCommitterOptions. */
+  backgroundCommitRecords?: number;
 }
 
 /** The remapping engine over one disk, with its `source` and `destination` views. */
@@ -48,5 +50,6 @@ export function createRemapper(options: RemapperOptions): RemapEngine {
     log: options.log ?? silentLogger,
     safe: options.safe ?? false,
     restore: options.restore,
+    backgroundCommitRecords: options.backgroundCommitRecords,
   });
 }

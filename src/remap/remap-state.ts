@@ -26,6 +26,8 @@ export interface RemapStateOptions {
   journal: StateJournal;
   log: Logger;
   safe: boolean;
+  /** Tests: see StateCommitterOptions. */
+  backgroundCommitRecords?: number;
 }
 
 /** Where a destination block's newest data is. */
@@ -167,7 +169,7 @@ export class RemapState {
     this.landableConfirmed = new LandingQueue(destinationBlocks);
     this.landableUnconfirmed = new LandingQueue(destinationBlocks);
     this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
-    this.committer = new StateCommitter(options.journal, options.device);
+    this.committer = new StateCommitter(options.journal, options.device, { backgroundCommitRecords: options.backgroundCommitRecords });
     this.enospcLog = new LogThrottle((m) => this.log.warn(m));
     this.unsealedWriteLog = new LogThrottle((m) => this.log.warn(m));
     this.revisitMissLog = new LogThrottle((m) => this.log.warn(m));

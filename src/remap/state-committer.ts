@@ -2,7 +2,12 @@ import type { BlockDevice } from './block-device.js';
 import type { StateJournal, StateRecord } from './state-journal.js';
 
 /** Records waiting this long for a barrier are committed in the background, so they never pile up. */
-const BACKGROUND_COMMIT_RECORDS = 4096;
+export const BACKGROUND_COMMIT_RECORDS = 4096;
+
+export interface StateCommitterOptions {
+  /** Default BACKGROUND_COMMIT_RECORDS; the crash tests lower it so that background commits happen in small workloads. */
+  backgroundCommitRecords?: number;
+}
 
 /**
  * Group commit in front of a StateJournal. `append` only queues a record and
@@ -35,11 +40,19 @@ export class StateCommitter {
   private inFlightTicket = 0;
   private failure: unknown;
   private committedWaiters: Array<{ seq: number; wake: () => void }> = [];
+  /** Every write completed before the record numbered this was appended is synced to the device. */
+  private deviceSyncedSeq = 0;
+  private backgroundRunning = false;
+
+  private readonly backgroundCommitRecords: number;
 
   constructor(
     private readonly journal: StateJournal,
     private readonly device: BlockDevice,
-  ) {}
+    options: StateCommitterOptions = {},
+  ) {
+    this.backgroundCommitRecords = options.backgroundCommitRecords ?? BACKGROUND_COMMIT_RECORDS;
+  }
 
   /** The journal keeps records across a crash (only then is RAM-held data worth logging at a FLUSH). */
   get durable(): boolean {
@@ -63,11 +76,38 @@ export class StateCommitter {
   append(record: StateRecord): number {
     this.pending.push(record);
     this.seqs.push(++this.appendedSeq);
-    if (this.pending.length >= BACKGROUND_COMMIT_RECORDS && this.inFlight === undefined && this.failure === undefined) {
-      // Nobody awaits this one: a failure is kept in `failure` and reported by the next barrier.
-      this.start(undefined).catch(() => undefined);
+    if (this.pending.length >= this.backgroundCommitRecords && !this.backgroundRunning && this.failure === undefined) {
+      this.backgroundRunning = true;
+      void this.commitInBackground().finally(() => (this.backgroundRunning = false));
     }
     return this.appendedSeq;
+  }
+
+  /**
+   * Commits what is queued now, for nobody in particular. The device sync its
+   * `spill`/`land` records need runs first, on its own: a commit in flight
+   * holds up every barrier behind it, and a permission barrier (a write
+   * waiting to destroy an original) must not wait for a sync of everything
+   * written since the last one (measured: ~190 ms with 512 MiB of spills,
+   * 12% of that run). The records then go in without a sync of their own.
+   * A failure is kept in `failure` and reported by the next barrier.
+   */
+  private async commitInBackground(): Promise<void> {
+    const through = this.appendedSeq;
+    try {
+      if (this.needsDeviceSync(this.pending, this.seqs, through)) {
+        await this.device.sync();
+        this.deviceSyncedSeq = Math.max(this.deviceSyncedSeq, through);
+      }
+      while (this.committedSeq < through && this.failure === undefined) {
+        const current = this.inFlight;
+        if (current !== undefined) await current.catch(() => undefined);
+        else await this.start(undefined, through);
+      }
+    } catch (err) {
+      this.failure ??= err;
+      this.wakeCommitted();
+    }
   }
 
   /** Resolves once every record up to `seq` is committed. */
@@ -131,9 +171,17 @@ export class StateCommitter {
     }
   }
 
-  /** A durable journal must not get these records before the data they point at is synced. */
-  pointsAtData(batch: readonly StateRecord[]): boolean {
-    return this.journal.durable && batch.some(isPointer);
+  /**
+   * A durable journal must not get a record that points at data before that
+   * data is synced: true when some record numbered up to `through` points at
+   * data no device sync has covered yet.
+   */
+  needsDeviceSync(records: readonly StateRecord[], seqs: readonly number[], through: number): boolean {
+    if (!this.journal.durable) return false;
+    for (let i = 0; i < records.length && seqs[i] <= through; i++) {
+      if (seqs[i] > this.deviceSyncedSeq && isPointer(records[i])) return true;
+    }
+    return false;
   }
 
   /**
@@ -177,10 +225,12 @@ export class StateCommitter {
 
   /**
    * Commits the queue: everything (syncing the device first when it points at
-   * data), or — given `permitTarget` — only what `splitForPermissions` lets
-   * through without a sync, when that covers the permissions through `permitTarget`.
+   * data no sync has covered), or — given `permitTarget` — only what
+   * `splitForPermissions` lets through without a sync, when that covers the
+   * permissions through `permitTarget`, or — given `through` — the records
+   * numbered up to it (a prefix: committing it is what an earlier commit would have done).
    */
-  private start(permitTarget: number | undefined): Promise<void> {
+  private start(permitTarget: number | undefined, through = this.appendedSeq): Promise<void> {
     let batch: StateRecord[];
     let seq: number;
     let permitSeq: number;
@@ -196,14 +246,18 @@ export class StateCommitter {
       this.pending = split.stay;
       this.seqs = split.staySeqs;
     } else {
-      batch = this.pending;
-      seq = this.appendedSeq;
+      let count = this.pending.length;
+      while (count > 0 && this.seqs[count - 1] > through) count--;
+      batch = this.pending.slice(0, count);
+      // Nothing is in flight when a commit starts, so every record below the first one left is committed.
+      seq = count === this.pending.length ? this.appendedSeq : this.seqs[count] - 1;
       permitSeq = seq;
-      pointers = this.pointsAtData(batch);
+      pointers = this.needsDeviceSync(batch, this.seqs, seq);
       syncDevice = ticket > this.syncedTicket || pointers;
-      this.pending = [];
-      this.seqs = [];
+      this.pending = this.pending.slice(count);
+      this.seqs = this.seqs.slice(count);
     }
+    const syncedThrough = this.appendedSeq;
     const commitBatch = async (): Promise<void> => {
       if (batch.length === 0) return;
       for (const record of batch) this.journal.append(record);
@@ -222,7 +276,10 @@ export class StateCommitter {
       }
       this.committedSeq = Math.max(this.committedSeq, seq);
       this.permittedSeq = Math.max(this.permittedSeq, permitSeq, this.committedSeq);
-      if (syncDevice) this.syncedTicket = Math.max(this.syncedTicket, ticket);
+      if (syncDevice) {
+        this.syncedTicket = Math.max(this.syncedTicket, ticket);
+        this.deviceSyncedSeq = Math.max(this.deviceSyncedSeq, syncedThrough);
+      }
     };
     const promise = run();
     this.inFlight = promise;

@@ -48,6 +48,8 @@ export interface OpenMigrationOptions {
   /** Tests: the file system model and a small compaction threshold. */
   fs?: StateFs;
   compactBytes?: number;
+  /** Tests: commit in the background once this many records wait (default 4096). */
+  backgroundCommitRecords?: number;
 }
 
 export interface OpenedMigration {
@@ -91,6 +93,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
         log: o.log,
         safe: o.safe,
         restore: { state: opened.state, holds: opened.holds },
+        backgroundCommitRecords: o.backgroundCommitRecords,
       });
       const st = opened.state;
       o.log.info(
@@ -116,6 +119,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
       journal,
       log: o.log,
       safe: o.safe,
+      backgroundCommitRecords: o.backgroundCommitRecords,
     });
     o.log.info(`new migration: state in ${o.statePath}`);
     return { engine, resumed: false, close: closer(engine, journal) };
@@ -134,6 +138,8 @@ export interface FinishOfflineOptions {
   cacheBytes?: number;
   fs?: StateFs;
   compactBytes?: number;
+  /** Tests: commit in the background once this many records wait (default 4096). */
+  backgroundCommitRecords?: number;
 }
 
 /**
@@ -163,6 +169,7 @@ export async function finishOffline(o: FinishOfflineOptions): Promise<void> {
       journal: opened.journal,
       log: o.log,
       restore: { state: opened.state, holds: opened.holds },
+      backgroundCommitRecords: o.backgroundCommitRecords,
     });
     await engine.finish(o.onProgress);
   } finally {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { BlockDevice } from '../../../src/remap/block-device.js';
-import { StateCommitter } from '../../../src/remap/state-committer.js';
+import { StateCommitter, type StateCommitterOptions } from '../../../src/remap/state-committer.js';
 import type { StateJournal, StateRecord } from '../../../src/remap/state-journal.js';
 
 /** Records the order of device syncs and journal calls; syncs can be held open to force interleavings. */
-function rig(durable: boolean) {
+function rig(durable: boolean, options: StateCommitterOptions = {}) {
   const events: string[] = [];
   let releaseSync: (() => void) | undefined;
   let holdSyncs = false;
@@ -37,7 +37,7 @@ function rig(durable: boolean) {
   };
   return {
     events,
-    committer: new StateCommitter(journal, device),
+    committer: new StateCommitter(journal, device, options),
     hold: (on: boolean) => (holdSyncs = on),
     release: () => releaseSync?.(),
     failNextCommit: () => (failNext = true),
@@ -110,6 +110,38 @@ describe('StateCommitter (group commit and the ordering rules)', () => {
     committer.append({ type: 'hold', dest: 0, data: Buffer.alloc(4096, 1) });
     failNextSync();
     await expect(committer.flush()).rejects.toThrow('EIO on the device');
+  });
+
+  it('a background commit syncs the device on its own: a permission barrier meanwhile does not wait for it', async () => {
+    const { committer, events, hold, release } = rig(true, { backgroundCommitRecords: 4 });
+    hold(true);
+    for (let i = 0; i < 4; i++) committer.append({ type: 'spill', dest: i, count: 1, slot: 10 + i });
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual(['sync-start']);
+    const destroy = committer.append({ type: 'destroy', start: 20, count: 1 });
+    await committer.commitPermissionsThrough(destroy);
+    // Committed while the background sync is still held open.
+    expect(events).toEqual(['sync-start', 'append destroy', 'commit']);
+    hold(false);
+    release();
+    await committer.whenCommitted(4);
+    expect(events.slice(3)).toEqual(['sync-done', 'append spill', 'append spill', 'append spill', 'append spill', 'commit']);
+  });
+
+  it('… and that sync does not cover a record appended while it ran: its commit syncs again', async () => {
+    const { committer, events, hold, release } = rig(true, { backgroundCommitRecords: 2 });
+    hold(true);
+    committer.append({ type: 'spill', dest: 0, count: 1, slot: 10 });
+    committer.append({ type: 'spill', dest: 1, count: 1, slot: 11 });
+    await new Promise((r) => setImmediate(r));
+    // Its data was written after the background sync began.
+    const land = committer.append({ type: 'land', dest: 2, count: 1 });
+    hold(false);
+    release();
+    await committer.whenCommitted(2);
+    expect(events).toEqual(['sync-start', 'sync-done', 'append spill', 'append spill', 'commit']);
+    await committer.commitThrough(land);
+    expect(events.slice(5)).toEqual(['sync-start', 'sync-done', 'append land', 'commit']);
   });
 
   it('a record appended while a commit is syncing waits for the next sync', async () => {

@@ -79,7 +79,7 @@ describe('ordering rules (G5)', () => {
   });
 
   it('… and the check catches a commit that skips the device sync', async () => {
-    vi.spyOn(StateCommitter.prototype, 'pointsAtData').mockReturnValue(false);
+    vi.spyOn(StateCommitter.prototype, 'needsDeviceSync').mockReturnValue(false);
     expect((await hunt(dataBeforePointer)).length).toBeGreaterThan(0);
   });
 

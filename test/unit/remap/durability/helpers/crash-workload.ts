@@ -14,6 +14,15 @@ export interface CrashScenario extends Scenario {
   compactBytes: number;
 }
 
+/**
+ * Records queued before a commit starts in the background: small values make
+ * background commits (and their device syncs of their own) happen all the
+ * time. From the seed, so that scenarios keep drawing the same numbers.
+ */
+export function backgroundCommitRecordsOf(scenario: Pick<CrashScenario, 'seed'>): number {
+  return [2, 5, 4096][scenario.seed % 3];
+}
+
 export type CrashOp =
   | { kind: 'srcWrite'; p: number; n: number; seed: number }
   | { kind: 'srcTrim'; p: number; n: number }
@@ -120,6 +129,7 @@ export class CrashRun implements Recorder {
       log: silent,
       fs: this.fs,
       compactBytes: this.scenario.compactBytes,
+      backgroundCommitRecords: backgroundCommitRecordsOf(this.scenario),
     });
   }
 
@@ -282,6 +292,7 @@ export class CrashRun implements Recorder {
         log: silent,
         fs,
         compactBytes: this.scenario.compactBytes,
+        backgroundCommitRecords: backgroundCommitRecordsOf(this.scenario),
       });
     } catch (err) {
       throw new Error(`${where}: recovery failed: ${(err as Error).message}`, { cause: err });
