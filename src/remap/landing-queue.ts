@@ -6,7 +6,7 @@ import { PagedBitmap } from './paged-bitmap.js';
  * entry and each new iteration walks them all again: taking victims from the
  * front then costs O(all deletions). Here the order lives in an array whose
  * consumed front is cut off, and membership in a bitmap (every held block
- * enters and leaves a queue: a Set's hashing was ~4% of a migration's CPU);
+ * enters and leaves a queue: a Set's hashing was ~5% of a migration's CPU);
  * entries deleted in the middle are skipped when reached.
  */
 export class LandingQueue {

@@ -14,10 +14,10 @@ export interface StateCommitterOptions {
  * numbers it; a commit takes the queued batch, syncs the device first when the
  * journal is durable and the batch has a record pointing at data (`spill`,
  * `land`) — data is durable before the records that point at it — then hands
- * the batch to the journal and commits it. A batch that points at nothing but
- * must sync the device anyway (a FLUSH) runs both syncs at once. Records appended while a commit is
- * in flight wait for the next one, so a record is never committed ahead of a
- * sync it needs. Callers join the commit in flight when it covers them: a
+ * the batch to the journal and commits it. A batch that points at nothing
+ * unsynced but must sync the device anyway (a FLUSH) runs both syncs at once.
+ * Records appended while a commit is in flight wait for the next one, so a
+ * record is never committed ahead of a sync it needs. Callers join the commit in flight when it covers them: a
  * burst of writes that each need a barrier shares one.
  *
  * A failed commit is final: every later barrier fails too, because the
@@ -88,9 +88,10 @@ export class StateCommitter {
    * `spill`/`land` records need runs first, on its own: a commit in flight
    * holds up every barrier behind it, and a permission barrier (a write
    * waiting to destroy an original) must not wait for a sync of everything
-   * written since the last one (measured: ~190 ms with 512 MiB of spills,
-   * 12% of that run). The records then go in without a sync of their own.
-   * A failure is kept in `failure` and reported by the next barrier.
+   * written since the last one (~190 ms after 512 MiB of spills into this
+   * machine's page cache; seconds on a slow disk). The records then go in
+   * without a sync of their own. A failure is kept in `failure` and reported
+   * by the next barrier.
    */
   private async commitInBackground(): Promise<void> {
     const through = this.appendedSeq;
@@ -248,14 +249,15 @@ export class StateCommitter {
     } else {
       let count = this.pending.length;
       while (count > 0 && this.seqs[count - 1] > through) count--;
-      batch = this.pending.slice(0, count);
+      const all = count === this.pending.length;
+      batch = all ? this.pending : this.pending.slice(0, count);
       // Nothing is in flight when a commit starts, so every record below the first one left is committed.
-      seq = count === this.pending.length ? this.appendedSeq : this.seqs[count] - 1;
+      seq = all ? this.appendedSeq : this.seqs[count] - 1;
       permitSeq = seq;
       pointers = this.needsDeviceSync(batch, this.seqs, seq);
       syncDevice = ticket > this.syncedTicket || pointers;
-      this.pending = this.pending.slice(count);
-      this.seqs = this.seqs.slice(count);
+      this.pending = all ? [] : this.pending.slice(count);
+      this.seqs = all ? [] : this.seqs.slice(count);
     }
     const syncedThrough = this.appendedSeq;
     const commitBatch = async (): Promise<void> => {

@@ -9,7 +9,7 @@ import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js'
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
-import { StateCorruptError } from './state-errors.js';
+import { StateCorruptError, StateError } from './state-errors.js';
 
 export interface FileJournalOptions {
   /** Default: the real file system. The power-loss tests inject a model. */
@@ -113,11 +113,24 @@ export class FileStateJournal implements StateJournal {
     private readonly lock: StateLock,
   ) {}
 
-  /** Creates a new state file for `map` (atomically: temp file, sync, rename, sync the directory). */
+  /**
+   * Creates a new state file for `map` (atomically: temp file, sync, rename,
+   * sync the directory). Never over an existing one: a state that appeared
+   * since the caller found none (another server started at the same moment)
+   * is a migration in progress.
+   */
   static async create(path: string, identity: StateIdentity, map: RemapMap, options: FileJournalOptions = {}): Promise<FileStateJournal> {
     const fs = options.fs ?? nodeStateFs;
     const lock = await fs.lock(path);
     try {
+      const existing = await fs.openExisting(path, false);
+      if (existing !== undefined) {
+        await existing.close();
+        throw new StateError(
+          `state file ${path} already exists: another process created it while this one was starting`,
+          'start again: the migration it records is resumed if it belongs to this disk, and refused with what differs if not',
+        );
+      }
       const state = new DurableState(map);
       const { file, end } = await writeStateFile(fs, path, identity, state, 0, async () => Buffer.alloc(0));
       return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock);

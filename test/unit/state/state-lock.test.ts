@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RemapMap } from '../../../src/remap/map.js';
 import { FileStateJournal } from '../../../src/state/file-state-journal.js';
-import { StateInUseError } from '../../../src/state/state-errors.js';
+import { StateError, StateInUseError } from '../../../src/state/state-errors.js';
 import { lockPathOf } from '../../../src/state/state-fs.js';
 import { identityOf } from '../../../src/state/state-identity.js';
 import { rejection } from '../../helpers/rejection.js';
@@ -73,5 +73,21 @@ describe('state file lock', () => {
     const path = dir.file('disk.remap-state');
     expect(await FileStateJournal.open(path)).toBeUndefined();
     await create(path);
+  });
+
+  it('never creates over a state that appeared since none was found (two servers starting at once)', async () => {
+    const path = dir.file('disk.remap-state');
+    expect(await FileStateJournal.open(path)).toBeUndefined();
+    const first = await create(path);
+    first.append({ type: 'hold', dest: 1, data: Buffer.alloc(B, 7) });
+    await first.commit();
+    await first.close();
+    const late = await rejection(FileStateJournal.create(path, identityOf(map, 'other.img'), map));
+    expect(late).toBeInstanceOf(StateError);
+    expect(late.message).toMatch(/already exists/);
+    // The first one's migration is intact.
+    const reopened = await FileStateJournal.open(path);
+    open.push(reopened!.journal);
+    expect(reopened!.holds.get(1)?.equals(Buffer.alloc(B, 7))).toBe(true);
   });
 });
