@@ -75,7 +75,7 @@ export class DestinationWriter {
         if (ram !== undefined) {
           // Partial write of a RAM-held block: merge in place (we hold its lock, nothing else touches it).
           piece.copy(ram, from - blockStart);
-          s.ramDirty.set(d);
+          s.ramDirty.add(d);
           continue;
         }
         const slot = blocks.length;
@@ -134,7 +134,7 @@ export class DestinationWriter {
         const ram = s.ramWritable(d);
         if (ram !== undefined) {
           ram.fill(0, from, to);
-          s.ramDirty.set(d);
+          s.ramDirty.add(d);
           continue;
         }
         const current = await this.reader.readBlock(d);
@@ -220,7 +220,7 @@ export class DestinationWriter {
       const ram = s.ramWritable(d);
       if (ram !== undefined) {
         data.copy(ram);
-        s.ramDirty.set(d);
+        s.ramDirty.add(d);
         continue;
       }
       if (s.ramBytes + data.length <= s.cacheBytes) {

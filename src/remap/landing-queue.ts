@@ -1,45 +1,40 @@
-import { PagedBitmap } from './paged-bitmap.js';
-
 /**
  * RAM-held destination blocks whose homes can take them, oldest first. An
  * insertion-ordered Map would do, but V8 leaves a hole for every deleted
  * entry and each new iteration walks them all again: taking victims from the
  * front then costs O(all deletions). Here the order lives in an array whose
- * consumed front is cut off, and membership in a bitmap (every held block
- * enters and leaves a queue: a Set's hashing was ~5% of a migration's CPU);
- * entries deleted in the middle are skipped when reached.
+ * consumed front is cut off, and membership in a Set; entries deleted in the
+ * middle are skipped when reached. (A bitmap for membership saved ~5% of a
+ * migration's CPU but costs 4 KiB per 128 MiB of destination holding a queued
+ * block — up to 32 MiB per queue on 1 TiB — where a Set follows the cache.)
  */
 export class LandingQueue {
-  private readonly members: PagedBitmap;
+  private readonly members = new Set<number>();
   private order: number[] = [];
   private head = 0;
 
-  /** `blocks`: the destination's block count (members are block numbers below it). */
-  constructor(blocks: number) {
-    this.members = new PagedBitmap(blocks);
-  }
-
   get size(): number {
-    return this.members.count;
+    return this.members.size;
   }
 
   has(d: number): boolean {
-    return this.members.get(d);
+    return this.members.has(d);
   }
 
   add(d: number): void {
-    if (!this.members.set(d)) return;
+    if (this.members.has(d)) return;
+    this.members.add(d);
     this.order.push(d);
     // Stale entries pile up when blocks leave from the middle: rebuild before they dominate.
-    if (this.order.length - this.head > 4 * this.members.count + 1024) this.compact();
+    if (this.order.length - this.head > 4 * this.members.size + 1024) this.compact();
   }
 
   delete(d: number): void {
-    this.members.clear(d);
+    this.members.delete(d);
   }
 
   clear(): void {
-    this.members.clearAll();
+    this.members.clear();
     this.order = [];
     this.head = 0;
   }
@@ -48,7 +43,7 @@ export class LandingQueue {
   *values(): IterableIterator<number> {
     for (let i = this.head; i < this.order.length; i++) {
       const d = this.order[i];
-      if (!this.members.get(d)) {
+      if (!this.members.has(d)) {
         if (i === this.head) this.head++;
         continue;
       }
@@ -60,7 +55,7 @@ export class LandingQueue {
   private compact(): void {
     const seen = new Set<number>();
     this.order = this.order.slice(this.head).filter((d) => {
-      if (!this.members.get(d) || seen.has(d)) return false;
+      if (!this.members.has(d) || seen.has(d)) return false;
       seen.add(d);
       return true;
     });

@@ -87,7 +87,7 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
 
 function durabilityOf(s: RemapState): DurabilityStatus {
   const journal = s.committer.durable ? (s.committer.journalInfo() ?? null) : null;
-  const volatile = s.committer.durable ? s.ramDirty.count : s.ram.size;
+  const volatile = s.committer.durable ? s.ramDirty.size : s.ram.size;
   let hint: string | null = null;
   if (s.safeBlocked && s.phase === 'sealed') {
     hint = '--safe refuses to overwrite originals not confirmed yet: sync the new filesystems, then run `nbd-remapper checkpoint`';
