@@ -1,3 +1,5 @@
+import { dirname } from 'node:path';
+
 /**
  * Errors about the state file, for a person: `message` says what is wrong
  * (naming the file, and the offset for damage), `fix` what to do. The CLI
@@ -60,4 +62,35 @@ export class StateInUseError extends StateError {
     );
     if (options?.cause !== undefined) this.cause = options.cause;
   }
+}
+
+/** The state's directory or files cannot be used at all (missing directory, no permission, read-only file system). */
+export function stateAccessError(statePath: string, touched: string, err: unknown): StateError | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  const dir = dirname(statePath);
+  let error: StateError | undefined;
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      error = new StateError(
+        `cannot keep the state file ${statePath}: the directory ${dir} does not exist (${code})`,
+        `create it (mkdir -p ${dir}) or pass --state with a path in an existing directory — on a file system that is not on the disk being converted`,
+      );
+      break;
+    case 'EACCES':
+    case 'EPERM':
+      error = new StateError(
+        `cannot keep the state file ${statePath}: permission denied writing ${touched} (${code})`,
+        `run as a user who may write in ${dir}, or pass --state with a path in a directory you can write`,
+      );
+      break;
+    case 'EROFS':
+      error = new StateError(
+        `cannot keep the state file ${statePath}: ${dir} is on a read-only file system (${code})`,
+        'pass --state with a path on a writable file system that is not on the disk being converted',
+      );
+      break;
+  }
+  if (error !== undefined) error.cause = err;
+  return error;
 }

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { flockAsync } from '../store/flock.js';
 import { writevFully } from '../store/positional-io.js';
-import { StateInUseError } from './state-errors.js';
+import { StateInUseError, stateAccessError } from './state-errors.js';
 
 /**
  * The few file operations the state journal needs. Production uses the real
@@ -105,7 +105,13 @@ const closeFdAsync = promisify(close);
 
 async function lockState(statePath: string): Promise<StateLock> {
   const path = lockPathOf(statePath);
-  const fd = await openFdAsync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  let fd: number;
+  try {
+    fd = await openFdAsync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  } catch (err) {
+    // The first touch of the state's directory: say what is wrong with it.
+    throw stateAccessError(statePath, path, err) ?? err;
+  }
   try {
     await flockAsync(fd, 'exnb');
   } catch (err) {

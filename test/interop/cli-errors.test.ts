@@ -26,7 +26,7 @@ it('a second server on the same disk fails at once with the lock error', async (
   dir.cleanup();
 });
 
-it('names the cause and the fix for a missing disk, a directory, a busy port and a bad address', async () => {
+it('names the cause and the fix for a missing disk, a directory, a busy port, a bad address and a missing state directory', async () => {
   const dir = scratchDir();
   const missing = await cli(['serve', '--disk', dir.file('nope.img')]);
   expect(missing.code).not.toBe(0);
@@ -56,6 +56,13 @@ it('names the cause and the fix for a missing disk, a directory, a busy port and
   const bad = await cli(['serve', '--disk', disk, '--listen', 'not-an-address']);
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/HOST:PORT/);
+
+  // A --state in a directory that does not exist: named, with the fix, not "this is a bug".
+  const noStateDir = await cli(['serve', '--disk', disk, '--state', dir.file('gone/disk.remap-state'), '--socket', dir.file('s.sock')]);
+  expect(noStateDir.code).toBe(1);
+  expect(noStateDir.stderr).toMatch(/the directory .*gone does not exist/);
+  expect(noStateDir.stderr).toMatch(/fix: create it \(mkdir -p/);
+  expect(noStateDir.stderr).not.toMatch(/this is a bug/);
   dir.cleanup();
 });
 
