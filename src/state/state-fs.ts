@@ -1,7 +1,6 @@
-import { constants, close, open as openFd } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 import { flockAsync } from '../store/flock.js';
 import { writevFully } from '../store/positional-io.js';
 import { StateInUseError, stateAccessError } from './state-errors.js';
@@ -100,22 +99,19 @@ class NodeStateFile implements StateFile {
   }
 }
 
-const openFdAsync = promisify(openFd);
-const closeFdAsync = promisify(close);
-
 async function lockState(statePath: string): Promise<StateLock> {
   const path = lockPathOf(statePath);
-  let fd: number;
+  let handle: FileHandle;
   try {
-    fd = await openFdAsync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   } catch (err) {
     // The first touch of the state's directory: say what is wrong with it.
     throw stateAccessError(statePath, path, err) ?? err;
   }
   try {
-    await flockAsync(fd, 'exnb');
+    await flockAsync(handle.fd, 'exnb');
   } catch (err) {
-    await closeFdAsync(fd).catch(() => undefined);
+    await handle.close().catch(() => undefined);
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new StateInUseError(statePath, path, { cause: err });
     throw err;
@@ -126,8 +122,8 @@ async function lockState(statePath: string): Promise<StateLock> {
       if (released) return;
       released = true;
       // Closing the only descriptor drops the lock anyway; unlocking first says it outright.
-      await flockAsync(fd, 'un').catch(() => undefined);
-      await closeFdAsync(fd);
+      await flockAsync(handle.fd, 'un').catch(() => undefined);
+      await handle.close();
     },
   };
 }
