@@ -143,12 +143,17 @@ export class FileStateJournal implements StateJournal {
   /**
    * Opens an existing state file and recovers the committed state, or returns
    * undefined when there is none. A leftover temp file of an interrupted
-   * compaction or creation is removed (the complete old file is still in place).
+   * compaction is removed (the complete old file is still in place); one of
+   * an interrupted creation is overwritten by the next `create`.
    */
   static async open(path: string, options: FileJournalOptions = {}): Promise<OpenedState | undefined> {
     const fs = options.fs ?? nodeStateFs;
     const log = options.log ?? silentLogger;
-    // Taken before anything is touched: the temp file may be another server's compaction in progress.
+    // No state, no lock file: a mistyped --state leaves nothing behind (create() locks a new one).
+    const probe = await fs.openExisting(path, false);
+    if (probe === undefined) return undefined;
+    await probe.close();
+    // Taken before anything is changed: the temp file may be another server's compaction in progress.
     const lock = await fs.lock(path);
     let file: StateFile | undefined;
     try {

@@ -69,10 +69,12 @@ describe('state file lock', () => {
     expect(second!.holds.get(3)?.equals(Buffer.alloc(B, 0xab))).toBe(true);
   });
 
-  it('is given back when there is no state to open, so a new one can be created', async () => {
+  it('is not taken when there is no state to open (no lock file left behind), and a new state takes it', async () => {
     const path = dir.file('disk.remap-state');
     expect(await FileStateJournal.open(path)).toBeUndefined();
+    expect(existsSync(lockPathOf(path))).toBe(false);
     await create(path);
+    expect(existsSync(lockPathOf(path))).toBe(true);
   });
 
   it('never creates over a state that appeared since none was found (two servers starting at once)', async () => {
