@@ -85,6 +85,16 @@ export class SocketReader {
   }
 
   /**
+   * From now on every byte goes to `onChunk` as a buffer of its own, which it
+   * may keep: for small messages (the handshake), received into this reader's
+   * scratch and copied out, or passed on as they are when they come as 'data' chunks.
+   */
+  deliverChunks(onChunk: (chunk: Buffer) => void): void {
+    const scratch = this.scratch;
+    this.deliverTo({ buffer: () => scratch, received: (bytes) => onChunk(Buffer.from(scratch.subarray(0, bytes))), ended: () => undefined });
+  }
+
+  /**
    * From now on bytes are read and dropped, with reading resumed if it was
    * paused: a connection that is closing must still see the peer's close.
    */

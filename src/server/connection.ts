@@ -7,7 +7,6 @@ import type { ExportTable } from './export-table.js';
 import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
 
-const HANDSHAKE_SCRATCH_BYTES = 16 * 1024;
 /** At shutdown, how long a client may take to close its side after ours is ended. */
 const SHUTDOWN_CLOSE_GRACE_MS = 2000;
 
@@ -73,13 +72,8 @@ export class Connection {
         }
       }
     };
-    // Option haggling is small: received into scratch and copied out, as the machine may keep what it is given.
-    const scratch = Buffer.allocUnsafe(HANDSHAKE_SCRATCH_BYTES);
-    reader.deliverTo({
-      buffer: () => scratch,
-      received: (bytes) => onHandshakeData(Buffer.from(scratch.subarray(0, bytes))),
-      ended: () => undefined,
-    });
+    // The machine may keep what it is given: each chunk is a buffer of its own.
+    reader.deliverChunks(onHandshakeData);
     socket.write(machine.greeting());
   }
 

@@ -131,6 +131,18 @@ describe('SocketReader', () => {
     expect(sink.got).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   });
 
+  it('deliverChunks: unread bytes first, then each recv, as buffers of their own that later recvs do not change', async () => {
+    const { reader } = attached();
+    recv(reader, Buffer.from([1, 2, 3]));
+    expect([...(await reader.read(1))]).toEqual([1]);
+    const chunks: Buffer[] = [];
+    reader.deliverChunks((chunk) => chunks.push(chunk));
+    recv(reader, Buffer.from([4, 5]));
+    recv(reader, Buffer.from([6]));
+    // recv() overwrites the memory it handed out after each callback: kept views would show 0x77.
+    expect(chunks.map((c) => [...c])).toEqual([[2, 3], [4, 5], [6]]);
+  });
+
   it('discards everything after discardRest(), reading on (resumed) so that the close is seen', () => {
     const { reader, socket } = attached();
     const sink = new RecordingSink();
