@@ -217,13 +217,7 @@ export class DestinationWriter {
         inPlace.push({ d, data, slot });
         continue;
       }
-      const ram = s.ramWritable(d);
-      if (ram !== undefined) {
-        data.copy(ram);
-        s.ramDirty.add(d);
-        continue;
-      }
-      if (s.ramBytes + data.length <= s.cacheBytes) {
+      if (s.ram.has(d) || s.ramBytes + data.length <= s.cacheBytes) {
         s.ramAdmit(d, data);
         continue;
       }

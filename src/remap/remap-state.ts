@@ -212,22 +212,27 @@ export class RemapState {
   // ---- RAM ----------------------------------------------------------------
 
   /**
-   * d's newest data becomes a RAM copy of `data` (the caller checked the room;
-   * d is not in a slot). `logged`: the journal already has this data (a `hold`
-   * record was appended with it), so a FLUSH need not carry it again.
+   * d's newest data becomes a RAM copy of `data` (the caller checked the
+   * room, or d is in RAM already; d is not in a slot). `logged`: the journal
+   * already has this data (a `hold` record was appended with it), so a FLUSH
+   * need not carry it again.
    */
   ramAdmit(d: number, data: Buffer, logged = false): void {
     if (this.zeros.size > 0) this.zeros.remove(d, d + 1);
     if (logged) this.ramDirty.delete(d);
     else this.ramDirty.add(d);
-    const old = this.ramWritable(d);
-    if (old !== undefined && old.length === data.length) {
+    const old = this.ram.get(d);
+    // Overwritten whole, so a buffer a `hold` record still writes from is replaced, not copied first (ramWritable).
+    if (old !== undefined && old.length === data.length && !this.pinnedForJournal.has(old)) {
       data.copy(old);
       return;
     }
     const copy = data.length === this.B ? this.blockBuffer() : Buffer.allocUnsafeSlow(data.length);
     data.copy(copy);
-    if (old !== undefined) this.ramBytes -= old.length;
+    if (old !== undefined) {
+      this.ramBytes -= old.length;
+      this.letGo(old);
+    }
     this.ram.set(d, copy);
     this.ramBytes += copy.length;
     this.heldVersion++;
