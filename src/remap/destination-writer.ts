@@ -26,6 +26,13 @@ interface VictimRun {
   buffers: Buffer[];
   locks: RangeLock[];
   bytes: number;
+  /** Bytes whose buffers come back when the run has landed: not those a commit in flight writes from. */
+  freeBytes: number;
+}
+
+/** What a relieve() round learnt: victims it lands free their RAM only once a commit in flight is done. */
+interface Relief {
+  pinnedVictims: boolean;
 }
 
 /** Evicting a confirmed run goes on this far past what is needed, to write in fewer, larger pieces. */
@@ -59,6 +66,8 @@ export class DestinationWriter {
     const d1 = Math.ceil(end / B);
     const lock = await s.locks.acquire(d0, d1);
     try {
+      // Only the first and last block can be partial; the loop below changes their RAM without awaiting.
+      await this.untilChangeable([d0, d1 - 1].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d)));
       const blocks: Array<BlockWrite | undefined> = [];
       const merges: Promise<void>[] = [];
       for (let d = d0; d < d1; d++) {
@@ -131,6 +140,7 @@ export class DestinationWriter {
         const blockStart = d * B;
         const from = Math.max(offset, blockStart) - blockStart;
         const to = Math.min(end, blockStart + s.map.destBlockLength(d)) - blockStart;
+        await this.untilChangeable([d]);
         const ram = s.ramWritable(d);
         if (ram !== undefined) {
           ram.fill(0, from, to);
@@ -185,13 +195,24 @@ export class DestinationWriter {
    * Places whole blocks (the caller holds their locks). Decides every block in
    * one synchronous step, then runs the I/O; a block that finds neither RAM
    * nor a slot makes the request fail with ENOSPC after the rest is done.
+   * Blocks that need RAM a commit in flight still holds (G4) are placed again
+   * once it is done.
    */
-  private async store(blocks: readonly BlockWrite[]): Promise<void> {
-    if (blocks.length === 0) return;
+  private async store(blocks: BlockWrite[]): Promise<void> {
+    let pending = blocks;
+    while (pending.length > 0) {
+      pending = await this.place(pending);
+      if (pending.length > 0) await this.s.whenPinsReleased();
+    }
+  }
+
+  /** One placement round of store(); returns the blocks to place again after the pinned RAM is released. */
+  private async place(blocks: BlockWrite[]): Promise<BlockWrite[]> {
     const s = this.s;
     const landings: Landing[] = [];
     const inPlace: Array<BlockWrite & { slot: number }> = [];
     const needRoom: BlockWrite[] = [];
+    const later: BlockWrite[] = [];
     let zeroFrom = -1;
     let zeroTo = -1;
     const flushZeroes = (): void => {
@@ -217,17 +238,23 @@ export class DestinationWriter {
         inPlace.push({ d, data, slot });
         continue;
       }
-      if (s.ram.has(d) || s.ramBytes + data.length <= s.cacheBytes) {
+      if ((s.ram.has(d) && !s.isPinned(d)) || s.hasRoomFor(data.length)) {
         s.ramAdmit(d, data);
         continue;
       }
-      needRoom.push(block);
+      // In RAM but pinned: overwritten in place once the commit is done (it keeps d's place in RAM).
+      if (s.ram.has(d)) later.push(block);
+      else needRoom.push(block);
     }
     flushZeroes();
 
-    const work: Promise<void>[] = [];
+    const work: Array<Promise<BlockWrite[] | void>> = [];
     let refused: NbdError | undefined;
-    if (needRoom.length > 0) refused = this.relieve(needRoom, landings, work);
+    if (needRoom.length > 0) {
+      const relief = this.relieve(needRoom, landings, work);
+      refused = relief.refused;
+      later.push(...relief.later);
+    }
     if (landings.length > 0) work.push(this.land(landings));
     if (inPlace.length > 0) {
       const runs = groupRuns(inPlace, (b) => b.slot);
@@ -236,6 +263,24 @@ export class DestinationWriter {
     const results = await Promise.allSettled(work);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     if (refused !== undefined) throw refused;
+    for (const r of results) if (r.status === 'fulfilled' && r.value) later.push(...r.value);
+    return later;
+  }
+
+  /**
+   * Waits until the RAM of blocks `ds` may be changed in place (ramWritable):
+   * a block a commit in flight writes from takes a second buffer, so it needs
+   * room for one, or else the commit done (I/O in flight, G9-safe). The
+   * caller holds the blocks' locks, so none is pinned again meanwhile.
+   */
+  private async untilChangeable(ds: readonly number[]): Promise<void> {
+    const s = this.s;
+    for (;;) {
+      let bytes = 0;
+      for (const d of ds) if (s.isPinned(d)) bytes += s.map.destBlockLength(d);
+      if (bytes === 0 || s.hasRoomFor(bytes)) return;
+      await s.whenPinsReleased();
+    }
   }
 
   /**
@@ -243,16 +288,17 @@ export class DestinationWriter {
    * least damage (docs/remap-engine.md §Destination write, step 6). Pushes the
    * I/O it starts onto `work`; returns the ENOSPC error for what found no room.
    */
-  private relieve(items: BlockWrite[], landings: Landing[], work: Promise<void>[]): NbdError | undefined {
+  private relieve(items: BlockWrite[], landings: Landing[], work: Array<Promise<BlockWrite[] | void>>): { refused?: NbdError; later: BlockWrite[] } {
     const s = this.s;
+    const relief: Relief = { pinnedVictims: false };
     let rest = items;
     // a. Land confirmed RAM data; the new blocks take its place.
-    rest = this.evictFor(rest, s.landableConfirmed, true, work);
+    rest = this.evictFor(rest, s.landableConfirmed, true, work, relief);
     // b. Spill into slots whose destruction risks nothing.
     rest = this.spillInto(rest, true, work);
     if (rest.length > 0 && !s.safe) {
       // c. Land at unconfirmed homes: older RAM data first, then the new blocks themselves.
-      rest = this.evictFor(rest, s.landableUnconfirmed, false, work);
+      rest = this.evictFor(rest, s.landableUnconfirmed, false, work, relief);
       rest = rest.filter((b) => {
         const p = s.map.homeOf(b.d);
         if (!s.released.get(p) || s.slotted.get(p) || s.landed.get(p)) return true;
@@ -263,25 +309,33 @@ export class DestinationWriter {
       // d. Spill into unconfirmed blocks.
       rest = this.spillInto(rest, false, work);
     }
-    if (rest.length === 0) return undefined;
+    if (rest.length === 0) return { later: [] };
+    // RAM a commit in flight still holds comes back when it is done: wait for that rather than refuse.
+    if (s.retainedBytes > 0 || relief.pinnedVictims) return { later: rest };
     const safeNote = s.safe && (!s.unconfirmedHome.isEmpty || !s.unconfirmedNonHome.isEmpty || s.landableUnconfirmed.size > 0);
     if (safeNote) s.safeBlocked = true;
-    return s.noSpace(
+    const refused = s.noSpace(
       `no room for ${rest.length} destination block(s) (first: ${rest[0].d}): the RAM cache is full ` +
         `(${s.ramBytes} of ${s.cacheBytes} bytes) and no released disk block is free for a spill; ` +
         (safeNote
           ? '--safe forbids destroying originals not confirmed yet: run `nbd-remapper checkpoint` after syncing the new filesystems'
           : 'read more of the source (it releases blocks), fstrim the old filesystems before sealing, or raise --cache'),
     );
+    return { refused, later: [] };
   }
 
   /** Lands RAM victims from `list` to make room for `items`; returns the items that still need room. */
-  private evictFor(items: BlockWrite[], list: LandingQueue, confirmedClass: boolean, work: Promise<void>[]): BlockWrite[] {
+  private evictFor(items: BlockWrite[], list: LandingQueue, confirmedClass: boolean, work: Array<Promise<BlockWrite[] | void>>, relief: Relief): BlockWrite[] {
     if (items.length === 0 || list.size === 0) return items;
     const wanted = items.reduce((n, b) => n + b.data.length, 0);
     const victims = this.pickVictims(list, wanted, confirmedClass);
-    let room = victims.reduce((n, v) => n + v.bytes, 0);
-    if (room === 0) return items;
+    if (victims.length === 0) return items;
+    // A pinned victim's buffer is kept until its commit is done: landing it frees no room yet.
+    let room = 0;
+    for (const v of victims) {
+      room += v.freeBytes;
+      if (v.freeBytes < v.bytes) relief.pinnedVictims = true;
+    }
     const admitted: BlockWrite[] = [];
     let i = 0;
     for (; i < items.length && items[i].data.length <= room; i++) {
@@ -344,12 +398,13 @@ export class DestinationWriter {
         continue;
       }
       if (s.locks.isBusy(d, d + 1)) continue;
-      const run: VictimRun = { dest: d, disk: s.map.homeOf(d), buffers: [], locks: [], bytes: 0 };
+      const run: VictimRun = { dest: d, disk: s.map.homeOf(d), buffers: [], locks: [], bytes: 0, freeBytes: 0 };
       let next = d;
       for (;;) {
         const buffer = s.ram.get(next) as Buffer;
         run.buffers.push(buffer);
         run.bytes += buffer.length;
+        if (!s.isPinned(next)) run.freeBytes += buffer.length;
         bytes += buffer.length;
         s.landed.set(run.disk + run.buffers.length - 1);
         s.landableConfirmed.delete(next);
@@ -366,8 +421,13 @@ export class DestinationWriter {
     return runs;
   }
 
-  /** Lands victims, then admits `admitted` into the RAM they leave (same synchronous step: RAM never exceeds the cap). */
-  private async evict(victims: VictimRun[], admitted: BlockWrite[], ahead: ReadonlyArray<{ start: number; end: number }>): Promise<void> {
+  /**
+   * Lands victims, then admits `admitted` into the RAM they leave (same
+   * synchronous step: RAM never exceeds the cap). A victim a FLUSH pinned
+   * while it landed leaves no room yet: what does not fit is returned, to be
+   * placed again once that commit is done.
+   */
+  private async evict(victims: VictimRun[], admitted: BlockWrite[], ahead: ReadonlyArray<{ start: number; end: number }>): Promise<BlockWrite[]> {
     const s = this.s;
     const runs: WriteRun[] = victims.map((v) => ({ disk: v.disk, count: v.buffers.length, data: joined(v.buffers) }));
     try {
@@ -387,11 +447,16 @@ export class DestinationWriter {
       s.committer.append({ type: 'land', dest: v.dest, count: v.buffers.length });
     }
     s.anyLanded = true;
-    for (const b of admitted) s.ramAdmit(b.d, b.data);
+    const later: BlockWrite[] = [];
+    for (const b of admitted) {
+      if (s.hasRoomFor(b.data.length)) s.ramAdmit(b.d, b.data);
+      else later.push(b);
+    }
+    return later;
   }
 
   /** Spills items into slots taken from the queues; returns the items that found none. */
-  private spillInto(items: BlockWrite[], confirmedOnly: boolean, work: Promise<void>[]): BlockWrite[] {
+  private spillInto(items: BlockWrite[], confirmedOnly: boolean, work: Array<Promise<BlockWrite[] | void>>): BlockWrite[] {
     if (items.length === 0) return items;
     const s = this.s;
     const slots = s.takeSlots(items.length, confirmedOnly);

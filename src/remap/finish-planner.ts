@@ -86,6 +86,11 @@ export class FinishPlanner {
             await s.locks.whenFree(0, s.map.destinationBlocks);
             continue;
           }
+          if (s.retainedBytes > 0) {
+            // RAM a FLUSH's commit still writes from: it comes back when that commit is done.
+            await s.whenPinsReleased();
+            continue;
+          }
           throw new Error(`finish cannot make progress: ${s.heldBlocks} blocks held, none movable and no RAM free to break a cycle`);
         }
         await s.committer.commitThrough();
@@ -229,7 +234,7 @@ export class FinishPlanner {
   private async breakCycles(): Promise<Array<{ start: number; count: number }>> {
     const s = this.s;
     const B = s.B;
-    let room = Math.floor((s.cacheBytes - s.ramBytes) / B);
+    let room = Math.max(0, Math.floor((s.cacheBytes - s.ramInUseBytes) / B));
     // Runs of consecutive slots, each read in one go and locked as one (block by block, a 64 MiB cache meant 16k reads).
     const picked: Array<{ dest: number; slot: number; count: number; lock: RangeLock }> = [];
     for (const run of s.spill.all()) {
@@ -267,7 +272,7 @@ export class FinishPlanner {
         // A client write may have filled RAM meanwhile: take only what fits; the rest stays in its slot.
         let taken = 0;
         let bytes = 0;
-        while (taken < item.count && s.ramBytes + bytes + s.map.destBlockLength(item.dest + taken) <= s.cacheBytes) {
+        while (taken < item.count && s.hasRoomFor(bytes + s.map.destBlockLength(item.dest + taken))) {
           bytes += s.map.destBlockLength(item.dest + taken);
           taken++;
         }

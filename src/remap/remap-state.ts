@@ -93,11 +93,17 @@ export class RemapState {
   /**
    * RAM buffers a `hold` record writes from, until its commit is done (how
    * many records each): changed only through a copy, reused only afterwards.
-   * So for that long memory may exceed the cache by what the FLUSH logged.
    */
   private readonly pinnedForJournal = new Map<Buffer, number>();
-  /** Block buffers let go of while pinned: they become spares when unpinned. */
+  /** Buffers let go of while pinned: no longer held data, but still memory until unpinned (then block buffers become spares). */
   private readonly releasedWhilePinned = new Set<Buffer>();
+  /**
+   * Bytes of releasedWhilePinned. They count against the cache like held
+   * data (G4 bounds the memory, not only what it holds): a write that needs
+   * them waits for the commit using them (ramInUseBytes, whenPinsReleased).
+   */
+  retainedBytes = 0;
+  private pinWaiters: Array<() => void> = [];
   /**
    * Spares are reused first in, first out: blocks dropped together (a landed
    * run) come back in the same order for blocks admitted together, so the
@@ -253,11 +259,45 @@ export class RemapState {
     return copy;
   }
 
-  /** A block buffer no longer in RAM: a spare now, or once the record writing from it is committed. */
+  /** A buffer no longer in RAM: a spare block buffer now, or once the record writing from it is committed. */
   private letGo(buffer: Buffer): void {
-    if (buffer.length !== this.B) return;
-    if (this.pinnedForJournal.has(buffer)) this.releasedWhilePinned.add(buffer);
-    else this.spareBuffers.push(buffer);
+    if (this.pinnedForJournal.has(buffer)) {
+      this.releasedWhilePinned.add(buffer);
+      this.retainedBytes += buffer.length;
+    } else if (buffer.length === this.B) {
+      this.spareBuffers.push(buffer);
+    }
+  }
+
+  /** RAM the cache occupies: held data plus buffers a commit in flight still writes from. Never above cacheBytes (G4). */
+  get ramInUseBytes(): number {
+    return this.ramBytes + this.retainedBytes;
+  }
+
+  /** `bytes` more RAM fit in the cache now. */
+  hasRoomFor(bytes: number): boolean {
+    return this.ramInUseBytes + bytes <= this.cacheBytes;
+  }
+
+  /** d's RAM buffer is one a commit in flight writes from: changing d takes a second buffer. */
+  isPinned(d: number): boolean {
+    const data = this.ram.get(d);
+    return data !== undefined && this.pinnedForJournal.has(data);
+  }
+
+  /** Memory a commit in flight holds will come back (whenPinsReleased). */
+  get anyPinned(): boolean {
+    return this.pinnedForJournal.size > 0;
+  }
+
+  /**
+   * Resolves when the commits in flight that hold RAM buffers are done (at
+   * once if none): I/O in flight, so waiting for it is G9-safe. Callers
+   * check again afterwards.
+   */
+  whenPinsReleased(): Promise<void> {
+    if (this.pinnedForJournal.size === 0) return Promise.resolve();
+    return new Promise((wake) => this.pinWaiters.push(wake));
   }
 
   private blockBuffer(): Buffer {
@@ -482,8 +522,12 @@ export class RemapState {
           continue;
         }
         this.pinnedForJournal.delete(data);
-        if (this.releasedWhilePinned.delete(data)) this.spareBuffers.push(data);
+        if (this.releasedWhilePinned.delete(data)) {
+          this.retainedBytes -= data.length;
+          if (data.length === this.B) this.spareBuffers.push(data);
+        }
       }
+      for (const wake of this.pinWaiters.splice(0)) wake();
     });
   }
 

@@ -71,7 +71,7 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
     heldAsZero: s.zeros.size,
     spilled: s.spill.size,
     landed: s.landed.count,
-    cacheBytes: s.ramBytes,
+    cacheBytes: s.ramInUseBytes,
     cacheLimitBytes: s.cacheBytes,
     revisitCache: { hits: s.revisit.hits, misses: s.revisit.misses, entries: s.revisit.entries, bytes: s.revisit.bytes, limitBytes: s.revisit.maxBytes },
     enospc: s.enospcCount,

@@ -48,7 +48,8 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     const device = new MemoryDevice(blocks * B, B);
     patternBytes(blocks * B, 7).copy(device.bytes);
     const journal = new GatedJournal();
-    const engine = createRemapper({ device, cacheBytes: 4 * B, revisitCacheBytes: 0, journal });
+    // Room for the second buffers the changes below take while the commit uses the first ones.
+    const engine = createRemapper({ device, cacheBytes: 8 * B, revisitCacheBytes: 0, journal });
     await engine.seal();
     // Homes unread, so all three stay in RAM.
     await engine.destination.write(0, block(0xa0), W);
@@ -77,5 +78,53 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     expect(read.subarray(B + 100, B + 110).equals(Buffer.alloc(10, 0xb1))).toBe(true);
     expect(read.subarray(2 * B, 3 * B).equals(Buffer.alloc(B))).toBe(true);
     expect(read.subarray(3 * B, 4 * B).equals(block(0xb3))).toBe(true);
+  });
+
+  it('never takes more RAM than the cache: a change that needs a second buffer waits for the commit (G4)', async () => {
+    const blocks = 8;
+    const device = new MemoryDevice(blocks * B, B);
+    patternBytes(blocks * B, 7).copy(device.bytes);
+    const journal = new GatedJournal();
+    const cache = 3 * B;
+    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal });
+    await engine.seal();
+    // Homes unread and nothing released: no block can land or spill, RAM is all there is.
+    for (let d = 0; d < 3; d++) await engine.destination.write(d * B, block(0xa0 + d), W);
+    const inUse = (): number => engine.status().cacheBytes;
+    const turns = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+
+    journal.close();
+    const flushed = engine.destination.flush();
+    const done = new Set<string>();
+    const writes = [
+      engine.destination.write(0, block(0xb0), W).then(() => done.add('whole')),
+      engine.destination.write(B + 100, Buffer.alloc(10, 0xb1), W).then(() => done.add('partial')),
+    ];
+    await turns();
+    // The commit writes from all three buffers and the cache has no room for second ones.
+    expect([...done]).toEqual([]);
+    expect(inUse()).toBeLessThanOrEqual(cache);
+    // A trim drops block 2 from RAM, but its buffer is still the commit's: no room for block 3 yet.
+    await engine.destination.trim(2 * B, B, W);
+    writes.push(engine.destination.writeZeroes(3 * B + 1, 10, { fua: false, mayTrim: true, fast: false }).then(() => done.add('fresh')));
+    await turns();
+    expect([...done]).toEqual([]);
+    expect(inUse()).toBeLessThanOrEqual(cache);
+
+    journal.release();
+    await flushed;
+    await Promise.all(writes);
+    expect([...done].sort()).toEqual(['fresh', 'partial', 'whole']);
+    expect(inUse()).toBeLessThanOrEqual(cache);
+    expect(engine.status().enospc).toBe(0);
+    expect(journal.holds.map((h) => h.data[0])).toEqual([0xa0, 0xa1, 0xa2]);
+    const read = Buffer.alloc(4 * B);
+    await engine.destination.readInto(read, 0);
+    expect(read.subarray(0, B).equals(block(0xb0))).toBe(true);
+    expect(read.subarray(B + 100, B + 110).equals(Buffer.alloc(10, 0xb1))).toBe(true);
+    expect(read.subarray(2 * B, 3 * B).equals(Buffer.alloc(B))).toBe(true);
+    expect(read.subarray(3 * B + 1, 3 * B + 11).equals(Buffer.alloc(10))).toBe(true);
   });
 });

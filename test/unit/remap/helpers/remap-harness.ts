@@ -191,6 +191,9 @@ export class Harness {
     if (status.heldInRamBytes > this.cacheBytes) {
       this.violations.push(`G4: ${status.heldInRamBytes} bytes held in RAM ${when}, cache is ${this.cacheBytes}`);
     }
+    if (status.cacheBytes > this.cacheBytes) {
+      this.violations.push(`G4: ${status.cacheBytes} bytes of RAM in use (held, and kept for a commit in flight) ${when}, cache is ${this.cacheBytes}`);
+    }
     if (this.scenario.safe && status.atRisk > 0) this.violations.push(`--safe destroyed ${status.atRisk} unconfirmed original(s)`);
   }
 
@@ -280,7 +283,8 @@ export class Harness {
       return;
     }
     await this.engine.checkpoint();
-    expect(this.engine.status().atRisk).toBe(0);
+    // In a batch a concurrent write may destroy, under pressure, an original a concurrent read released after the checkpoint took its snapshot.
+    if (!this.inBatch) expect(this.engine.status().atRisk).toBe(0);
   }
 
   async finish(): Promise<void> {
