@@ -59,8 +59,10 @@ export function formatStatus(status: MigrationStatus): string {
   );
   const limit = num(s.cacheLimitBytes);
   const percent = limit > 0 ? Math.round((100 * num(s.heldInRamBytes)) / limit) : 0;
+  // RAM a FLUSH's commit in flight still writes from, after its blocks moved on: it counts against the cache too.
+  const retained = num(s.cacheBytes) - num(s.heldInRamBytes);
   lines.push(
-    `destination:  held in RAM ${count(s.heldInRam)} (${formatBytes(num(s.heldInRamBytes))}, ${percent}% of the ${formatBytes(limit)} cache), as zeroes ${count(s.heldAsZero)}, spilled ${count(s.spilled)}, landed ${count(s.landed)}`,
+    `destination:  held in RAM ${count(s.heldInRam)} (${formatBytes(num(s.heldInRamBytes))}, ${percent}% of the ${formatBytes(limit)} cache${retained > 0 ? `; ${formatBytes(retained)} more until a commit in flight is done` : ''}), as zeroes ${count(s.heldAsZero)}, spilled ${count(s.spilled)}, landed ${count(s.landed)}`,
     `              ${s.destinationLanded ? 'destination data has landed: the old layout can no longer be restored' : 'nothing has landed yet: the disk still holds the old layout'}`,
   );
   if (num(s.enospc) > 0) {

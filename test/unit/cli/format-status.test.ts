@@ -39,6 +39,10 @@ describe('formatStatus', () => {
     expect(text).not.toMatch(/ENOSPC|at risk/);
   });
 
+  it('shows RAM a commit in flight still takes from the cache', () => {
+    expect(formatStatus({ ...base, cacheBytes: 16384 + 8192 })).toMatch(/25% of the 64 KiB cache; 8\.0 KiB more until a commit in flight is done\)/);
+  });
+
   it('says what to do about originals at risk and refused writes', () => {
     const text = formatStatus({ ...base, atRisk: 12, enospc: 3, lastEnospc: 'destination block 99' });
     expect(text).toMatch(/at risk: 12 .*nbd-remapper checkpoint/);
