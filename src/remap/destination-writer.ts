@@ -67,7 +67,7 @@ export class DestinationWriter {
     const lock = await s.locks.acquire(d0, d1);
     try {
       // Only the first and last block can be partial; the loop below changes their RAM without awaiting.
-      await this.untilChangeable([d0, d1 - 1].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d)));
+      await this.untilChangeable([...new Set([d0, d1 - 1])].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d)));
       const blocks: Array<BlockWrite | undefined> = [];
       const merges: Promise<void>[] = [];
       for (let d = d0; d < d1; d++) {

@@ -247,7 +247,8 @@ export class RemapState {
 
   /**
    * d's RAM buffer, to be changed in place by the caller (who holds d's lock).
-   * A buffer a `hold` record still writes from is first swapped for a copy.
+   * A buffer a `hold` record still writes from is first swapped for a copy
+   * (the caller made room for it: DestinationWriter.untilChangeable).
    */
   ramWritable(d: number): Buffer | undefined {
     const data = this.ram.get(d);
@@ -283,11 +284,6 @@ export class RemapState {
   isPinned(d: number): boolean {
     const data = this.ram.get(d);
     return data !== undefined && this.pinnedForJournal.has(data);
-  }
-
-  /** Memory a commit in flight holds will come back (whenPinsReleased). */
-  get anyPinned(): boolean {
-    return this.pinnedForJournal.size > 0;
   }
 
   /**
