@@ -4,6 +4,7 @@ import type { Logger } from '../log/logger.js';
 import type { SocketReader } from '../net/socket-reader.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { ExportTable } from './export-table.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
 
@@ -34,6 +35,7 @@ export class Connection {
     private readonly options: ConnectionOptions,
     private readonly log: Logger,
     private readonly buffers: BufferPool,
+    private readonly budget: MemoryBudget,
   ) {
     const machine = new HandshakeMachine(registryOf(exports));
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
@@ -114,7 +116,7 @@ export class Connection {
         negotiated.metaContexts.size > 0 ? ', block status' : ''
       })`,
     );
-    this.session = new TransmissionSession(this.socket, this.reader, negotiated, exp, this.options.limits, this.log, this.buffers);
+    this.session = new TransmissionSession(this.socket, this.reader, negotiated, exp, this.options.limits, this.log, this.buffers, this.budget);
   }
 
   private onClose(): void {

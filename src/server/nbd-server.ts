@@ -7,7 +7,8 @@ import { BufferPool } from './buffer-pool.js';
 import { Connection } from './connection.js';
 import type { ExportTable } from './export-table.js';
 import { ListenError } from './listen-error.js';
-import type { Endpoint, ServerOptions } from './server-options.js';
+import { MemoryBudget } from './memory-budget.js';
+import { DEFAULT_MAX_BUFFERED_BYTES, type Endpoint, type ServerOptions } from './server-options.js';
 
 export { DEFAULT_SERVER_OPTIONS, type Endpoint, type ServerOptions } from './server-options.js';
 
@@ -19,12 +20,16 @@ export class NbdServer {
   private stopping = false;
   /** Shared by all connections: idle read buffers, bounded like the in-flight bytes of one connection. */
   private readonly buffers = new BufferPool(64 * 1024 * 1024);
+  /** Request data of all connections together (G8). */
+  private readonly budget: MemoryBudget;
 
   constructor(
     private readonly exports: ExportTable,
     private readonly options: ServerOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.budget = new MemoryBudget(options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+  }
 
   get connectionCount(): number {
     return this.connections.size;
@@ -78,7 +83,7 @@ export class NbdServer {
     const socket = adopted ?? accepted;
     reader.attach(socket, adopted ? 'onread' : 'data');
     log.debug(`client connected from ${peer}${adopted ? '' : " (payloads gathered from 'data' chunks: this Node cannot receive in place)"}`);
-    const connection = new Connection(id, socket, reader, this.exports, this.options, log, this.buffers);
+    const connection = new Connection(id, socket, reader, this.exports, this.options, log, this.buffers, this.budget);
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
   }

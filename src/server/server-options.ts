@@ -9,7 +9,16 @@ export interface ServerOptions extends ConnectionOptions {
    * takes. Default true (receive in place where Node allows it).
    */
   receiveInPlace?: boolean;
+  /**
+   * Request data all connections together may hold: READ buffers until the
+   * reply has left, WRITE payloads until done (MemoryBudget). Default
+   * DEFAULT_MAX_BUFFERED_BYTES.
+   */
+  maxBufferedBytes?: number;
 }
+
+/** Four times what one connection may have in flight: room for a few busy clients, not for 64 that never read. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
 
 export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 

@@ -17,6 +17,7 @@ import type { Logger } from '../log/logger.js';
 import type { SocketReader } from '../net/socket-reader.js';
 import type { BlockExport, ExportCapabilities } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { ReplyWriter } from './reply-writer.js';
 import { validateRequest, type ValidationContext } from './validate-request.js';
 
@@ -47,6 +48,15 @@ export class TransmissionSession {
   private readonly drained: Array<() => void> = [];
   /** Payloads received into pooled memory: handed back once their request is done (BlockExport.write only borrows data). */
   private readonly pooledPayloads = new WeakSet<Buffer>();
+  /** Bytes this connection holds of the server's memory budget. */
+  private reservedBytes = 0;
+  /** A payload allocated for a WRITE still arriving: given back by dispose() if the connection dies first. */
+  private assembling: Buffer | undefined;
+  private waitingForBudget = false;
+  private readonly onBudgetRoom = (): void => {
+    this.waitingForBudget = false;
+    this.pump();
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -56,6 +66,7 @@ export class TransmissionSession {
     private readonly limits: TransmissionLimits,
     private readonly log: Logger,
     private readonly buffers: BufferPool,
+    private readonly budget: MemoryBudget,
   ) {
     this.parser = new RequestParser({
       maxPayload: limits.maxPayload,
@@ -63,6 +74,8 @@ export class TransmissionSession {
       allocatePayload: (length) => {
         const payload = buffers.acquire(length);
         this.pooledPayloads.add(payload);
+        this.reserve(length);
+        this.assembling = payload;
         return payload;
       },
     });
@@ -90,6 +103,7 @@ export class TransmissionSession {
       ended: () => undefined,
     });
     socket.on('drain', () => this.pump());
+    socket.once('close', () => this.dispose());
     this.pump();
   }
 
@@ -113,8 +127,43 @@ export class TransmissionSession {
     return (
       this.inFlight < this.limits.maxInFlight &&
       this.inFlightBytes < this.limits.maxInFlightBytes &&
-      this.socket.writableLength < this.limits.maxQueuedReplyBytes
+      this.socket.writableLength < this.limits.maxQueuedReplyBytes &&
+      this.budgetAllows()
     );
+  }
+
+  /** The server-wide memory budget lets the next request in (MemoryBudget). */
+  private budgetAllows(): boolean {
+    // Under the limit any request may start (the excess is one request at most): no peek on the per-request path.
+    if (!this.budget.exhausted) return true;
+    const next = this.parser.peekRequest();
+    if (next === undefined) return true;
+    const bytes = next.type === Command.READ || next.type === Command.WRITE ? next.length : 0;
+    // An oversized write is skipped, not held.
+    if (bytes > this.limits.maxPayload) return true;
+    return this.budget.allows(bytes, this.reservedBytes);
+  }
+
+  private reserve(bytes: number): void {
+    this.reservedBytes += bytes;
+    this.budget.take(bytes);
+  }
+
+  private unreserve(bytes: number): void {
+    this.reservedBytes -= bytes;
+    this.budget.give(bytes);
+    // The budget wakes waiters when it is under its limit; a connection holding nothing may go on before that.
+    if (this.waitingForBudget && this.reservedBytes === 0) this.onBudgetRoom();
+  }
+
+  /** The connection is gone: a payload it was still receiving frees its share; no more waiting for room. */
+  private dispose(): void {
+    this.budget.cancel(this.onBudgetRoom);
+    this.waitingForBudget = false;
+    if (this.assembling !== undefined) {
+      this.unreserve(this.assembling.length);
+      this.assembling = undefined;
+    }
   }
 
   private pump(): void {
@@ -132,12 +181,20 @@ export class TransmissionSession {
       this.accept(frame);
     }
     if (this.disconnecting) return;
-    if (this.canAccept()) this.socket.resume();
-    else this.socket.pause();
+    if (this.canAccept()) {
+      this.socket.resume();
+      return;
+    }
+    this.socket.pause();
+    if (!this.waitingForBudget && !this.budgetAllows()) {
+      this.waitingForBudget = true;
+      this.budget.wait(this.onBudgetRoom);
+    }
   }
 
   private accept(frame: RequestFrame): void {
     const { request } = frame;
+    if (frame.payload !== undefined && frame.payload === this.assembling) this.assembling = undefined;
     if (request.type === Command.DISC) {
       this.disconnecting = true;
       // Nothing after a DISC is served; the stream is still read so that the client's close is seen.
@@ -170,7 +227,9 @@ export class TransmissionSession {
   }
 
   private releasePayload(payload: Buffer | undefined): void {
-    if (payload && this.pooledPayloads.delete(payload)) this.buffers.release(payload);
+    if (!payload || !this.pooledPayloads.delete(payload)) return;
+    this.buffers.release(payload);
+    this.unreserve(payload.length);
   }
 
   private async run(request: Request, payload: Buffer | undefined): Promise<void> {
@@ -182,14 +241,20 @@ export class TransmissionSession {
           this.replies.data(cookie, offset, Buffer.alloc(0));
           return;
         }
+        // Held until the reply has left: a client that does not read its replies keeps it.
+        this.reserve(length);
         const buffer = this.buffers.acquire(length);
+        const done = (): void => {
+          this.buffers.release(buffer);
+          this.unreserve(length);
+        };
         try {
           await this.exp.readInto(buffer, offset);
         } catch (err) {
-          this.buffers.release(buffer);
+          done();
           throw err;
         }
-        this.replies.data(cookie, offset, buffer, () => this.buffers.release(buffer));
+        this.replies.data(cookie, offset, buffer, done);
         return;
       }
       case Command.WRITE:

@@ -130,6 +130,20 @@ export class RequestParser {
     if (landed.length > 0) this.push(Buffer.from(landed));
   }
 
+  /**
+   * The header next() would decode next, without taking it: for a server
+   * that decides from a request's size whether to take it now (memory). Only
+   * when the whole header has arrived and no payload is being assembled or
+   * skipped; a header with a bad magic is left for next() to reject.
+   */
+  peekRequest(): Request | undefined {
+    if (this.failure || this.awaitingPayload || this.discardRemaining > 0) return undefined;
+    if (this.queue.length < this.headerLength) return undefined;
+    const header = this.queue.peek(this.headerLength);
+    if (header.readUInt32BE(0) !== (this.extended ? EXTENDED_REQUEST_MAGIC : REQUEST_MAGIC)) return undefined;
+    return decodeRequest(header);
+  }
+
   next(): RequestFrame | undefined {
     if (this.failure) throw this.failure;
     this.discardQueued();

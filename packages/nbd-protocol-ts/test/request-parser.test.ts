@@ -282,3 +282,39 @@ describe('RequestParser receiving in place', () => {
     expect(() => parser.received(1)).toThrow(/without a receiveBuffer/);
   });
 });
+
+describe('RequestParser.peekRequest', () => {
+  it('shows the next whole header without taking it, and nothing while a payload is assembled or skipped', () => {
+    const parser = new RequestParser({ maxPayload: 1024 });
+    const write = encodeRequest(request(Command.WRITE, 9n, 4096, 8));
+    const read = encodeRequest(request(Command.READ, 10n, 0, 1 << 20));
+    parser.push(write.subarray(0, 20));
+    expect(parser.peekRequest()).toBeUndefined();
+    parser.push(write.subarray(20));
+    expect(parser.peekRequest()).toMatchObject({ type: Command.WRITE, cookie: 9n, length: 8 });
+    // Peeking takes nothing: next() still decodes the same header, and waits for its payload.
+    expect(parser.next()).toBeUndefined();
+    parser.push(Buffer.alloc(4, 1));
+    expect(parser.peekRequest()).toBeUndefined();
+    parser.push(Buffer.concat([Buffer.alloc(4, 1), read]));
+    expect(parser.next()?.request.cookie).toBe(9n);
+    expect(parser.peekRequest()).toMatchObject({ type: Command.READ, length: 1 << 20 });
+    expect(parser.next()?.request.cookie).toBe(10n);
+    expect(parser.peekRequest()).toBeUndefined();
+
+    // An oversized write is being skipped: what follows is not a header yet.
+    parser.push(encodeRequest(request(Command.WRITE, 11n, 0, 4096)));
+    expect(parser.next()?.payloadDiscarded).toBe(true);
+    parser.push(Buffer.alloc(4000));
+    parser.push(read.subarray(0, 10));
+    expect(parser.peekRequest()).toBeUndefined();
+  });
+
+  it('leaves a bad magic for next() to reject', () => {
+    const parser = new RequestParser({ maxPayload: 1024 });
+    parser.push(Buffer.alloc(28, 0xee));
+    expect(parser.peekRequest()).toBeUndefined();
+    expect(() => parser.next()).toThrow(ProtocolError);
+    expect(parser.peekRequest()).toBeUndefined();
+  });
+});

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawNbdClient } from '../helpers/raw-nbd-client.js';
+import { mustRun } from '../helpers/run-tool.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+const MiB = 1024 * 1024;
+const READ = 0;
+/** DEFAULT_MAX_BUFFERED_BYTES: what all connections together may hold. */
+const BUDGET = 256 * MiB;
+const HOGS = 12;
+
+function rssOf(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  if (line === undefined) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(line.split(/\s+/)[1]) * 1024;
+}
+
+/** Polls until three readings in a row agree within 1 MiB (the server has taken all it will), at most ~10 s. */
+async function settledRss(pid: number): Promise<number> {
+  let last = rssOf(pid);
+  let steady = 0;
+  for (let i = 0; i < 50 && steady < 3; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const now = rssOf(pid);
+    steady = Math.abs(now - last) < MiB ? steady + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+describe('memory of all connections together is bounded (G8)', () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  const socketPath = dir.file('nbd.sock');
+  let server: ServerProcess;
+  let content: Buffer;
+
+  beforeAll(async () => {
+    content = randomImage(disk, 64 * MiB);
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only']);
+  });
+  afterAll(async () => {
+    expect(await server.stop()).toBe(0);
+    dir.cleanup();
+  });
+
+  it('clients that never read their replies hold at most the budget, and an honest client is still served in full', async () => {
+    const pid = server.child.pid as number;
+    // Warm: the server's own buffers and code, so that what follows measures the hogs.
+    await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${socketPath}`, 'null:']);
+    const before = rssOf(pid);
+
+    const hogs: RawNbdClient[] = [];
+    for (let i = 0; i < HOGS; i++) {
+      const c = await RawNbdClient.connect({ path: socketPath });
+      await c.greet();
+      await c.go('source');
+      // From here on the hog reads nothing: the server's replies pile up on its side.
+      c.socket.pause();
+      for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
+      hogs.push(c);
+    }
+    const held = (await settledRss(pid)) - before;
+    // Without the budget each hog holds ~64 MiB (two 32 MiB reads in flight, their replies queued): ~770 MiB here.
+    // With it: the budget, one request over it, 1 MiB per connection, and the idle pool's 64 MiB.
+    const bound = BUDGET + 32 * MiB + HOGS * MiB + 64 * MiB + 32 * MiB;
+    console.log(`${HOGS} clients not reading: server RSS grew ${(held / MiB).toFixed(0)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)`);
+    expect(held).toBeLessThan(bound);
+
+    // The budget is spent on the hogs; an honest client still gets every byte, one request at a time if need be.
+    const copy = dir.file('copy.img');
+    await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${socketPath}`, copy], { timeoutMs: 120_000 });
+    expect(readFileSync(copy).equals(content)).toBe(true);
+
+    for (const c of hogs) c.close();
+    await Promise.all(hogs.map((c) => c.closed));
+    // Their share came back: a request larger than the guaranteed 1 MiB is served at once again.
+    await mustRun('nbdcopy', ['-C', '1', '--request-size', String(16 * MiB), `nbd+unix:///source?socket=${socketPath}`, copy], { timeoutMs: 60_000 });
+    expect(readFileSync(copy).equals(content)).toBe(true);
+  });
+});
