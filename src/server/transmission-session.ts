@@ -54,6 +54,7 @@ export class TransmissionSession {
   private assembling: Buffer | undefined;
   private waitingForBudget = false;
   private readonly onBudgetRoom = (): void => {
+    this.budget.cancel(this.onBudgetRoom);
     this.waitingForBudget = false;
     this.pump();
   };
