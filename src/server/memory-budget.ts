@@ -10,7 +10,8 @@
  * client whose memory is held elsewhere still progresses, and the excess is
  * at most that much per connection.
  */
-export const GUARANTEED_REQUEST_BYTES = 1024 * 1024;
+/** 2 MiB: the largest request of the common clients — the kernel's (1.25 MiB by default), qemu-img's, nbdcopy's. */
+export const GUARANTEED_REQUEST_BYTES = 2 * 1024 * 1024;
 
 export class MemoryBudget {
   private used = 0;
