@@ -1,6 +1,7 @@
 import { Errno, NbdError } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
 import type { BlockDevice } from './block-device.js';
+import { BlockLayout } from './block-layout.js';
 import { CaptureRegistry } from './capture-registry.js';
 import { DiskIoTracker } from './disk-io-tracker.js';
 import { LandingQueue } from './landing-queue.js';
@@ -8,12 +9,9 @@ import type { RemapMap } from './map.js';
 import { PagedBitmap } from './paged-bitmap.js';
 import { RangeLocks } from './range-locks.js';
 import { RevisitCache } from './revisit-cache.js';
-import { ExtentMap, IntervalSet } from './run-map.js';
 import { RunQueue } from './run-queue.js';
 import { StateCommitter } from './state-committer.js';
 import type { StateJournal } from './state-journal.js';
-
-export type Phase = 'unsealed' | 'sealed' | 'finishing' | 'finished';
 
 /** RAM-held blocks are carved from slabs of this size. */
 const SLAB_BYTES = 1024 * 1024;
@@ -48,11 +46,12 @@ export class LogThrottle {
 }
 
 /**
- * The engine's state (docs/remap-engine.md §State) and the synchronous steps
- * that change it. Nothing here awaits: callers decide in one synchronous
+ * The engine's state (docs/remap-engine.md §State) — the block layout it
+ * shares with the journal's replay (DurableState), plus what lives only in
+ * the running engine — and the synchronous steps that change it. Nothing here awaits: callers decide in one synchronous
  * step and do their I/O afterwards.
  */
-export class RemapState {
+export class RemapState extends BlockLayout {
   readonly map: RemapMap;
   readonly B: number;
   readonly device: BlockDevice;
@@ -60,17 +59,10 @@ export class RemapState {
   readonly safe: boolean;
   readonly cacheBytes: number;
 
-  phase: Phase = 'unsealed';
   /** Set while seal() waits for source writes in flight: new ones are refused already. */
   sealing = false;
 
-  readonly free = new IntervalSet();
-  readonly released: PagedBitmap;
-  /** Released because the filesystem declared them free (source TRIM before sealing): their originals are not kept for revisits. */
-  readonly trimmed: PagedBitmap;
-  readonly unconfirmed: PagedBitmap;
-  readonly destroyed: PagedBitmap;
-  readonly landed: PagedBitmap;
+  /** Disk blocks taken as slots: those in slotOwner, and those reserved for a spill still being written. Live only: recovery rebuilds it from spill. */
   readonly slotted: PagedBitmap;
 
   readonly ram = new Map<number, Buffer>();
@@ -113,9 +105,6 @@ export class RemapState {
   private spareHead = 0;
   private slab: Buffer | undefined;
   private slabUsed = 0;
-  readonly zeros = new IntervalSet();
-  readonly spill = new ExtentMap();
-  readonly slotOwner = new ExtentMap();
 
   /** RAM-held blocks whose home can take them, in the order they became landable. */
   readonly landableConfirmed = new LandingQueue();
@@ -147,7 +136,6 @@ export class RemapState {
   safeBlocked = false;
   enospcCount = 0;
   lastEnospc: string | undefined;
-  anyLanded = false;
   /** Bumped whenever client writes change held data (the finish planner rescans then). */
   heldVersion = 0;
   readonly sourceClients = new Set<string>();
@@ -159,19 +147,14 @@ export class RemapState {
   readonly revisitMissLog: LogThrottle;
 
   constructor(options: RemapStateOptions) {
+    super(options.map.diskBlocks);
     this.map = options.map;
     this.B = options.map.blockSize;
     this.device = options.device;
     this.log = options.log;
     this.safe = options.safe;
     this.cacheBytes = options.cacheBytes;
-    const n = options.map.diskBlocks;
-    this.released = new PagedBitmap(n);
-    this.trimmed = new PagedBitmap(n);
-    this.unconfirmed = new PagedBitmap(n);
-    this.destroyed = new PagedBitmap(n);
-    this.landed = new PagedBitmap(n);
-    this.slotted = new PagedBitmap(n);
+    this.slotted = new PagedBitmap(options.map.diskBlocks);
     this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
     this.committer = new StateCommitter(options.journal, options.device, { backgroundCommitRecords: options.backgroundCommitRecords });
     this.enospcLog = new LogThrottle((m) => this.log.warn(m));

@@ -1,5 +1,6 @@
 import type { FinishProgress } from './finish-planner.js';
-import type { Phase, RemapState } from './remap-state.js';
+import type { Phase } from './block-layout.js';
+import type { RemapState } from './remap-state.js';
 import type { JournalInfo } from './state-journal.js';
 
 /** What survives a crash right now, and what does not (docs/durability.md). */

@@ -1,7 +1,5 @@
+import { BlockLayout } from '../remap/block-layout.js';
 import type { RemapMap } from '../remap/map.js';
-import { PagedBitmap } from '../remap/paged-bitmap.js';
-import { ExtentMap, IntervalSet } from '../remap/run-map.js';
-import type { Phase } from '../remap/remap-state.js';
 import type { SealSample, StateRecord } from '../remap/state-journal.js';
 
 /** Where a held block's data lies in the state file. */
@@ -14,37 +12,21 @@ export interface HoldRef {
  * What the committed records say, replayed: the state a crash leaves. The
  * journal keeps one up to date at every commit (its snapshots are written from
  * it) and recovery rebuilds one from the snapshot and the log; the engine is
- * then restored from it. Sparse like the engine's own state: bitmaps, interval
- * sets and run-length maps; held data stays in the file (`holds` are positions).
+ * then restored from it. The same BlockLayout as the engine's own state, plus
+ * where held data lies in the file (`holds` are positions, not data).
  *
  * The replay mirrors the engine's transitions (docs/remap-engine.md §Records);
  * a record about a held block supersedes whatever held it before.
  */
-export class DurableState {
-  phase: Phase = 'unsealed';
-  readonly free = new IntervalSet();
-  readonly released: PagedBitmap;
-  readonly trimmed: PagedBitmap;
-  readonly unconfirmed: PagedBitmap;
-  readonly destroyed: PagedBitmap;
-  readonly landed: PagedBitmap;
-  readonly zeros = new IntervalSet();
-  readonly spill = new ExtentMap();
-  readonly slotOwner = new ExtentMap();
+export class DurableState extends BlockLayout {
   /** Destination blocks whose data is in the state file. Bounded by the cache: only RAM-held blocks are logged. */
   readonly holds = new Map<number, HoldRef>();
   samples: SealSample[] = [];
-  anyLanded = false;
   /** Records applied since the state was created (snapshots carry the count on). */
   records = 0;
 
   constructor(readonly map: RemapMap) {
-    const n = map.diskBlocks;
-    this.released = new PagedBitmap(n);
-    this.trimmed = new PagedBitmap(n);
-    this.unconfirmed = new PagedBitmap(n);
-    this.destroyed = new PagedBitmap(n);
-    this.landed = new PagedBitmap(n);
+    super(map.diskBlocks);
   }
 
   /** Applies one committed record. `hold` needs where its data is in the file. */

@@ -1,6 +1,6 @@
 import type { RemapMap } from '../remap/map.js';
 import type { PagedBitmap } from '../remap/paged-bitmap.js';
-import type { Phase } from '../remap/remap-state.js';
+import type { Phase } from '../remap/block-layout.js';
 import type { IntervalSet } from '../remap/run-map.js';
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { DurableState, type HoldRef } from './durable-state.js';

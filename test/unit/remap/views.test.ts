@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ControlRefusal } from '../../../src/control/migration-control.js';
 import { createRemapper, type RemapperOptions } from '../../../src/remap/create-remapper.js';
 import { RemapMap } from '../../../src/remap/map.js';
-import type { Phase } from '../../../src/remap/remap-state.js';
+import type { Phase } from '../../../src/remap/block-layout.js';
 import { MemoryStateJournal } from '../../../src/remap/state-journal.js';
 import type { Logger } from '../../../src/log/logger.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
