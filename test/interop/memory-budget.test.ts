@@ -8,6 +8,7 @@ import { startServerProcess, type ServerProcess } from '../helpers/server-proces
 
 const MiB = 1024 * 1024;
 const READ = 0;
+const WRITE = 1;
 /** DEFAULT_MAX_BUFFERED_BYTES: what all connections together may hold. */
 const BUDGET = 256 * MiB;
 const HOGS = 12;
@@ -84,4 +85,46 @@ describe('memory of all connections together is bounded (G8)', () => {
     await mustRun('nbdcopy', ['-C', '1', '--request-size', String(16 * MiB), `nbd+unix:///source?socket=${socketPath}`, copy], { timeoutMs: 60_000 });
     expect(readFileSync(copy).equals(content)).toBe(true);
   });
+
+  it('clients that send most of a large write and stall hold at most the budget, and give it all back when they go', async () => {
+    // A server of its own (on a disk of its own: the first holds its disk's lock), so that nothing the first case left behind is counted.
+    const path = dir.file('writes.sock');
+    const ownDisk = dir.file('disk2.img');
+    const ownContent = randomImage(ownDisk, 64 * MiB);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only']);
+    try {
+      await writeHogs(own, path, ownContent);
+    } finally {
+      expect(await own.stop()).toBe(0);
+    }
+  });
+
+  async function writeHogs(own: ServerProcess, socketPath: string, content: Buffer): Promise<void> {
+    const pid = own.child.pid as number;
+    await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${socketPath}`, 'null:']);
+    const before = await settledRss(pid);
+    const part = Buffer.alloc(31 * MiB);
+    const hogs: RawNbdClient[] = [];
+    for (let i = 0; i < 16; i++) {
+      const c = await RawNbdClient.connect({ path: socketPath });
+      await c.greet();
+      await c.go('source');
+      // 31 of the write's 32 MiB, then nothing: its payload buffer waits, half received, for bytes that never come.
+      c.sendRequest({ type: WRITE, cookie: 1n, offset: 0, length: 32 * MiB });
+      c.write(part);
+      hogs.push(c);
+    }
+    const held = (await settledRss(pid)) - before;
+    // Without the budget the server takes in every payload: 16 × 31 MiB.
+    const bound = BUDGET + 32 * MiB + 16 * GUARANTEED_REQUEST_BYTES + 32 * MiB;
+    console.log(`16 stalled 32 MiB writes: server RSS grew ${(held / MiB).toFixed(0)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)`);
+    expect(held).toBeLessThan(bound);
+
+    for (const c of hogs) c.close();
+    await Promise.all(hogs.map((c) => c.closed));
+    // A payload still arriving when its connection closed gave its share back: 16 MiB requests go through, not wait.
+    const copy = dir.file('copy2.img');
+    await mustRun('nbdcopy', ['-C', '1', '--request-size', String(16 * MiB), `nbd+unix:///source?socket=${socketPath}`, copy], { timeoutMs: 60_000 });
+    expect(readFileSync(copy).equals(content)).toBe(true);
+  }
 });
