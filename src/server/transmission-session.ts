@@ -73,9 +73,8 @@ export class TransmissionSession {
       maxPayload: limits.maxPayload,
       extendedHeaders: negotiated.extendedHeaders,
       allocatePayload: (length) => {
-        const payload = buffers.acquire(length);
+        const payload = this.acquireBuffer(length);
         this.pooledPayloads.add(payload);
-        this.reserve(length);
         this.assembling = payload;
         return payload;
       },
@@ -145,9 +144,16 @@ export class TransmissionSession {
     return this.budget.allows(bytes, this.reservedBytes);
   }
 
-  private reserve(bytes: number): void {
-    this.reservedBytes += bytes;
-    this.budget.take(bytes);
+  /** Request memory (a READ's buffer, a WRITE's payload): from the pool, and counted against the server's budget until releaseBuffer. */
+  private acquireBuffer(length: number): Buffer {
+    this.reservedBytes += length;
+    this.budget.take(length);
+    return this.buffers.acquire(length);
+  }
+
+  private releaseBuffer(buffer: Buffer): void {
+    this.buffers.release(buffer);
+    this.unreserve(buffer.length);
   }
 
   private unreserve(bytes: number): void {
@@ -157,7 +163,7 @@ export class TransmissionSession {
     if (this.waitingForBudget && this.reservedBytes === 0) this.onBudgetRoom();
   }
 
-  /** The connection is gone: a payload it was still receiving frees its share; no more waiting for room. */
+  /** The connection is gone: a payload it was still receiving frees its share (its memory is not reused); no more waiting for room. */
   private dispose(): void {
     this.budget.cancel(this.onBudgetRoom);
     this.waitingForBudget = false;
@@ -228,9 +234,7 @@ export class TransmissionSession {
   }
 
   private releasePayload(payload: Buffer | undefined): void {
-    if (!payload || !this.pooledPayloads.delete(payload)) return;
-    this.buffers.release(payload);
-    this.unreserve(payload.length);
+    if (payload && this.pooledPayloads.delete(payload)) this.releaseBuffer(payload);
   }
 
   private async run(request: Request, payload: Buffer | undefined): Promise<void> {
@@ -243,12 +247,8 @@ export class TransmissionSession {
           return;
         }
         // Held until the reply has left: a client that does not read its replies keeps it.
-        this.reserve(length);
-        const buffer = this.buffers.acquire(length);
-        const done = (): void => {
-          this.buffers.release(buffer);
-          this.unreserve(length);
-        };
+        const buffer = this.acquireBuffer(length);
+        const done = (): void => this.releaseBuffer(buffer);
         try {
           await this.exp.readInto(buffer, offset);
         } catch (err) {
