@@ -66,44 +66,36 @@ export class PagedBitmap {
    * every block it touches, so this skips fill()'s per-page callback.
    */
   set(index: number): boolean {
-    const pg = Math.floor(index / PAGE_BITS);
-    let page = this.pages[pg];
-    const count = this.counts[pg];
-    if (page === undefined) {
-      if (count !== 0) return false; // an all-one page
-      page = new Uint32Array(PAGE_WORDS);
-      this.pages[pg] = page;
-    }
-    const bit = index - pg * PAGE_BITS;
-    const word = bit >>> 5;
-    const mask = 1 << (bit & 31);
-    if ((page[word] & mask) !== 0) return false;
-    page[word] |= mask;
-    this.counts[pg] = count + 1;
-    this.total++;
-    if (count + 1 === this.bitsInPage(pg)) this.pages[pg] = undefined;
-    return true;
+    return this.flip(index, true);
   }
 
   /** Clears one bit; true when it changed. */
   clear(index: number): boolean {
+    return this.flip(index, false);
+  }
+
+  /** Gives one bit the value `on`; true when it changed. A page that becomes uniform is dropped. */
+  private flip(index: number, on: boolean): boolean {
     const pg = Math.floor(index / PAGE_BITS);
     let page = this.pages[pg];
     const count = this.counts[pg];
+    const full = this.bitsInPage(pg);
     if (page === undefined) {
-      if (count === 0) return false; // an all-zero page
+      // A uniform page: all-one (count = full) or all-zero (count 0).
+      if (on ? count === full : count === 0) return false;
       page = new Uint32Array(PAGE_WORDS);
-      fillOnes(page, count);
+      if (count !== 0) fillOnes(page, count);
       this.pages[pg] = page;
     }
     const bit = index - pg * PAGE_BITS;
     const word = bit >>> 5;
     const mask = 1 << (bit & 31);
-    if ((page[word] & mask) === 0) return false;
-    page[word] &= ~mask;
-    this.counts[pg] = count - 1;
-    this.total--;
-    if (count - 1 === 0) this.pages[pg] = undefined;
+    if (((page[word] & mask) !== 0) === on) return false;
+    const after = on ? count + 1 : count - 1;
+    page[word] = on ? page[word] | mask : page[word] & ~mask;
+    this.counts[pg] = after;
+    this.total += on ? 1 : -1;
+    if (after === 0 || after === full) this.pages[pg] = undefined;
     return true;
   }
 
