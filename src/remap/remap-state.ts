@@ -248,9 +248,14 @@ export class RemapState extends BlockLayout {
     if (this.pinnedForJournal.has(buffer)) {
       this.releasedWhilePinned.add(buffer);
       this.retainedBytes += buffer.length;
-    } else if (buffer.length === this.B) {
-      this.spareBuffers.push(buffer);
+    } else {
+      this.reuse(buffer);
     }
+  }
+
+  /** A buffer nothing uses any more: block buffers become spares (short ones are left to the GC). */
+  private reuse(buffer: Buffer): void {
+    if (buffer.length === this.B) this.spareBuffers.push(buffer);
   }
 
   /** RAM the cache occupies: held data plus buffers a commit in flight still writes from. Never above cacheBytes (G4). */
@@ -503,7 +508,7 @@ export class RemapState extends BlockLayout {
         this.pinnedForJournal.delete(data);
         if (this.releasedWhilePinned.delete(data)) {
           this.retainedBytes -= data.length;
-          if (data.length === this.B) this.spareBuffers.push(data);
+          this.reuse(data);
         }
       }
       for (const wake of this.pinWaiters.splice(0)) wake();

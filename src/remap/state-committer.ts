@@ -17,8 +17,9 @@ export interface StateCommitterOptions {
  * the batch to the journal and commits it. A batch that points at nothing
  * unsynced but must sync the device anyway (a FLUSH) runs both syncs at once.
  * Records appended while a commit is in flight wait for the next one, so a
- * record is never committed ahead of a sync it needs. Callers join the commit in flight when it covers them: a
- * burst of writes that each need a barrier shares one.
+ * record is never committed ahead of a sync it needs. Callers join the commit
+ * in flight when it covers them: a burst of writes that each need a barrier
+ * shares one.
  *
  * A failed commit is final: every later barrier fails too, because the
  * journal may now lack records the engine has acted on.
