@@ -38,6 +38,36 @@ class GatedJournal implements StateJournal {
   }
 }
 
+/** A disk whose writes wait while it is held, as a slow device's would: the test can act while a landing is in flight. */
+class HeldWritesDevice extends MemoryDevice {
+  pending = 0;
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+
+  letGo(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+
+  override async write(offset: number, data: Buffer): Promise<void> {
+    this.pending++;
+    try {
+      await this.gate;
+    } finally {
+      this.pending--;
+    }
+    return super.write(offset, data);
+  }
+}
+
+async function turns(n = 20): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 function block(fill: number): Buffer {
   return Buffer.alloc(B, fill);
 }
@@ -91,9 +121,6 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     // Homes unread and nothing released: no block can land or spill, RAM is all there is.
     for (let d = 0; d < 3; d++) await engine.destination.write(d * B, block(0xa0 + d), W);
     const inUse = (): number => engine.status().cacheBytes;
-    const turns = async (): Promise<void> => {
-      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-    };
 
     journal.close();
     const flushed = engine.destination.flush();
@@ -126,5 +153,50 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     expect(read.subarray(B + 100, B + 110).equals(Buffer.alloc(10, 0xb1))).toBe(true);
     expect(read.subarray(2 * B, 3 * B).equals(Buffer.alloc(B))).toBe(true);
     expect(read.subarray(3 * B + 1, 3 * B + 11).equals(Buffer.alloc(10))).toBe(true);
+  });
+
+  it('a victim pinned by a FLUSH while it lands frees no RAM: the block admitted in its place waits for the commit (G4)', async () => {
+    const blocks = 8;
+    const device = new HeldWritesDevice(blocks * B, B);
+    patternBytes(blocks * B, 7).copy(device.bytes);
+    const journal = new GatedJournal();
+    const cache = 2 * B;
+    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal });
+    const inUse = (): number => engine.status().cacheBytes;
+    await engine.seal();
+    // Blocks 0 and 1 held in RAM, then their homes read (not confirmed: a checkpoint would log them).
+    await engine.destination.write(0, Buffer.concat([block(0xa0), block(0xa1)]), W);
+    await engine.source.readInto(Buffer.alloc(2 * B), 0);
+
+    // Block 2's home is unread: with RAM full, block 0 lands to make room for it, and that write is held.
+    device.hold();
+    let written = false;
+    const write = engine.destination.write(2 * B, block(0xa2), W).then(() => (written = true));
+    for (let i = 0; i < 100 && device.pending === 0; i++) await turns(1);
+    expect(device.pending).toBeGreaterThan(0);
+
+    // A FLUSH now logs 0 and 1 from their RAM buffers, and its commit is held: landing 0 frees nothing yet.
+    journal.close();
+    const flushed = engine.destination.flush();
+    await turns();
+    device.letGo();
+    await turns();
+    expect(written).toBe(false);
+    expect(inUse()).toBeLessThanOrEqual(cache);
+
+    journal.release();
+    await flushed;
+    await write;
+    expect(inUse()).toBeLessThanOrEqual(cache);
+    expect(engine.status().enospc).toBe(0);
+    expect(journal.holds.map((h) => [h.dest, h.data[0]])).toEqual([
+      [0, 0xa0],
+      [1, 0xa1],
+    ]);
+    expect(engine.locationOf(0)).toEqual({ kind: 'home', block: 0 });
+    expect(device.bytes.subarray(0, B).equals(block(0xa0))).toBe(true);
+    const read = Buffer.alloc(3 * B);
+    await engine.destination.readInto(read, 0);
+    expect(read.equals(Buffer.concat([block(0xa0), block(0xa1), block(0xa2)]))).toBe(true);
   });
 });
