@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
+import { RemapMap } from '../../../src/remap/map.js';
 import type { StateJournal, StateRecord } from '../../../src/remap/state-journal.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 
@@ -44,7 +45,11 @@ class HeldWritesDevice extends MemoryDevice {
   private gate: Promise<void> | undefined;
   private open: (() => void) | undefined;
 
-  hold(): void {
+  private held: (offset: number) => boolean = () => true;
+
+  /** Holds the writes that start at an offset `which` accepts (all by default) until letGo(). */
+  hold(which: (offset: number) => boolean = () => true): void {
+    this.held = which;
     this.gate = new Promise((resolve) => (this.open = resolve));
   }
 
@@ -54,6 +59,7 @@ class HeldWritesDevice extends MemoryDevice {
   }
 
   override async write(offset: number, data: Buffer): Promise<void> {
+    if (this.gate === undefined || !this.held(offset)) return super.write(offset, data);
     this.pending++;
     try {
       await this.gate;
@@ -110,7 +116,10 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     expect(read.subarray(3 * B, 4 * B).equals(block(0xb3))).toBe(true);
   });
 
-  it('never takes more RAM than the cache: a change that needs a second buffer waits for the commit (G4)', async () => {
+});
+
+describe('RAM a FLUSH\'s commit writes from counts against the cache until the commit is done (G4)', () => {
+  it('never takes more RAM than the cache: a change that needs a second buffer waits for the commit', async () => {
     const blocks = 8;
     const device = new MemoryDevice(blocks * B, B);
     patternBytes(blocks * B, 7).copy(device.bytes);
@@ -155,7 +164,7 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     expect(read.subarray(3 * B + 1, 3 * B + 11).equals(Buffer.alloc(10))).toBe(true);
   });
 
-  it('a victim pinned by a FLUSH while it lands frees no RAM: the block admitted in its place waits for the commit (G4)', async () => {
+  it('a victim pinned by a FLUSH while it lands frees no RAM: the block admitted in its place waits for the commit', async () => {
     const blocks = 8;
     const device = new HeldWritesDevice(blocks * B, B);
     patternBytes(blocks * B, 7).copy(device.bytes);
@@ -198,5 +207,62 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
     const read = Buffer.alloc(3 * B);
     await engine.destination.readInto(read, 0);
     expect(read.equals(Buffer.concat([block(0xa0), block(0xa1), block(0xa2)]))).toBe(true);
+  });
+
+  it('finish waits for RAM a FLUSH\'s commit still writes from before it breaks a cycle of slots, rather than give up (G6)', async () => {
+    // d0→1, d1→2, d2→0: a cycle once each is spilled into the next one's home; d3→3 fills the one-block RAM.
+    const homes = [1, 2, 0, 3];
+    const map = RemapMap.fromExtents(
+      homes.map((home, d) => ({ destOffset: d * B, length: B, diskOffset: home * B })),
+      homes.length * B,
+      B,
+    );
+    const device = new HeldWritesDevice(homes.length * B, B);
+    patternBytes(homes.length * B, 7).copy(device.bytes);
+    const journal = new GatedJournal();
+    const cache = B;
+    const engine = createRemapper({ device, map, cacheBytes: cache, revisitCacheBytes: 0, journal });
+    const inUse = (): number => engine.status().cacheBytes;
+    const readAndConfirm = async (p: number): Promise<void> => {
+      await engine.source.readInto(Buffer.alloc(B), p * B);
+      await engine.checkpoint();
+    };
+    await engine.seal();
+    await engine.destination.write(3 * B, block(0xa3), W);
+    await readAndConfirm(2);
+    await engine.destination.write(0, block(0xa0), W); // RAM is full: spills into block 2, d1's home
+    await readAndConfirm(0);
+    await engine.destination.write(B, block(0xa1), W); // its home is a slot: spills into block 0, d2's home
+    await readAndConfirm(1);
+    await engine.destination.write(2 * B, block(0xa2), W); // spills into block 1, d0's home: the cycle is closed
+    await readAndConfirm(3);
+    expect([0, 1, 2, 3].map((d) => engine.locationOf(d).kind)).toEqual(['slot', 'slot', 'slot', 'ram']);
+    // d3 changed in RAM since the checkpoint logged it: the next FLUSH logs it again, from its RAM buffer.
+    await engine.destination.write(3 * B + 10, Buffer.alloc(10, 0xb3), W);
+
+    // A whole write of d3 lands at its home (read and confirmed); that disk write is held, and with it d3's lock.
+    device.hold((offset) => offset === 3 * B);
+    const landed = engine.destination.write(3 * B, block(0xc3), W);
+    for (let i = 0; i < 100 && device.pending === 0; i++) await turns(1);
+    expect(device.pending).toBe(1);
+    // Finish finds only the locked d3 movable and waits for its lock.
+    let finished = false;
+    const finish = engine.finish().then(() => (finished = true));
+    await turns();
+    // A FLUSH logs d3 from its RAM buffer; its commit is held, so that buffer stays RAM when the landing drops d3.
+    journal.close();
+    const flushed = engine.destination.flush();
+    await turns();
+    device.letGo();
+    await landed;
+    await turns();
+    // Only the cycle is left and the one block of RAM is the commit's: finish waits rather than give up.
+    expect(finished).toBe(false);
+    expect(inUse()).toBe(cache);
+    journal.release();
+    await flushed;
+    await finish;
+    expect(inUse()).toBeLessThanOrEqual(cache);
+    expect(device.bytes.equals(Buffer.concat([block(0xa2), block(0xa0), block(0xa1), block(0xc3)]))).toBe(true);
   });
 });
