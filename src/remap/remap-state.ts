@@ -156,7 +156,10 @@ export class RemapState extends BlockLayout {
     this.cacheBytes = options.cacheBytes;
     this.slotted = new PagedBitmap(options.map.diskBlocks);
     this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
-    this.committer = new StateCommitter(options.journal, options.device, { backgroundCommitRecords: options.backgroundCommitRecords });
+    this.committer = new StateCommitter(options.journal, options.device, {
+      backgroundCommitRecords: options.backgroundCommitRecords,
+      onFailure: (err) => this.log.error(`state commits have stopped: FLUSH fails and nothing written from now on becomes durable. ${describeFailure(err)}`),
+    });
     this.enospcLog = new LogThrottle((m) => this.log.warn(m));
     this.unsealedWriteLog = new LogThrottle((m) => this.log.warn(m));
     this.revisitMissLog = new LogThrottle((m) => this.log.warn(m));
@@ -499,6 +502,10 @@ export class RemapState extends BlockLayout {
       this.ramDirty.delete(d);
     }
     void this.committer.whenCommitted(lastSeq).then(() => {
+      if (this.committer.committed < lastSeq) {
+        // The commit failed (commits stop there): these blocks are not in the journal after all.
+        for (let i = 0; i < blocks.length; i++) if (this.ram.get(blocks[i]) === pinned[i]) this.ramDirty.add(blocks[i]);
+      }
       for (const data of pinned) {
         const left = (this.pinnedForJournal.get(data) ?? 1) - 1;
         if (left > 0) {
@@ -533,4 +540,11 @@ export class RemapState extends BlockLayout {
     this.enospcLog.note(`destination write refused with ENOSPC: ${reason}`);
     return new NbdError(Errno.ENOSPC, reason);
   }
+}
+
+/** An error's message, and its fix when it carries one (StateError, DiskError). */
+export function describeFailure(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const fix = (err as { fix?: unknown }).fix;
+  return typeof fix === 'string' ? `${err.message}; fix: ${fix}` : err.message;
 }

@@ -15,6 +15,8 @@ export type DurabilityStatus = {
   recordsVolatile: number;
   /** Originals overwritten before a checkpoint confirmed them: redoing the copy from the last checkpoint cannot read them. */
   originalsAtRisk: number;
+  /** Why state commits stopped (a failed commit is final: a restart resumes from the last one), or null. */
+  failure: { message: string; fix: string } | null;
   /** Advice when something is blocked or at risk, or null. */
   hint: string | null;
 };
@@ -97,8 +99,15 @@ function durabilityOf(s: RemapState): DurabilityStatus {
   } else if (!s.committer.durable && s.phase !== 'finished') {
     hint = 'no state file: nothing survives a crash';
   }
+  const failed = s.committer.failed;
+  const fix = (failed as { fix?: unknown } | undefined)?.fix;
+  const failure =
+    failed === undefined
+      ? null
+      : { message: failed instanceof Error ? failed.message : String(failed), fix: typeof fix === 'string' ? fix : 'see the server log; restart the server: it resumes from the last commit' };
   return {
     journal,
+    failure,
     heldInRamVolatile: volatile,
     heldInRamDurable: s.ram.size - volatile,
     recordsVolatile: s.committer.lastSeq - s.committer.committed,

@@ -7,6 +7,8 @@ export const BACKGROUND_COMMIT_RECORDS = 4096;
 export interface StateCommitterOptions {
   /** Default BACKGROUND_COMMIT_RECORDS; the crash tests lower it so that background commits happen in small workloads. */
   backgroundCommitRecords?: number;
+  /** Called once, when the first commit (or the device sync before one) fails: commits stop there. */
+  onFailure?: (err: unknown) => void;
 }
 
 /**
@@ -46,6 +48,7 @@ export class StateCommitter {
   private backgroundRunning = false;
 
   private readonly backgroundCommitRecords: number;
+  private readonly onFailure: ((err: unknown) => void) | undefined;
 
   constructor(
     private readonly journal: StateJournal,
@@ -53,6 +56,12 @@ export class StateCommitter {
     options: StateCommitterOptions = {},
   ) {
     this.backgroundCommitRecords = options.backgroundCommitRecords ?? BACKGROUND_COMMIT_RECORDS;
+    this.onFailure = options.onFailure;
+  }
+
+  /** Why commits stopped, or undefined while they go on: a failed commit is final. */
+  get failed(): unknown {
+    return this.failure;
   }
 
   /** The journal keeps records across a crash (only then is RAM-held data worth logging at a FLUSH). */
@@ -107,8 +116,7 @@ export class StateCommitter {
         else await this.start(undefined, through);
       }
     } catch (err) {
-      this.failure ??= err;
-      this.wakeCommitted();
+      this.fail(err);
     }
   }
 
@@ -140,6 +148,14 @@ export class StateCommitter {
   whenCommitted(seq: number): Promise<void> {
     if (seq <= this.committedSeq || this.failure !== undefined) return Promise.resolve();
     return new Promise((wake) => this.committedWaiters.push({ seq, wake }));
+  }
+
+  private fail(err: unknown): void {
+    if (this.failure === undefined) {
+      this.failure = err;
+      this.onFailure?.(err);
+    }
+    this.wakeCommitted();
   }
 
   private wakeCommitted(): void {
@@ -296,8 +312,7 @@ export class StateCommitter {
       },
       (err: unknown) => {
         if (this.inFlight === promise) this.inFlight = undefined;
-        this.failure ??= err;
-        this.wakeCommitted();
+        this.fail(err);
       },
     );
     return promise;

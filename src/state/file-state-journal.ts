@@ -9,7 +9,7 @@ import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js'
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
-import { StateCorruptError, StateError } from './state-errors.js';
+import { StateCorruptError, StateError, stateWriteError } from './state-errors.js';
 
 export interface FileJournalOptions {
   /** Default: the real file system. The power-loss tests inject a model. */
@@ -132,7 +132,19 @@ export class FileStateJournal implements StateJournal {
         );
       }
       const state = new DurableState(map);
-      const { file, end } = await writeStateFile(fs, path, identity, state, 0, async () => Buffer.alloc(0));
+      const tmp = tempPathOf(path);
+      let file: StateFile;
+      let end: number;
+      try {
+        ({ file, end } = await writeTempStateFile(fs, tmp, identity, state, 0, async () => Buffer.alloc(0)));
+        await installStateFile(fs, tmp, path).catch(async (err: unknown) => {
+          await file.close().catch(() => undefined);
+          throw err;
+        });
+      } catch (err) {
+        await fs.remove(tmp).catch(() => undefined);
+        throw stateWriteError(path, err, true);
+      }
       return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock);
     } catch (err) {
       await lock.release().catch(() => undefined);
@@ -239,12 +251,13 @@ export class FileStateJournal implements StateJournal {
       this.batchNo = batchNo;
       this.end = at;
       this.lastCommitAt = new Date().toISOString();
-      if (this.worthCompacting()) await this.compact();
     } catch (err) {
-      // The file may now hold part of a group the engine acted on: nothing later may be committed after it.
-      this.failed = err;
-      throw err;
+      // The file may now hold part of this group, and after a failed fdatasync the kernel may have dropped
+      // pages it never wrote while reporting the next sync clean: nothing more is committed after it.
+      this.failed = stateWriteError(this.path, err, false);
+      throw this.failed;
     }
+    if (this.worthCompacting()) await this.compact();
   }
 
   /**
@@ -266,11 +279,35 @@ export class FileStateJournal implements StateJournal {
     return false;
   }
 
-  /** Writes a fresh snapshot of the committed state and switches to it. */
+  /**
+   * Writes a fresh snapshot of the committed state and switches to it. A
+   * snapshot that cannot be written (no space for a second copy of the live
+   * state, say) changes nothing: the log goes on in the old file, which only
+   * stays larger; compaction is tried again once the log has grown by as
+   * much again. Failing to put the snapshot in place is final, like a failed commit.
+   */
   async compact(): Promise<void> {
+    if (this.failed !== undefined) throw this.failed;
     const old = this.file;
     const reader = new WindowedReader(old);
-    const { file, end, holds } = await writeStateFile(this.fs, this.path, this.identity, this.state, this.batchNo, (ref) => reader.read(ref));
+    const tmp = tempPathOf(this.path);
+    let written: Awaited<ReturnType<typeof writeTempStateFile>>;
+    try {
+      written = await writeTempStateFile(this.fs, tmp, this.identity, this.state, this.batchNo, (ref) => reader.read(ref));
+    } catch (err) {
+      await this.fs.remove(tmp).catch(() => undefined);
+      this.compactCheckAt = this.end + this.compactBytes;
+      this.log.warn(`state file ${this.path}: no snapshot written, the log goes on (${stateWriteError(this.path, err, false).message})`);
+      return;
+    }
+    const { file, end, holds } = written;
+    try {
+      await installStateFile(this.fs, tmp, this.path);
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      this.failed = stateWriteError(this.path, err, false);
+      throw this.failed;
+    }
     this.file = file;
     this.end = end;
     this.logStart = end;
@@ -317,18 +354,17 @@ class WindowedReader {
 }
 
 /**
- * Writes `header · snapshot(state)` as a new file at `path` (through PATH.tmp,
- * synced, renamed, directory synced) and returns it open for appending.
+ * Writes `header · snapshot(state)` to the temp file `tmp`, synced, and
+ * returns it open for appending; installStateFile then puts it in place.
  */
-async function writeStateFile(
+async function writeTempStateFile(
   fs: StateFs,
-  path: string,
+  tmp: string,
   identity: StateIdentity,
   state: DurableState,
   batchNo: number,
   readHold: (ref: HoldRef) => Promise<Buffer>,
 ): Promise<{ file: StateFile; end: number; holds: Map<number, HoldRef> }> {
-  const tmp = tempPathOf(path);
   const file = await fs.create(tmp);
   try {
     const holds = new Map<number, HoldRef>();
@@ -358,13 +394,17 @@ async function writeStateFile(
     }
     await flush();
     await file.datasync();
-    await fs.rename(tmp, path);
-    await fs.syncDir(path);
     return { file, end: at, holds };
   } catch (err) {
     await file.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Renames a synced temp state file over `path` and syncs the directory: a crash leaves the old file or the new one. */
+async function installStateFile(fs: StateFs, tmp: string, path: string): Promise<void> {
+  await fs.rename(tmp, path);
+  await fs.syncDir(path);
 }
 
 interface ParsedState {

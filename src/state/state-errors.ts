@@ -94,3 +94,61 @@ export function stateAccessError(statePath: string, touched: string, err: unknow
   if (error !== undefined) error.cause = err;
   return error;
 }
+
+/**
+ * Writing or syncing the state file failed. Once that happens the journal
+ * takes no more commits (docs/durability.md, "When the state file cannot be
+ * written"): what it holds is the last good commit, which a restart resumes.
+ */
+export class StateWriteError extends StateError {
+  override readonly name = 'StateWriteError';
+  constructor(
+    readonly path: string,
+    /** The errno name (ENOSPC, EIO, ...) when the system gave one. */
+    readonly code: string | undefined,
+    message: string,
+    fix: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, fix);
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+/**
+ * The failure of a write or sync of the state file at `statePath`, for a
+ * person. `creating`: no migration was recorded yet (the fix is then to put
+ * the state elsewhere); otherwise the state holds a migration that a restart
+ * resumes once the cause is gone.
+ */
+export function stateWriteError(statePath: string, err: unknown, creating: boolean): StateWriteError {
+  if (err instanceof StateWriteError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const dir = dirname(statePath);
+  const what = creating ? `cannot create the state file ${statePath}` : `cannot write the state file ${statePath}`;
+  const resume = creating
+    ? 'then start again (nothing was recorded, so nothing was changed on the disk)'
+    : 'then restart `nbd-remapper serve` with the same --state: it resumes from the last commit. Writes acknowledged by a FLUSH that succeeded are kept; ' +
+      'anything written since must be written again (run the copy again from the last checkpoint)';
+  const elsewhere = creating ? ', or pass --state with a path on another file system (not on the disk being converted)' : '';
+  let cause: string;
+  let fix: string;
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      cause = code === 'ENOSPC' ? 'no space left on the file system that holds it' : "the disk quota of this user is used up on the file system that holds it";
+      fix = `free space on the file system of ${dir} (df -h ${dir})${elsewhere}; ${resume}`;
+      break;
+    case 'EIO':
+      cause = 'the storage under it reported an I/O error';
+      fix = creating
+        ? `check that storage (dmesg)${elsewhere}; ${resume}`
+        : `check that storage (dmesg); stop the server, copy the state file to healthy storage (not the disk being converted), and ${resume.replace('the same --state', '--state pointing at the copy')}`;
+      break;
+    default: {
+      cause = err instanceof Error ? err.message : String(err);
+      fix = `see the cause above${elsewhere}; ${resume}`;
+    }
+  }
+  return new StateWriteError(statePath, code, `${what}: ${cause}${code !== undefined && !cause.includes(code) ? ` (${code})` : ''}`, fix, { cause: err });
+}

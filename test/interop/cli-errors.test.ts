@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { runTool } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
@@ -26,7 +26,7 @@ it('a second server on the same disk fails at once with the lock error', async (
   dir.cleanup();
 });
 
-it('names the cause and the fix for a missing disk, a directory, a busy port, a bad address and a missing state directory', async () => {
+it('names the cause and the fix for a missing disk, a directory, a busy port, a bad address, a missing state directory and a full one', async () => {
   const dir = scratchDir();
   const missing = await cli(['serve', '--disk', dir.file('nope.img')]);
   expect(missing.code).not.toBe(0);
@@ -63,6 +63,16 @@ it('names the cause and the fix for a missing disk, a directory, a busy port, a 
   expect(noStateDir.stderr).toMatch(/the directory .*gone does not exist/);
   expect(noStateDir.stderr).toMatch(/fix: create it \(mkdir -p/);
   expect(noStateDir.stderr).not.toMatch(/this is a bug/);
+
+  // A --state on a full file system: /dev/full fails every write with ENOSPC, as a full one does.
+  const fullState = dir.file('full.remap-state');
+  symlinkSync('/dev/full', `${fullState}.tmp`);
+  const full = await cli(['serve', '--disk', disk, '--state', fullState, '--socket', dir.file('s.sock')]);
+  expect(full.code).toBe(1);
+  expect(full.stderr).toMatch(/cannot create the state file .*full\.remap-state: no space left on the file system that holds it \(ENOSPC\)/);
+  expect(full.stderr).toMatch(/fix: free space on the file system of .*\(df -h .*\), or pass --state with a path on another file system/);
+  expect(full.stderr).not.toMatch(/this is a bug/);
+  expect(existsSync(fullState)).toBe(false);
   dir.cleanup();
 });
 

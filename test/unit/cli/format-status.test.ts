@@ -56,6 +56,18 @@ describe('formatStatus', () => {
     const volatile = formatStatus({ ...base, durability: { ...durable, heldInRamVolatile: 3, recordsVolatile: 2, hint: 'run a checkpoint' } });
     expect(volatile).toMatch(/volatile:\s+3 RAM block\(s\) and 2 record\(s\) not yet durable/);
     expect(volatile).toMatch(/hint:\s+run a checkpoint/);
+    expect(volatile).toMatch(/\(the next FLUSH makes them so\)/);
+    expect(volatile).not.toMatch(/FAILED/);
+  });
+
+  it('says when state commits have stopped, why, and what to do, instead of promising the next FLUSH', () => {
+    const failure = { message: 'cannot write the state file /s/disk.remap-state: no space left on the file system that holds it (ENOSPC)', fix: 'free space on the file system of /s (df -h /s)' };
+    const durability = { journal: { path: '/s/disk.remap-state', bytes: 2048, records: 5, lastCommit: null }, heldInRamVolatile: 3, heldInRamDurable: 1, recordsVolatile: 2, originalsAtRisk: 0, failure, hint: null };
+    const text = formatStatus({ ...base, durability });
+    expect(text).toMatch(/^FAILED:\s+cannot write the state file \/s\/disk\.remap-state: no space left .*\(ENOSPC\)$/m);
+    expect(text).toMatch(/^\s+fix: free space on the file system of \/s \(df -h \/s\)$/m);
+    expect(text).toMatch(/volatile:\s+3 RAM block\(s\) and 2 record\(s\) not yet durable \(and they cannot become durable: state commits have stopped\)/);
+    expect(text).not.toMatch(/the next FLUSH makes them so/);
   });
 
   it('lists fields it has no summary for, so nothing the server reports is hidden', () => {
