@@ -19,6 +19,7 @@ import type { BlockExport, ExportCapabilities } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { ReplyWriter } from './reply-writer.js';
+import { nbdErrnoOf } from './system-errno.js';
 import { validateRequest, type ValidationContext } from './validate-request.js';
 
 export interface TransmissionLimits {
@@ -295,8 +296,9 @@ export class TransmissionSession {
       return;
     }
     const message = err instanceof Error ? err.message : String(err);
-    this.log.error(`${nameOf(Command, request.type)} ${request.offset}+${request.length} failed: ${message}`);
-    this.fail(request, Errno.EIO, message);
+    const errno = nbdErrnoOf(err);
+    this.log.error(`${nameOf(Command, request.type)} ${request.offset}+${request.length} failed (${nameOf(Errno, errno)} to the client): ${message}`);
+    this.fail(request, errno, message);
   }
 
   private fail(request: Request, errno: ErrnoValue, reason: string): void {

@@ -106,3 +106,33 @@ h.zero(4096, 6 * ${MiB}, nbd.CMD_FLAG_FAST_ZERO)
 `);
   });
 });
+
+describe('a backing file system that is full', () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  const limit = 4 * MiB;
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    sparseImage(disk, SIZE, [{ offset: 0, length: MiB }]);
+    // The file may not grow past 4 MiB: writes beyond fail as on a full file system (EFBIG; Node ignores SIGXFSZ).
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock')], 20_000, ['prlimit', `--fsize=${limit}`]);
+  });
+  afterAll(async () => {
+    expect(await server.stop()).toBe(0);
+    dir.cleanup();
+  });
+
+  it('fails a write that finds no room with ENOSPC, as the spec maps EDQUOT and EFBIG, and keeps serving', async () => {
+    await nbdshScript(
+      server.uri('source'),
+      `
+expect_errno(errno.ENOSPC, lambda: h.pwrite(b"\\x33" * 65536, ${limit + MiB}))
+h.pwrite(b"\\x44" * 65536, ${MiB})
+assert h.pread(65536, ${MiB}) == b"\\x44" * 65536
+h.flush()
+`,
+    );
+    expect(server.stderr()).toMatch(/WRITE \d+\+65536 failed \(ENOSPC to the client\): EFBIG/);
+  });
+});
