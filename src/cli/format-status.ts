@@ -83,7 +83,7 @@ interface Durability {
   heldInRamVolatile: number;
   recordsVolatile: number;
   /** Absent in the status of a server older than this CLI. */
-  failure?: { message: string; fix: string } | null;
+  failure?: { message: string; fix: string; final?: boolean } | null;
   hint: string | null;
 }
 
@@ -97,13 +97,16 @@ function durabilityLines(s: Record<string, unknown>): string[] {
       ? `state file:   ${d.journal.path} (${formatBytes(d.journal.bytes)}, ${count(d.journal.records)} record(s), last commit ${d.journal.lastCommit ?? '-'})`
       : 'state file:   none — nothing survives a restart',
   );
-  if (d.failure) lines.push(`FAILED:       ${d.failure.message}`, `              fix: ${d.failure.fix}`);
+  const stopped = d.failure != null && d.failure.final !== false;
+  if (d.failure) {
+    lines.push(stopped ? `FAILED:       ${d.failure.message}` : `commit failed: ${d.failure.message} (the next FLUSH tries again)`, `              fix: ${d.failure.fix}`);
+  }
   const volatile = num(d.heldInRamVolatile) + num(d.recordsVolatile);
   lines.push(
     volatile === 0
       ? 'volatile:     nothing — a crash now loses no acknowledged write'
       : `volatile:     ${count(d.heldInRamVolatile)} RAM block(s) and ${count(d.recordsVolatile)} record(s) not yet durable ` +
-          (d.failure ? '(and they cannot become durable: state commits have stopped)' : '(the next FLUSH makes them so)'),
+          (stopped ? '(and they cannot become durable: state commits have stopped)' : '(the next FLUSH makes them so)'),
   );
   if (d.hint) lines.push(`hint:         ${d.hint}`);
   return lines;

@@ -1,4 +1,5 @@
 import { Errno, NbdError } from 'nbd-protocol-ts';
+import { describeFailure } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
 import type { BlockDevice } from './block-device.js';
 import { BlockLayout } from './block-layout.js';
@@ -96,6 +97,8 @@ export class RemapState extends BlockLayout {
    */
   retainedBytes = 0;
   private pinWaiters: Array<() => void> = [];
+  /** The last `hold` record written from a pinned buffer: committing through it unpins them all. */
+  private pinnedThroughSeq = 0;
   /**
    * Spares are reused first in, first out: blocks dropped together (a landed
    * run) come back in the same order for blocks admitted together, so the
@@ -158,7 +161,10 @@ export class RemapState extends BlockLayout {
     this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
     this.committer = new StateCommitter(options.journal, options.device, {
       backgroundCommitRecords: options.backgroundCommitRecords,
-      onFailure: (err) => this.log.error(`state commits have stopped: FLUSH fails and nothing written from now on becomes durable. ${describeFailure(err)}`),
+      onFailure: (err, final) =>
+        final
+          ? this.log.error(`state commits have stopped: FLUSH fails and nothing written from now on becomes durable. ${describeFailure(err)}`)
+          : this.log.warn(`a state commit failed; FLUSH fails until one succeeds (each tries again), and nothing held is lost meanwhile. ${describeFailure(err)}`),
     });
     this.enospcLog = new LogThrottle((m) => this.log.warn(m));
     this.unsealedWriteLog = new LogThrottle((m) => this.log.warn(m));
@@ -278,13 +284,16 @@ export class RemapState extends BlockLayout {
   }
 
   /**
-   * Resolves when the commits in flight that hold RAM buffers are done (at
-   * once if none): I/O in flight, so waiting for it is G9-safe. Callers
-   * check again afterwards.
+   * Resolves when the commits that hold RAM buffers are done (at once if
+   * none). The commit is in flight, or failed retryably (a full file system)
+   * and waits for a retry: asking for it starts one if need be, so this waits
+   * only for I/O in flight (G9), and rejects with that commit's failure.
+   * Callers check again afterwards.
    */
   whenPinsReleased(): Promise<void> {
     if (this.pinnedForJournal.size === 0) return Promise.resolve();
-    return new Promise((wake) => this.pinWaiters.push(wake));
+    const released = new Promise<void>((wake) => this.pinWaiters.push(wake));
+    return this.committer.commitThrough(this.pinnedThroughSeq).then(() => released);
   }
 
   private blockBuffer(): Buffer {
@@ -501,6 +510,7 @@ export class RemapState extends BlockLayout {
       lastSeq = this.committer.append({ type: 'hold', dest: d, data });
       this.ramDirty.delete(d);
     }
+    this.pinnedThroughSeq = Math.max(this.pinnedThroughSeq, lastSeq);
     void this.committer.whenCommitted(lastSeq).then(() => {
       if (this.committer.committed < lastSeq) {
         // The commit failed (commits stop there): these blocks are not in the journal after all.
@@ -540,11 +550,4 @@ export class RemapState extends BlockLayout {
     this.enospcLog.note(`destination write refused with ENOSPC: ${reason}`);
     return new NbdError(Errno.ENOSPC, reason);
   }
-}
-
-/** An error's message, and its fix when it carries one (StateError, DiskError). */
-export function describeFailure(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const fix = (err as { fix?: unknown }).fix;
-  return typeof fix === 'string' ? `${err.message}; fix: ${fix}` : err.message;
 }

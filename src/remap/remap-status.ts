@@ -15,8 +15,11 @@ export type DurabilityStatus = {
   recordsVolatile: number;
   /** Originals overwritten before a checkpoint confirmed them: redoing the copy from the last checkpoint cannot read them. */
   originalsAtRisk: number;
-  /** Why state commits stopped (a failed commit is final: a restart resumes from the last one), or null. */
-  failure: { message: string; fix: string } | null;
+  /**
+   * Why state commits fail, or null: `final` — they stopped (a restart resumes
+   * from the last one); otherwise the last one failed and the next FLUSH tries again.
+   */
+  failure: { message: string; fix: string; final: boolean } | null;
   /** Advice when something is blocked or at risk, or null. */
   hint: string | null;
 };
@@ -99,12 +102,17 @@ function durabilityOf(s: RemapState): DurabilityStatus {
   } else if (!s.committer.durable && s.phase !== 'finished') {
     hint = 'no state file: nothing survives a crash';
   }
-  const failed = s.committer.failed;
+  const final = s.committer.failed !== undefined;
+  const failed = final ? s.committer.failed : s.committer.lastRetryableFailure;
   const fix = (failed as { fix?: unknown } | undefined)?.fix;
   const failure =
     failed === undefined
       ? null
-      : { message: failed instanceof Error ? failed.message : String(failed), fix: typeof fix === 'string' ? fix : 'see the server log; restart the server: it resumes from the last commit' };
+      : {
+          message: failed instanceof Error ? failed.message : String(failed),
+          fix: typeof fix === 'string' ? fix : final ? 'see the server log; restart the server: it resumes from the last commit' : 'see the server log',
+          final,
+        };
   return {
     journal,
     failure,

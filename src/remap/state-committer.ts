@@ -1,14 +1,21 @@
 import type { BlockDevice } from './block-device.js';
-import type { StateJournal, StateRecord } from './state-journal.js';
+import { isRetryableCommitFailure, type StateJournal, type StateRecord } from './state-journal.js';
 
 /** Records waiting this long for a barrier are committed in the background, so they never pile up. */
 export const BACKGROUND_COMMIT_RECORDS = 4096;
 
+/** How long background commits pause after a retryable failure (a full file system). */
+const BACKGROUND_RETRY_MS = 1000;
+
 export interface StateCommitterOptions {
   /** Default BACKGROUND_COMMIT_RECORDS; the crash tests lower it so that background commits happen in small workloads. */
   backgroundCommitRecords?: number;
-  /** Called once, when the first commit (or the device sync before one) fails: commits stop there. */
-  onFailure?: (err: unknown) => void;
+  /**
+   * Called when a commit (or the device sync before one) fails: once for good
+   * (`final`: commits stop there), and for the first retryable failure after
+   * each success (the next commit tries again).
+   */
+  onFailure?: (err: unknown, final: boolean) => void;
 }
 
 /**
@@ -24,7 +31,10 @@ export interface StateCommitterOptions {
  * shares one.
  *
  * A failed commit is final: every later barrier fails too, because the
- * journal may now lack records the engine has acted on.
+ * journal may now lack records the engine has acted on. Except a retryable
+ * one (isRetryableCommitFailure: the journal took none of the batch, as when
+ * its file system is full): it fails the barriers it covered, the batch goes
+ * back in the queue in order, and the next commit tries again.
  */
 export class StateCommitter {
   /** Queued records in append order, with their sequence numbers (`seqs[i]` belongs to `pending[i]`). */
@@ -46,9 +56,13 @@ export class StateCommitter {
   /** Every write completed before the record numbered this was appended is synced to the device. */
   private deviceSyncedSeq = 0;
   private backgroundRunning = false;
+  /** After a retryable failure, background commits start again only from this time (ms). */
+  private backgroundPausedUntil = 0;
 
   private readonly backgroundCommitRecords: number;
-  private readonly onFailure: ((err: unknown) => void) | undefined;
+  private readonly onFailure: ((err: unknown, final: boolean) => void) | undefined;
+  /** The retryable failure of the last commit, until one succeeds. */
+  private retryableFailure: unknown;
 
   constructor(
     private readonly journal: StateJournal,
@@ -62,6 +76,11 @@ export class StateCommitter {
   /** Why commits stopped, or undefined while they go on: a failed commit is final. */
   get failed(): unknown {
     return this.failure;
+  }
+
+  /** Why the last commit failed when the next one may succeed (a full file system), until one does. */
+  get lastRetryableFailure(): unknown {
+    return this.retryableFailure;
   }
 
   /** The journal keeps records across a crash (only then is RAM-held data worth logging at a FLUSH). */
@@ -84,9 +103,11 @@ export class StateCommitter {
   }
 
   append(record: StateRecord): number {
+    // Once commits have stopped for good nothing will take the queue: it is not kept growing.
+    if (this.failure !== undefined) return ++this.appendedSeq;
     this.pending.push(record);
     this.seqs.push(++this.appendedSeq);
-    if (this.pending.length >= this.backgroundCommitRecords && !this.backgroundRunning && this.failure === undefined) {
+    if (this.pending.length >= this.backgroundCommitRecords && !this.backgroundRunning && this.failure === undefined && Date.now() >= this.backgroundPausedUntil) {
       this.backgroundRunning = true;
       void this.commitInBackground().finally(() => (this.backgroundRunning = false));
     }
@@ -150,10 +171,41 @@ export class StateCommitter {
     return new Promise((wake) => this.committedWaiters.push({ seq, wake }));
   }
 
+  /** Puts a batch a retryable failure gave back in front of what was appended since, merged by sequence number. */
+  private requeue(batch: readonly StateRecord[], batchSeqs: readonly number[]): void {
+    const pending: StateRecord[] = [];
+    const seqs: number[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < batch.length || j < this.pending.length) {
+      if (j >= this.pending.length || (i < batch.length && batchSeqs[i] < this.seqs[j])) {
+        pending.push(batch[i]);
+        seqs.push(batchSeqs[i++]);
+      } else {
+        pending.push(this.pending[j]);
+        seqs.push(this.seqs[j++]);
+      }
+    }
+    this.pending = pending;
+    this.seqs = seqs;
+  }
+
+  /**
+   * A failed commit is final, except a retryable one (the journal took none of
+   * it): that fails only the barriers it covered, and background commits
+   * wait a while before they try again rather than hit a full file system on
+   * every append.
+   */
   private fail(err: unknown): void {
+    if (isRetryableCommitFailure(err)) {
+      this.backgroundPausedUntil = Date.now() + BACKGROUND_RETRY_MS;
+      if (this.retryableFailure === undefined) this.onFailure?.(err, false);
+      this.retryableFailure = err;
+      return;
+    }
     if (this.failure === undefined) {
       this.failure = err;
-      this.onFailure?.(err);
+      this.onFailure?.(err, true);
     }
     this.wakeCommitted();
   }
@@ -214,8 +266,9 @@ export class StateCommitter {
    * the engine would have had if it had appended them later. Behind any
    * other record that stays, nothing overtakes it.
    */
-  private splitForPermissions(): { now: StateRecord[]; nowTop: number; stay: StateRecord[]; staySeqs: number[]; permitted: number } {
+  private splitForPermissions(): { now: StateRecord[]; nowSeqs: number[]; nowTop: number; stay: StateRecord[]; staySeqs: number[]; permitted: number } {
     const now: StateRecord[] = [];
+    const nowSeqs: number[] = [];
     const stay: StateRecord[] = [];
     const staySeqs: number[] = [];
     let nowTop = this.committedSeq;
@@ -228,6 +281,7 @@ export class StateCommitter {
       const mustStay = blocked || (this.journal.durable && isPointer(r)) || (stay.length > 0 && !mayOvertake);
       if (!mustStay) {
         now.push(r);
+        nowSeqs.push(seq);
         if (stay.length === 0) nowTop = seq;
         continue;
       }
@@ -238,7 +292,7 @@ export class StateCommitter {
       stay.push(r);
       staySeqs.push(seq);
     }
-    return { now, nowTop, stay, staySeqs, permitted };
+    return { now, nowSeqs, nowTop, stay, staySeqs, permitted };
   }
 
   /**
@@ -250,6 +304,7 @@ export class StateCommitter {
    */
   private start(permitTarget: number | undefined, through = this.appendedSeq): Promise<void> {
     let batch: StateRecord[];
+    let batchSeqs: number[];
     let seq: number;
     let permitSeq: number;
     let syncDevice: boolean;
@@ -258,6 +313,7 @@ export class StateCommitter {
     const split = permitTarget !== undefined && this.journal.durable ? this.splitForPermissions() : undefined;
     if (split !== undefined && split.stay.length > 0 && split.permitted >= (permitTarget as number)) {
       batch = split.now;
+      batchSeqs = split.nowSeqs;
       seq = split.nowTop;
       permitSeq = split.permitted;
       syncDevice = false;
@@ -268,6 +324,7 @@ export class StateCommitter {
       while (count > 0 && this.seqs[count - 1] > through) count--;
       const all = count === this.pending.length;
       batch = all ? this.pending : this.pending.slice(0, count);
+      batchSeqs = all ? this.seqs : this.seqs.slice(0, count);
       // Nothing is in flight when a commit starts, so every record below the first one left is committed.
       seq = all ? this.appendedSeq : this.seqs[count] - 1;
       permitSeq = seq;
@@ -280,7 +337,13 @@ export class StateCommitter {
     const commitBatch = async (): Promise<void> => {
       if (batch.length === 0) return;
       for (const record of batch) this.journal.append(record);
-      await this.journal.commit();
+      try {
+        await this.journal.commit();
+      } catch (err) {
+        // The journal took none of it and takes commits again: the batch goes back in the queue, in order.
+        if (isRetryableCommitFailure(err)) this.requeue(batch, batchSeqs);
+        throw err;
+      }
     };
     const run = async (): Promise<void> => {
       if (syncDevice && !pointers) {
@@ -294,6 +357,7 @@ export class StateCommitter {
         await commitBatch();
       }
       this.committedSeq = Math.max(this.committedSeq, seq);
+      this.retryableFailure = undefined;
       this.permittedSeq = Math.max(this.permittedSeq, permitSeq, this.committedSeq);
       if (syncDevice) {
         this.syncedTicket = Math.max(this.syncedTicket, ticket);

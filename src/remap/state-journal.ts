@@ -69,10 +69,24 @@ export interface StateJournal {
    */
   readonly durable: boolean;
   append(record: StateRecord): void;
-  /** Durable barrier: every record appended before the call is durable when it resolves. */
+  /**
+   * Durable barrier: every record appended before the call is durable when it
+   * resolves. A failure is final — the journal takes no more commits —
+   * unless the error is retryable (isRetryableCommitFailure): then none of
+   * the batch was taken, and a later commit of it may succeed.
+   */
   commit(): Promise<void>;
   /** For `status`: where the records go and how far they got. */
   info?(): JournalInfo;
+}
+
+/**
+ * A commit failure after which the journal takes commits again: nothing was
+ * synced and what was written of the batch is cut off again (a full file
+ * system). The committer queues the batch again, ahead of what came after.
+ */
+export function isRetryableCommitFailure(err: unknown): boolean {
+  return (err as { retryable?: unknown } | null)?.retryable === true;
 }
 
 /**

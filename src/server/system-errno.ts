@@ -8,7 +8,9 @@ import { Errno, type ErrnoValue } from 'nbd-protocol-ts';
  * too; QEMU can pause a guest on it, `werror=enospc`, until space is freed).
  * Everything else is EIO, including failures of our own that merely carry an
  * errno name, like a state file that can no longer be written (final, so a
- * client must not be told that freeing space and retrying would help).
+ * client must not be told that freeing space and retrying would help); one
+ * that may pass (its file system is full) names its system call, so it is
+ * ENOSPC like the rest.
  */
 export function nbdErrnoOf(err: unknown): ErrnoValue {
   const failure = err as { code?: unknown; syscall?: unknown } | null;

@@ -9,7 +9,7 @@ import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js'
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
-import { StateCorruptError, StateError, stateWriteError } from './state-errors.js';
+import { StateCorruptError, StateError, StateWriteError, isOutOfSpace, stateWriteError } from './state-errors.js';
 
 export interface FileJournalOptions {
   /** Default: the real file system. The power-loss tests inject a model. */
@@ -143,7 +143,7 @@ export class FileStateJournal implements StateJournal {
         });
       } catch (err) {
         await fs.remove(tmp).catch(() => undefined);
-        throw stateWriteError(path, err, true);
+        throw stateWriteError(path, err, { creating: true });
       }
       return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock);
     } catch (err) {
@@ -245,16 +245,26 @@ export class FileStateJournal implements StateJournal {
         push(frameParts(encoded.kind, batchNo, encoded.parts));
       }
       push(frameParts(FrameKind.Commit, batchNo, [new ByteWriter().uint(records.length).finish()]));
-      await this.file.writev(gatherSmallParts(parts), this.end);
+      try {
+        await this.file.writev(gatherSmallParts(parts), this.end);
+      } catch (err) {
+        // No room: nothing is synced yet, so cutting off what fitted leaves the file as it was, and a
+        // later commit of the batch may succeed once there is room.
+        if (isOutOfSpace(err) && (await this.file.truncate(this.end).then(() => true, () => false))) {
+          throw stateWriteError(this.path, err, { retryable: true });
+        }
+        throw err;
+      }
       await this.file.datasync();
       records.forEach((r, i) => this.state.apply(r, holdRefs[i]));
       this.batchNo = batchNo;
       this.end = at;
       this.lastCommitAt = new Date().toISOString();
     } catch (err) {
+      if (err instanceof StateWriteError && err.retryable) throw err;
       // The file may now hold part of this group, and after a failed fdatasync the kernel may have dropped
       // pages it never wrote while reporting the next sync clean: nothing more is committed after it.
-      this.failed = stateWriteError(this.path, err, false);
+      this.failed = stateWriteError(this.path, err);
       throw this.failed;
     }
     if (this.worthCompacting()) await this.compact();
@@ -297,7 +307,7 @@ export class FileStateJournal implements StateJournal {
     } catch (err) {
       await this.fs.remove(tmp).catch(() => undefined);
       this.compactCheckAt = this.end + this.compactBytes;
-      this.log.warn(`state file ${this.path}: no snapshot written, the log goes on (${stateWriteError(this.path, err, false).message})`);
+      this.log.warn(`state file ${this.path}: no snapshot written, the log goes on (${stateWriteError(this.path, err).message})`);
       return;
     }
     const { file, end, holds } = written;
@@ -305,7 +315,7 @@ export class FileStateJournal implements StateJournal {
       await installStateFile(this.fs, tmp, this.path);
     } catch (err) {
       await file.close().catch(() => undefined);
-      this.failed = stateWriteError(this.path, err, false);
+      this.failed = stateWriteError(this.path, err);
       throw this.failed;
     }
     this.file = file;

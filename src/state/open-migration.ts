@@ -1,8 +1,10 @@
+import { describeFailure } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
 import type { BlockDevice } from '../remap/block-device.js';
 import { createRemapper, DEFAULT_BLOCK_SIZE } from '../remap/create-remapper.js';
 import { RemapMap } from '../remap/map.js';
 import type { RemapEngine } from '../remap/remap-engine.js';
+import { isRetryableCommitFailure } from '../remap/state-journal.js';
 import { hashBlock } from '../remap/seal-samples.js';
 import type { DurableState } from './durable-state.js';
 import { FileStateJournal, type FileJournalOptions, type OpenedState } from './file-state-journal.js';
@@ -50,15 +52,26 @@ export interface OpenMigrationOptions {
   compactBytes?: number;
   /** Tests: commit in the background once this many records wait (default 4096). */
   backgroundCommitRecords?: number;
+  /** Tests: how often close() tries again while the state's file system is full (default CLOSE_RETRY_MS). */
+  closeRetryMs?: number;
 }
 
 export interface OpenedMigration {
   engine: RemapEngine;
   /** True when an existing state was recovered (the migration continues where it stopped). */
   resumed: boolean;
-  /** Carries RAM-held data into the state, commits, closes the state file. The disk stays open (the caller owns it). */
-  close(): Promise<void>;
+  /**
+   * Carries RAM-held data into the state, commits, closes the state file. The
+   * disk stays open (the caller owns it). When the commit finds the state's
+   * file system full and `giveUp` is given, it tries again every
+   * CLOSE_RETRY_MS until it succeeds or `giveUp` settles (then it fails):
+   * stopping must not drop held data over a full disk somebody can clear.
+   */
+  close(giveUp?: Promise<unknown>): Promise<void>;
 }
+
+/** How often a stop that found the state's file system full tries again. */
+export const CLOSE_RETRY_MS = 5000;
 
 const WRONG_STATE_FIX =
   'pass the --state file that belongs to this disk (each disk has its own; for an image file the default is DISK.remap-state next to it). ' +
@@ -101,7 +114,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
           `${st.heldBlocks} destination block(s) held (${st.holds.size} in RAM from the state, ${st.spill.size} in slots, ${st.zeros.size} as zeroes)` +
           (st.atRisk > 0 ? `, ${st.atRisk} original(s) at risk` : ''),
       );
-      return { engine, resumed: true, close: closer(engine, opened.journal) };
+      return { engine, resumed: true, close: closer(engine, opened.journal, o.log, o.closeRetryMs ?? CLOSE_RETRY_MS) };
     } catch (err) {
       await opened.journal.close().catch(() => undefined);
       throw err;
@@ -122,7 +135,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
       backgroundCommitRecords: o.backgroundCommitRecords,
     });
     o.log.info(`new migration: state in ${o.statePath}`);
-    return { engine, resumed: false, close: closer(engine, journal) };
+    return { engine, resumed: false, close: closer(engine, journal, o.log, o.closeRetryMs ?? CLOSE_RETRY_MS) };
   } catch (err) {
     await journal.close().catch(() => undefined);
     throw err;
@@ -183,13 +196,29 @@ function heldBytes(opened: OpenedState): number {
   return n;
 }
 
-function closer(engine: RemapEngine, journal: FileStateJournal): () => Promise<void> {
+function closer(engine: RemapEngine, journal: FileStateJournal, log: Logger, retryMs: number): (giveUp?: Promise<unknown>) => Promise<void> {
   let closing: Promise<void> | undefined;
-  return () => {
+  return (giveUp) => {
     closing ??= (async () => {
       try {
         // A clean stop loses nothing: RAM-held data goes into the state.
-        await engine.destination.flush();
+        for (;;) {
+          try {
+            await engine.destination.flush();
+            return;
+          } catch (err) {
+            if (!isRetryableCommitFailure(err) || giveUp === undefined) throw err;
+            log.warn(
+              `cannot stop yet: what is held in RAM does not fit in the state file. ${describeFailure(err)}. ` +
+                `Trying again every ${retryMs / 1000} s; another SIGINT or SIGTERM stops without it (lost, as in a crash: it was never FLUSHed)`,
+            );
+            let gaveUp = false;
+            let timer: NodeJS.Timeout | undefined;
+            await Promise.race([new Promise((wake) => (timer = setTimeout(wake, retryMs))), giveUp.then(() => (gaveUp = true))]);
+            clearTimeout(timer);
+            if (gaveUp) throw err;
+          }
+        }
       } finally {
         await journal.close();
       }

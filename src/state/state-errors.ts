@@ -96,48 +96,73 @@ export function stateAccessError(statePath: string, touched: string, err: unknow
 }
 
 /**
- * Writing or syncing the state file failed. Once that happens the journal
- * takes no more commits (docs/durability.md, "When the state file cannot be
- * written"): what it holds is the last good commit, which a restart resumes.
+ * Writing or syncing the state file failed (docs/durability.md, "When the
+ * state file cannot be written"). Retryable when the write of a commit group
+ * found the file system full and was cut off again: the journal takes
+ * commits again, and the next one may succeed once there is room. Otherwise
+ * final: what the file holds is the last good commit, which a restart resumes.
  */
 export class StateWriteError extends StateError {
   override readonly name = 'StateWriteError';
+  /** The journal takes commits again: this one may succeed later. */
+  readonly retryable: boolean;
+  /** The failed system call when the failure may pass (a full file system), so a client is told ENOSPC; else undefined. */
+  readonly syscall: string | undefined;
   constructor(
     readonly path: string,
     /** The errno name (ENOSPC, EIO, ...) when the system gave one. */
     readonly code: string | undefined,
     message: string,
     fix: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryable?: boolean },
   ) {
     super(message, fix);
     if (options?.cause !== undefined) this.cause = options.cause;
+    this.retryable = options?.retryable ?? false;
+    this.syscall = this.retryable ? ((options?.cause as NodeJS.ErrnoException | undefined)?.syscall ?? 'write') : undefined;
   }
+}
+
+/** A commit group's write found no room (not its sync: after a failed fdatasync nothing may be retried). */
+export function isOutOfSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG';
 }
 
 /**
  * The failure of a write or sync of the state file at `statePath`, for a
  * person. `creating`: no migration was recorded yet (the fix is then to put
- * the state elsewhere); otherwise the state holds a migration that a restart
- * resumes once the cause is gone.
+ * the state elsewhere). `retryable`: the journal takes commits again (a full
+ * file system, nothing synced), so freeing space is all it takes; otherwise
+ * the state holds a migration that a restart resumes once the cause is gone.
  */
-export function stateWriteError(statePath: string, err: unknown, creating: boolean): StateWriteError {
+export function stateWriteError(statePath: string, err: unknown, how: { creating?: boolean; retryable?: boolean } = {}): StateWriteError {
   if (err instanceof StateWriteError) return err;
+  const creating = how.creating ?? false;
+  const retryable = how.retryable ?? false;
   const code = (err as NodeJS.ErrnoException | null)?.code;
   const dir = dirname(statePath);
   const what = creating ? `cannot create the state file ${statePath}` : `cannot write the state file ${statePath}`;
   const resume = creating
     ? 'then start again (nothing was recorded, so nothing was changed on the disk)'
-    : 'then restart `nbd-remapper serve` with the same --state: it resumes from the last commit. Writes acknowledged by a FLUSH that succeeded are kept; ' +
-      'anything written since must be written again (run the copy again from the last checkpoint)';
+    : retryable
+      ? 'the next FLUSH tries again, and nothing held is lost meanwhile (the server keeps it in RAM); a client that gave up on the failed FLUSH must write its data again'
+      : 'then restart `nbd-remapper serve` with the same --state: it resumes from the last commit. Writes acknowledged by a FLUSH that succeeded are kept; ' +
+        'anything written since must be written again (run the copy again from the last checkpoint)';
   const elsewhere = creating ? ', or pass --state with a path on another file system (not on the disk being converted)' : '';
   let cause: string;
   let fix: string;
   switch (code) {
     case 'ENOSPC':
     case 'EDQUOT':
-      cause = code === 'ENOSPC' ? 'no space left on the file system that holds it' : "the disk quota of this user is used up on the file system that holds it";
-      fix = `free space on the file system of ${dir} (df -h ${dir})${elsewhere}; ${resume}`;
+    case 'EFBIG':
+      cause =
+        code === 'ENOSPC'
+          ? 'no space left on the file system that holds it'
+          : code === 'EDQUOT'
+            ? 'the disk quota of this user is used up on the file system that holds it'
+            : 'the file may not grow any larger (a file size limit)';
+      fix = `free space on the file system of ${dir} (df -h ${dir})${code === 'EFBIG' ? ' or raise the limit (ulimit -f)' : ''}${elsewhere}; ${resume}`;
       break;
     case 'EIO':
       cause = 'the storage under it reported an I/O error';
@@ -150,5 +175,6 @@ export function stateWriteError(statePath: string, err: unknown, creating: boole
       fix = `see the cause above${elsewhere}; ${resume}`;
     }
   }
-  return new StateWriteError(statePath, code, `${what}: ${cause}${code !== undefined && !cause.includes(code) ? ` (${code})` : ''}`, fix, { cause: err });
+  const message = `${what}: ${cause}${code !== undefined && !cause.includes(code) ? ` (${code})` : ''}`;
+  return new StateWriteError(statePath, code, message, fix, { cause: err, retryable });
 }

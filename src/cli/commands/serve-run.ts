@@ -20,8 +20,12 @@ import type { ServeOptions } from './serve.js';
 
 export interface RunningServer {
   endpoints: Endpoint[];
-  /** Answer requests in flight, make acknowledged data durable, close the disk. */
-  stop(): Promise<void>;
+  /**
+   * Answer requests in flight, make acknowledged data durable, close the disk.
+   * While held data finds the state's file system full, it tries again until
+   * `giveUp` settles (without it, it fails at once).
+   */
+  stop(giveUp?: Promise<unknown>): Promise<void>;
 }
 
 interface Sizes {
@@ -115,12 +119,12 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   let stopping: Promise<void> | undefined;
   return {
     endpoints: bound,
-    stop() {
+    stop(giveUp) {
       stopping ??= (async () => {
         await server.close();
         await control?.close();
         // Held data goes into the state first: a clean stop loses nothing.
-        await migration?.close();
+        await migration?.close(giveUp);
         await disk.sync();
         await disk.close();
       })();
@@ -176,6 +180,11 @@ export async function serveUntilSignalled(options: ServeOptions): Promise<void> 
   const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
   const signal = await signalled;
   log.info(`${signal}: finishing requests in flight, flushing, exiting`);
-  await running.stop();
+  // A second signal gives up on a stop that waits for room in the state's file system.
+  const again = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await running.stop(again);
 }
 

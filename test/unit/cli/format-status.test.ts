@@ -60,14 +60,20 @@ describe('formatStatus', () => {
     expect(volatile).not.toMatch(/FAILED/);
   });
 
-  it('says when state commits have stopped, why, and what to do, instead of promising the next FLUSH', () => {
-    const failure = { message: 'cannot write the state file /s/disk.remap-state: no space left on the file system that holds it (ENOSPC)', fix: 'free space on the file system of /s (df -h /s)' };
+  it('says when state commits fail, why, and what to do; when they have stopped it no longer promises the next FLUSH', () => {
+    const failure = { message: 'cannot write the state file /s/disk.remap-state: no space left on the file system that holds it (ENOSPC)', fix: 'free space on the file system of /s (df -h /s)', final: true };
     const durability = { journal: { path: '/s/disk.remap-state', bytes: 2048, records: 5, lastCommit: null }, heldInRamVolatile: 3, heldInRamDurable: 1, recordsVolatile: 2, originalsAtRisk: 0, failure, hint: null };
     const text = formatStatus({ ...base, durability });
     expect(text).toMatch(/^FAILED:\s+cannot write the state file \/s\/disk\.remap-state: no space left .*\(ENOSPC\)$/m);
     expect(text).toMatch(/^\s+fix: free space on the file system of \/s \(df -h \/s\)$/m);
     expect(text).toMatch(/volatile:\s+3 RAM block\(s\) and 2 record\(s\) not yet durable \(and they cannot become durable: state commits have stopped\)/);
     expect(text).not.toMatch(/the next FLUSH makes them so/);
+
+    const retrying = formatStatus({ ...base, durability: { ...durability, failure: { ...failure, final: false } } });
+    expect(retrying).toMatch(/^commit failed: cannot write the state file .*\(ENOSPC\) \(the next FLUSH tries again\)$/m);
+    expect(retrying).toMatch(/^\s+fix: free space on the file system of \/s/m);
+    expect(retrying).toMatch(/not yet durable \(the next FLUSH makes them so\)/);
+    expect(retrying).not.toMatch(/FAILED/);
   });
 
   it('lists fields it has no summary for, so nothing the server reports is hidden', () => {

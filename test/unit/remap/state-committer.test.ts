@@ -24,6 +24,7 @@ function rig(durable: boolean, options: StateCommitterOptions = {}) {
     },
   };
   let failNext = false;
+  let fullNext = false;
   const journal: StateJournal = {
     durable,
     append: (r: StateRecord) => void events.push(`append ${r.type}`),
@@ -33,6 +34,11 @@ function rig(durable: boolean, options: StateCommitterOptions = {}) {
         failNext = false;
         throw new Error('disk full');
       }
+      if (fullNext) {
+        fullNext = false;
+        // As the file journal reports a group that found no room: it took none of it.
+        throw Object.assign(new Error('no space left (retryable)'), { retryable: true });
+      }
     },
   };
   return {
@@ -41,6 +47,7 @@ function rig(durable: boolean, options: StateCommitterOptions = {}) {
     hold: (on: boolean) => (holdSyncs = on),
     release: () => releaseSync?.(),
     failNextCommit: () => (failNext = true),
+    fillNextCommit: () => (fullNext = true),
     failNextSync: () => (failSync = true),
   };
 }
@@ -162,14 +169,50 @@ describe('StateCommitter (group commit and the ordering rules)', () => {
   });
 
   it('a failed commit is final: later barriers fail too', async () => {
-    const { committer, failNextCommit } = rig(false);
+    const onFailure: unknown[] = [];
+    const { committer, failNextCommit } = rig(false, { onFailure: (err) => onFailure.push(err) });
     failNextCommit();
     committer.append({ type: 'checkpoint' });
     await expect(committer.commitThrough()).rejects.toThrow('disk full');
+    expect(onFailure).toHaveLength(1);
+    expect(committer.failed).toBe(onFailure[0]);
     committer.append({ type: 'checkpoint' });
     await expect(committer.commitThrough()).rejects.toThrow('disk full');
     await expect(committer.flush()).rejects.toThrow('disk full');
   });
+  it('a retryable failure fails the barriers it covered only: the batch is queued again, ahead of later records, and committed next time', async () => {
+    const onFailure: Array<[unknown, boolean]> = [];
+    const { committer, events, fillNextCommit } = rig(false, { onFailure: (err, final) => onFailure.push([err, final]) });
+    committer.append({ type: 'release', start: 1, count: 1 });
+    committer.append({ type: 'hold', dest: 2, data: Buffer.alloc(8) });
+    fillNextCommit();
+    await expect(committer.flush()).rejects.toThrow('no space left');
+    expect(committer.failed).toBeUndefined();
+    expect(onFailure.map(([, final]) => final)).toEqual([false]);
+    expect(committer.lastRetryableFailure).toBe(onFailure[0][0]);
+    expect(committer.committed).toBe(0);
+    committer.append({ type: 'checkpoint' });
+    events.length = 0;
+    await committer.flush();
+    expect(events.filter((e) => e.startsWith('append'))).toEqual(['append release', 'append hold', 'append checkpoint']);
+    expect(committer.committed).toBe(3);
+    expect(committer.lastRetryableFailure).toBeUndefined();
+  });
+
+  it('… also when the failed batch was a permission commit that overtook pending records: the order by sequence comes back', async () => {
+    const { committer, events, fillNextCommit } = rig(true);
+    committer.append({ type: 'land', dest: 0, count: 1 });
+    const destroy = committer.append({ type: 'destroy', start: 5, count: 1 });
+    fillNextCommit();
+    await expect(committer.commitPermissionsThrough(destroy)).rejects.toThrow('no space left');
+    expect(events).toEqual(['append destroy', 'commit']);
+    committer.append({ type: 'release', start: 6, count: 1 });
+    events.length = 0;
+    await committer.commitThrough();
+    expect(events).toEqual(['sync-start', 'sync-done', 'append land', 'append destroy', 'append release', 'commit']);
+    expect(committer.committed).toBe(3);
+  });
+
   it('a permission barrier commits destroys ahead of pending spill/land records, without a device sync', async () => {
     const { committer, events } = rig(true);
     committer.append({ type: 'land', dest: 0, count: 1 });

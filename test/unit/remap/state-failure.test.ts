@@ -8,7 +8,7 @@ import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 const B = 4096;
 const W = { fua: false };
 
-/** A durable journal whose commits fail, once `broken` is set, with the error the file journal gives for a full file system. */
+/** A durable journal whose commits fail with `broken` while it is set (retryable or final, as the file journal's errors are). */
 class BreakingJournal implements StateJournal {
   readonly durable = true;
   broken: Error | undefined;
@@ -26,12 +26,35 @@ class BreakingJournal implements StateJournal {
     if (this.broken !== undefined) throw this.broken;
     this.committed.push(...records);
   }
+
+  /** The data of the last committed `hold` of each block. */
+  lastHolds(): Map<number, Buffer> {
+    const out = new Map<number, Buffer>();
+    for (const r of this.committed) if (r.type === 'hold') out.set(r.dest, Buffer.from(r.data));
+    return out;
+  }
 }
 
-function recordingLog(): Logger & { errors: string[] } {
+const path = '/var/lib/nbd-remapper/disk.remap-state';
+const noRoom = (): StateWriteError =>
+  new StateWriteError(path, 'ENOSPC', `cannot write the state file ${path}: no space left`, 'free space; the next FLUSH tries again', {
+    retryable: true,
+    cause: Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' }),
+  });
+
+function recordingLog(): Logger & { errors: string[]; warnings: string[] } {
   const errors: string[] = [];
+  const warnings: string[] = [];
   const ignore = (): void => undefined;
-  const log: Logger & { errors: string[] } = { errors, debug: ignore, info: ignore, warn: ignore, error: (m) => void errors.push(m), child: () => log };
+  const log: Logger & { errors: string[]; warnings: string[] } = {
+    errors,
+    warnings,
+    debug: ignore,
+    info: ignore,
+    warn: (m) => void warnings.push(m),
+    error: (m) => void errors.push(m),
+    child: () => log,
+  };
   return log;
 }
 
@@ -47,12 +70,11 @@ describe('when the state can no longer be committed', () => {
     await engine.destination.write(0, Buffer.alloc(2 * B, 0xa5), W);
     expect(engine.status().durability.heldInRamVolatile).toBe(2);
 
-    const path = '/var/lib/nbd-remapper/disk.remap-state';
     journal.broken = new StateWriteError(path, 'ENOSPC', `cannot write the state file ${path}: no space left`, 'free space (df -h /var/lib/nbd-remapper), then restart');
     await expect(engine.destination.flush()).rejects.toBe(journal.broken);
 
     const durability = engine.status().durability;
-    expect(durability.failure).toEqual({ message: journal.broken.message, fix: 'free space (df -h /var/lib/nbd-remapper), then restart' });
+    expect(durability.failure).toEqual({ message: journal.broken.message, fix: 'free space (df -h /var/lib/nbd-remapper), then restart', final: true });
     // Not in the journal after all: a crash now would lose them, and status must not say otherwise.
     expect(durability.heldInRamVolatile).toBe(2);
     expect(durability.heldInRamDurable).toBe(0);
@@ -69,5 +91,49 @@ describe('when the state can no longer be committed', () => {
     const read = Buffer.alloc(2 * B);
     await engine.destination.readInto(read, 0);
     expect(read.equals(Buffer.alloc(2 * B, 0xa5))).toBe(true);
+  });
+
+  it('a full file system fails the FLUSH but loses nothing: writes that need the commit fail instead of waiting, and once there is room the next FLUSH logs it all', async () => {
+    const device = new MemoryDevice(8 * B, B);
+    patternBytes(8 * B, 3).copy(device.bytes);
+    const journal = new BreakingJournal();
+    const log = recordingLog();
+    const cache = 2 * B;
+    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal, log });
+    await engine.seal();
+    // Homes unread and nothing released: RAM is the only place for these two.
+    await engine.destination.write(0, Buffer.concat([Buffer.alloc(B, 0xa0), Buffer.alloc(B, 0xa1)]), W);
+
+    journal.broken = noRoom();
+    await expect(engine.destination.flush()).rejects.toBe(journal.broken);
+    let durability = engine.status().durability;
+    expect(durability.failure).toEqual({ message: journal.broken.message, fix: 'free space; the next FLUSH tries again', final: false });
+    expect(durability.recordsVolatile).toBeGreaterThanOrEqual(2);
+    expect(log.errors).toEqual([]);
+    expect(log.warnings).toHaveLength(1);
+    expect(log.warnings[0]).toMatch(/a state commit failed; FLUSH fails until one succeeds/);
+
+    // Overwriting block 0 needs a second buffer (the first is the queued hold's): with RAM full it needs that
+    // commit, which it asks for and which fails again: the write fails rather than wait for nobody.
+    await expect(engine.destination.write(0, Buffer.alloc(B, 0xb0), W)).rejects.toBe(journal.broken);
+    expect(engine.status().cacheBytes).toBeLessThanOrEqual(cache);
+
+    // Room again: the same write goes through, and a FLUSH makes everything durable.
+    journal.broken = undefined;
+    await engine.destination.write(0, Buffer.alloc(B, 0xb0), W);
+    await engine.destination.flush();
+    durability = engine.status().durability;
+    expect(durability.failure).toBeNull();
+    // One warning per streak of failures, not one per attempt.
+    expect(log.warnings).toHaveLength(1);
+    expect(durability.recordsVolatile).toBe(0);
+    expect(durability.heldInRamVolatile).toBe(0);
+    const holds = journal.lastHolds();
+    expect(holds.get(0)?.equals(Buffer.alloc(B, 0xb0))).toBe(true);
+    expect(holds.get(1)?.equals(Buffer.alloc(B, 0xa1))).toBe(true);
+    expect(engine.status().cacheBytes).toBeLessThanOrEqual(cache);
+    const read = Buffer.alloc(2 * B);
+    await engine.destination.readInto(read, 0);
+    expect(read.equals(Buffer.concat([Buffer.alloc(B, 0xb0), Buffer.alloc(B, 0xa1)]))).toBe(true);
   });
 });

@@ -33,6 +33,9 @@ describe('the NBD errno of a failed request', () => {
 
   it('is EIO for errors that only carry an errno name, like a state file that can no longer be written (final: retrying will not help)', () => {
     expect(nbdErrnoOf(new StateWriteError('/s/state', 'ENOSPC', 'cannot write the state file /s/state: no space left', 'free space, then restart'))).toBe(Errno.EIO);
+    // …but ENOSPC while its file system is full and the next commit may succeed.
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    expect(nbdErrnoOf(new StateWriteError('/s/state', 'ENOSPC', 'cannot write the state file /s/state: no space left', 'free space', { retryable: true, cause: full }))).toBe(Errno.ENOSPC);
     expect(nbdErrnoOf(new Error('something else'))).toBe(Errno.EIO);
     expect(nbdErrnoOf(undefined)).toBe(Errno.EIO);
   });

@@ -1,17 +1,21 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../../src/log/logger.js';
 import { RemapMap } from '../../../src/remap/map.js';
+import { isRetryableCommitFailure } from '../../../src/remap/state-journal.js';
 import { FileStateJournal, tempPathOf } from '../../../src/state/file-state-journal.js';
 import { StateWriteError } from '../../../src/state/state-errors.js';
 import { nodeStateFs, type StateFile, type StateFs } from '../../../src/state/state-fs.js';
 import { identityOf } from '../../../src/state/state-identity.js';
-import { scratchDir } from '../../helpers/scratch.js';
+import { openMigration } from '../../../src/state/open-migration.js';
+import { Disk } from '../../../src/store/disk.js';
+import { randomImage, scratchDir } from '../../helpers/scratch.js';
 
 /**
- * What the journal does when the file system under the state is full. The
- * files are real; a wrapper makes writes fail with ENOSPC, as a full file
- * system does, after writing the part that still fitted.
+ * What the journal does when the file system under the state is full, or its
+ * storage fails a sync. The files are real; a wrapper makes writes fail with
+ * ENOSPC, as a full file system does, after writing the part that still
+ * fitted, or fdatasync fail with EIO.
  */
 const B = 4096;
 const BLOCKS = 64;
@@ -28,6 +32,8 @@ function enospc(): NodeJS.ErrnoException {
  */
 class FillingFs implements StateFs {
   full: (serial: number) => boolean = () => false;
+  /** fdatasync fails with EIO, as on a storage error. */
+  syncFails = false;
   opened = 0;
 
   openExisting = async (path: string, writable: boolean): Promise<StateFile | undefined> => {
@@ -50,7 +56,7 @@ class FillingFs implements StateFs {
       read: (buffer, position) => file.read(buffer, position),
       write: (data, position) => (this.full(serial) ? fillsUp(data, position) : file.write(data, position)),
       writev: (parts, position) => (this.full(serial) ? fillsUp(Buffer.concat(parts), position) : file.writev(parts, position)),
-      datasync: () => file.datasync(),
+      datasync: () => (this.syncFails ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', syscall: 'fdatasync' })) : file.datasync()),
       truncate: (length) => file.truncate(length),
       size: () => file.size(),
       close: () => file.close(),
@@ -74,13 +80,14 @@ beforeEach(() => {
 afterEach(() => dir.cleanup());
 
 describe('a state file on a full file system', () => {
-  it('fails the commit with an error that names the file, the cause and the fix; commits stop there, and a restart finds the last good one', async () => {
+  it('fails a commit that finds no room with an error naming the file, the cause and the fix; the batch can be committed once there is room', async () => {
     const fs = new FillingFs();
     const path = dir.file('disk.remap-state');
     const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { fs });
     journal.append({ type: 'release', start: 0, count: 8 });
     journal.append({ type: 'hold', dest: 1, data: held(1, 1) });
     await journal.commit();
+    const goodEnd = journal.info().bytes;
 
     fs.full = () => true;
     journal.append({ type: 'hold', dest: 2, data: held(2, 1) });
@@ -90,27 +97,63 @@ describe('a state file on a full file system', () => {
     );
     expect(failure).toBeInstanceOf(StateWriteError);
     const error = failure as StateWriteError;
+    expect(error.retryable).toBe(true);
+    expect(isRetryableCommitFailure(error)).toBe(true);
     expect(error.code).toBe('ENOSPC');
     expect(error.message).toContain(path);
     expect(error.message).toMatch(/no space left on the file system that holds it/);
     expect(error.fix).toContain(`df -h ${dir.path}`);
-    expect(error.fix).toMatch(/resumes from the last commit/);
+    expect(error.fix).toMatch(/the next FLUSH tries again/);
+    // What fitted of the group was cut off again: the file is as it was.
+    expect(statSync(path).size).toBe(goodEnd);
+    expect(journal.info().bytes).toBe(goodEnd);
 
-    // Space is back, but the file ends inside the failed group: nothing more may be committed after it.
+    // The journal took none of the batch: appended again, it commits once there is room.
     fs.full = () => false;
+    journal.append({ type: 'hold', dest: 2, data: held(2, 1) });
     journal.append({ type: 'hold', dest: 3, data: held(3, 1) });
-    await expect(journal.commit()).rejects.toBe(error);
+    await journal.commit();
     await journal.close();
 
     const reopened = await FileStateJournal.open(path, { fs });
     if (reopened === undefined) throw new Error('the state file is gone');
-    expect(reopened.cutBytes).toBeGreaterThan(0);
-    expect([...reopened.holds.keys()]).toEqual([1]);
-    expect(reopened.holds.get(1)?.equals(held(1, 1))).toBe(true);
+    expect(reopened.cutBytes).toBe(0);
+    expect([...reopened.holds.keys()].sort()).toEqual([1, 2, 3]);
+    for (const [d, data] of reopened.holds) expect(data.equals(held(d, 1))).toBe(true);
     expect(reopened.state.released.countRange(0, BLOCKS)).toBe(8);
-    // And the resumed journal commits again.
-    reopened.journal.append({ type: 'hold', dest: 2, data: held(2, 2) });
-    await reopened.journal.commit();
+    await reopened.journal.close();
+  });
+
+  it('stops for good when a sync fails, and a restart resumes from the last commit', async () => {
+    const fs = new FillingFs();
+    const path = dir.file('disk.remap-state');
+    const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { fs });
+    journal.append({ type: 'hold', dest: 1, data: held(1, 1) });
+    await journal.commit();
+
+    // After a failed fdatasync the kernel may call the next one clean without having written the data.
+    fs.syncFails = true;
+    journal.append({ type: 'hold', dest: 2, data: held(2, 1) });
+    const failure = (await journal.commit().then(
+      () => undefined,
+      (err: unknown) => err,
+    )) as StateWriteError;
+    expect(failure).toBeInstanceOf(StateWriteError);
+    expect(failure.retryable).toBe(false);
+    expect(failure.message).toMatch(/the storage under it reported an I\/O error \(EIO\)/);
+    expect(failure.fix).toMatch(/restart `nbd-remapper serve`/);
+
+    fs.syncFails = false;
+    journal.append({ type: 'hold', dest: 3, data: held(3, 1) });
+    await expect(journal.commit()).rejects.toBe(failure);
+    await journal.close();
+
+    // The failed group was written whole (only its sync failed): recovery may keep it, as after a crash
+    // right after a commit; what it may not keep is anything appended after the failure.
+    const reopened = await FileStateJournal.open(path, { fs });
+    if (reopened === undefined) throw new Error('the state file is gone');
+    expect(reopened.holds.has(1)).toBe(true);
+    expect(reopened.holds.has(3)).toBe(false);
     await reopened.journal.close();
   });
 
@@ -169,5 +212,54 @@ describe('a state file on a full file system', () => {
     fs.full = () => false;
     const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { fs });
     await journal.close();
+  });
+
+  it('a stop keeps trying while the held data does not fit, and saves it once there is room; given up, it fails', async () => {
+    const fs = new FillingFs();
+    const warnings: string[] = [];
+    const ignore = (): void => undefined;
+    const log: Logger = { debug: ignore, info: ignore, warn: (m) => void warnings.push(m), error: ignore, child: () => log };
+    const imagePath = dir.file('disk.img');
+    randomImage(imagePath, BLOCKS * B);
+    const statePath = dir.file('disk.remap-state');
+    const start = async (): Promise<{ disk: Disk; m: Awaited<ReturnType<typeof openMigration>> }> => {
+      const disk = await Disk.open(imagePath, { readOnly: false });
+      const m = await openMigration({ disk, diskPath: imagePath, statePath, fs, cacheBytes: 8 * B, revisitCacheBytes: 0, log, closeRetryMs: 20 });
+      return { disk, m };
+    };
+
+    const first = await start();
+    await first.m.engine.seal();
+    // Homes unread: held in RAM until the stop carries them into the state.
+    await first.m.engine.destination.write(0, Buffer.concat([held(0, 5), held(1, 5)]), { fua: false });
+    fs.full = () => true;
+    let stopped = false;
+    const stopping = first.m.close(new Promise(() => undefined)).then(() => (stopped = true));
+    const waiting = (): string[] => warnings.filter((w) => /cannot stop yet/.test(w));
+    for (let i = 0; i < 200 && waiting().length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Tried more than once, and said so with the way out.
+    expect(waiting().length).toBeGreaterThanOrEqual(2);
+    expect(waiting()[0]).toMatch(/cannot stop yet: what is held in RAM does not fit in the state file/);
+    expect(waiting()[0]).toMatch(/no space left .*; fix: free space/);
+    expect(waiting()[0]).toMatch(/another SIGINT or SIGTERM stops without it/);
+    expect(stopped).toBe(false);
+    fs.full = () => false;
+    await stopping;
+    await first.disk.close();
+
+    const second = await start();
+    expect(second.m.resumed).toBe(true);
+    const read = Buffer.alloc(2 * B);
+    await second.m.engine.destination.readInto(read, 0);
+    expect(read.equals(Buffer.concat([held(0, 5), held(1, 5)]))).toBe(true);
+    await second.m.engine.destination.write(2 * B, held(2, 6), { fua: false });
+    fs.full = () => true;
+    let giveUp: () => void = () => undefined;
+    const stop = second.m.close(new Promise<void>((resolve) => (giveUp = resolve)));
+    const before = waiting().length;
+    for (let i = 0; i < 200 && waiting().length === before; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    giveUp();
+    await expect(stop).rejects.toBeInstanceOf(StateWriteError);
+    await second.disk.close();
   });
 });
