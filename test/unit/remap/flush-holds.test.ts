@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
 import { RemapMap } from '../../../src/remap/map.js';
+import type { RemapEngine } from '../../../src/remap/remap-engine.js';
 import type { StateJournal, StateRecord } from '../../../src/remap/state-journal.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 
@@ -72,6 +73,20 @@ class HeldWritesDevice extends MemoryDevice {
 
 async function turns(n = 20): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * With a landing's write held: holds the journal, asks for a FLUSH (its `hold`
+ * records pin the RAM buffers they write from), then lets the landing finish.
+ * Returns the FLUSH, which completes once the journal is released.
+ */
+async function flushWhileLanding(engine: RemapEngine, journal: GatedJournal, device: HeldWritesDevice): Promise<{ flushed: Promise<void> }> {
+  journal.close();
+  const flushed = engine.destination.flush();
+  await turns();
+  device.letGo();
+  // Wrapped: an async function's result would wait for the FLUSH, which waits for the journal.
+  return { flushed };
 }
 
 function block(fill: number): Buffer {
@@ -185,10 +200,7 @@ describe('RAM a FLUSH\'s commit writes from counts against the cache until the c
     expect(device.pending).toBeGreaterThan(0);
 
     // A FLUSH now logs 0 and 1 from their RAM buffers, and its commit is held: landing 0 frees nothing yet.
-    journal.close();
-    const flushed = engine.destination.flush();
-    await turns();
-    device.letGo();
+    const { flushed } = await flushWhileLanding(engine, journal, device);
     await turns();
     expect(written).toBe(false);
     expect(inUse()).toBeLessThanOrEqual(cache);
@@ -250,10 +262,7 @@ describe('RAM a FLUSH\'s commit writes from counts against the cache until the c
     const finish = engine.finish().then(() => (finished = true));
     await turns();
     // A FLUSH logs d3 from its RAM buffer; its commit is held, so that buffer stays RAM when the landing drops d3.
-    journal.close();
-    const flushed = engine.destination.flush();
-    await turns();
-    device.letGo();
+    const { flushed } = await flushWhileLanding(engine, journal, device);
     await landed;
     await turns();
     // Only the cycle is left and the one block of RAM is the commit's: finish waits rather than give up.
