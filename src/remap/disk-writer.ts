@@ -33,6 +33,8 @@ export interface PlannedWrite {
    * records pending ahead of them (`StateCommitter.commitPermissionsThrough`).
    */
   readonly permissionsOnly: boolean;
+  /** Originals this plan destroys for its own blocks (not ahead), with their `destroy` record's sequence number. */
+  readonly destroys: ReadonlyArray<{ start: number; end: number; seq: number }>;
 }
 
 /**
@@ -68,12 +70,14 @@ export class DiskWriter {
       if (!s.revisit.enabled || s.phase === 'finishing') return;
       s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
     };
+    const destroys: Array<{ start: number; end: number; seq: number }> = [];
     const destroy = (a: number, b: number, isAhead: boolean): void => {
       s.destroyed.setRange(a, b);
       s.atRisk += s.unconfirmed.countRange(a, b);
       const seq = s.committer.append({ type: 'destroy', start: a, count: b - a });
       permitSeq = Math.max(permitSeq, seq);
       if (!isAhead) {
+        destroys.push({ start: a, end: b, seq });
         capture(a, b);
         return;
       }
@@ -119,7 +123,7 @@ export class DiskWriter {
       // needs everything committed.
       barrierSeq = s.committer.lastSeq;
     }
-    return { runs, tracked, captures, barrierSeq, permissionsOnly };
+    return { runs, tracked, captures, barrierSeq, permissionsOnly, destroys };
   }
 
   async execute(plan: PlannedWrite): Promise<void> {
@@ -137,12 +141,30 @@ export class DiskWriter {
         if (plan.captures.length > 0) await Promise.all(plan.captures.map((c) => this.capture(c)));
       })();
       // Both settle before anything is released (a failed barrier must not end the captures' tracked reads early).
-      for (const r of await Promise.allSettled([captured, barrier])) if (r.status === 'rejected') throw r.reason;
+      const [capturing, permitting] = await Promise.allSettled([captured, barrier]);
+      if (permitting.status === 'rejected') {
+        this.unpermitted(plan);
+        throw permitting.reason;
+      }
+      if (capturing.status === 'rejected') throw capturing.reason;
       await Promise.all(plan.runs.map((run) => this.writeRun(run)));
     } finally {
       for (const t of plan.tracked) t.done();
       for (const c of plan.captures) c.remove();
     }
+  }
+
+  /**
+   * The barrier failed, so nothing was written and the `destroy` records of
+   * this plan are not durable (a retryable failure commits them later, a
+   * final one never). Its blocks stay destroyed, but as destroyed ahead: the
+   * next write to one of them needs that record committed first (plain
+   * `destroyed` would let it go without a barrier, over an original the
+   * state never allowed to be overwritten), and source reads still find the
+   * original on the disk meanwhile.
+   */
+  private unpermitted(plan: PlannedWrite): void {
+    for (const d of plan.destroys) for (let p = d.start; p < d.end; p++) this.s.destroyedAhead.set(p, d.seq);
   }
 
   /** Plan and execute in one go (for callers with nothing to decide in between). */

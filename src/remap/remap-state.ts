@@ -132,7 +132,9 @@ export class RemapState extends BlockLayout {
    * not written since, with the sequence number of their `destroy` record:
    * no record points at them or freed them, so their write needs only that
    * permission committed, and their originals are still on the disk (source
-   * reads get them there). Bounded by the destroy-ahead window.
+   * reads get them there). Also the blocks of a write whose barrier failed
+   * (DiskWriter.unpermitted). Bounded by the destroy-ahead window plus the
+   * writes that failed so.
    */
   readonly destroyedAhead = new Map<number, number>();
   /** --safe refused a write since the last checkpoint because only unconfirmed originals were left (status hints at a checkpoint). */

@@ -136,4 +136,36 @@ describe('when the state can no longer be committed', () => {
     await engine.destination.readInto(read, 0);
     expect(read.equals(Buffer.concat([Buffer.alloc(B, 0xb0), Buffer.alloc(B, 0xa1)]))).toBe(true);
   });
+
+  it('a write whose permission commit failed leaves its original allowed to be overwritten only once that permission is durable (G1, G5)', async () => {
+    const device = new MemoryDevice(8 * B, B);
+    const original = patternBytes(8 * B, 3);
+    original.copy(device.bytes);
+    const journal = new BreakingJournal();
+    const engine = createRemapper({ device, cacheBytes: B, revisitCacheBytes: 0, journal });
+    await engine.seal();
+    // Home 0 read and confirmed: a destination write to block 0 lands there at once, after its `destroy` is committed.
+    await engine.source.readInto(Buffer.alloc(B), 0);
+    await engine.checkpoint();
+    const unpermitted: number[] = [];
+    device.writeGate = (offset) => {
+      const p = offset / B;
+      const permitted = journal.committed.some((r) => r.type === 'destroy' && r.start <= p && p < r.start + r.count);
+      if (!permitted) unpermitted.push(p);
+    };
+
+    journal.broken = noRoom();
+    await expect(engine.destination.write(0, Buffer.alloc(B, 0xd0), W)).rejects.toBe(journal.broken);
+    expect(device.bytes.subarray(0, B).equals(original.subarray(0, B))).toBe(true);
+    // Nothing was written, so the source still reads the original (from the disk: there is no revisit cache).
+    const source = Buffer.alloc(B);
+    await engine.source.readInto(source, 0);
+    expect(source.equals(original.subarray(0, B))).toBe(true);
+
+    // Room again: the same write lands, and only after its permission is in the journal.
+    journal.broken = undefined;
+    await engine.destination.write(0, Buffer.alloc(B, 0xd1), W);
+    expect(unpermitted).toEqual([]);
+    expect(device.bytes.subarray(0, B).equals(Buffer.alloc(B, 0xd1))).toBe(true);
+  });
 });

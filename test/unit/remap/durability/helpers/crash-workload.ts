@@ -2,6 +2,7 @@ import { Errno, NbdError } from 'nbd-protocol-ts';
 import type { Logger } from '../../../../../src/log/logger.js';
 import type { RemapMap } from '../../../../../src/remap/map.js';
 import type { RemapEngine } from '../../../../../src/remap/remap-engine.js';
+import { isRetryableCommitFailure } from '../../../../../src/remap/state-journal.js';
 import { openMigration, type OpenedMigration } from '../../../../../src/state/open-migration.js';
 import { buildMap, type Scenario } from '../../helpers/remap-harness.js';
 import { patternBytes, prng } from '../../helpers/memory-device.js';
@@ -21,6 +22,16 @@ export interface CrashScenario extends Scenario {
  */
 export function backgroundCommitRecordsOf(scenario: Pick<CrashScenario, 'seed'>): number {
   return [2, 5, 4096][scenario.seed % 3];
+}
+
+/**
+ * For a quarter of the scenarios (from the seed), the state's file system is
+ * full for about a third of its writes between the seal and finish: commits
+ * fail, are cut off again and retried, and the crash states must still keep
+ * every acknowledged FLUSH (docs/durability.md, "When the state file cannot be written").
+ */
+export function fillsUpOf(scenario: Pick<CrashScenario, 'seed'>): boolean {
+  return Math.floor(scenario.seed / 3) % 4 === 1;
 }
 
 export type CrashOp =
@@ -99,6 +110,13 @@ export class CrashRun implements Recorder {
   private events = 0;
   enospc = 0;
   eio = 0;
+  /** Operations that failed because the state's file system was full. */
+  full = 0;
+  /** Between the seal and the flush before finish, when the scenario fills up: state-file writes may find no room. */
+  private filling = false;
+  private sealed = false;
+  /** Operations from this index on never find the file system full: the flush before finish makes everything served durable. */
+  private fillingEnds = Infinity;
 
   constructor(readonly scenario: CrashScenario) {
     this.map = buildMap(scenario);
@@ -106,6 +124,10 @@ export class CrashRun implements Recorder {
     this.initial = patternBytes(this.map.diskSize, scenario.seed);
     this.disk = new CrashDisk(this.initial, this);
     this.fs = new CrashFs(this);
+    if (fillsUpOf(scenario)) {
+      const random = prng(scenario.seed ^ 0x5eed);
+      this.fs.isFull = () => this.filling && random() < 0.35;
+    }
   }
 
   onEvent(): void {
@@ -135,6 +157,8 @@ export class CrashRun implements Recorder {
 
   /** `before(i)`: runs before operation i (e.g. to read what the destination serves before finish). */
   async run(ops: CrashOp[], before?: (i: number) => Promise<void>): Promise<void> {
+    const finish = ops.findIndex((o) => o.kind === 'finish');
+    if (finish >= 0) this.fillingEnds = finish - 1;
     await this.open();
     for (let i = 0; i < ops.length; i++) {
       await before?.(i);
@@ -152,6 +176,23 @@ export class CrashRun implements Recorder {
   }
 
   private async apply(o: CrashOp, i: number): Promise<void> {
+    // The model takes a checkpoint as done or not done, so none finds the file system full (a failed
+    // checkpoint's record is still committed later, which the model would have to guess).
+    this.filling = this.sealed && i < this.fillingEnds && o.kind !== 'checkpoint';
+    try {
+      await this.applyOp(o, i);
+    } catch (err) {
+      if (!isRetryableCommitFailure(err)) throw err;
+      // A commit found the state's file system full: the operation failed and promised nothing.
+      this.full++;
+      if (o.kind === 'dstWrite' || o.kind === 'dstZero' || o.kind === 'dstTrim') for (let k = 0; k < o.n; k++) this.record(o.d + k, i, 'ANY');
+    } finally {
+      this.filling = false;
+    }
+    if (o.kind === 'seal') this.sealed = true;
+  }
+
+  private async applyOp(o: CrashOp, i: number): Promise<void> {
     const e = this.engine;
     const B = this.B;
     switch (o.kind) {

@@ -148,8 +148,12 @@ class CrashFile implements StateFile {
     if (!this.writable) throw new Error('EBADF: file opened read-only');
     this.fs.event('file-write');
     this.fs.beforeFileWrite?.(data, position);
-    this.inode.current = applyWrite(this.inode.current, position, data);
-    this.inode.pending.push({ kind: 'write', offset: position, data: Buffer.from(data) });
+    // A full file system takes what fits (here: half), then fails the write.
+    const full = this.fs.isFull?.() ?? false;
+    const stored = full ? data.subarray(0, data.length >> 1) : data;
+    this.inode.current = applyWrite(this.inode.current, position, stored);
+    this.inode.pending.push({ kind: 'write', offset: position, data: Buffer.from(stored) });
+    if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
   }
 
   /** One write op, as a pwritev is one syscall: the power-loss model keeps or drops it like a pwrite. */
@@ -198,6 +202,8 @@ export class CrashFs implements StateFs {
   /** Test hooks: a no-op datasync (to show a test catches it), and a look at every write. */
   brokenDatasync = false;
   beforeFileWrite: ((data: Buffer, position: number) => void) | undefined;
+  /** Asked at every file write: true makes it find the file system full (ENOSPC after storing part of it). */
+  isFull: (() => boolean) | undefined;
 
   constructor(private readonly recorder: Recorder = noRecorder) {}
 
