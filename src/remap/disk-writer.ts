@@ -33,8 +33,12 @@ export interface PlannedWrite {
    * records pending ahead of them (`StateCommitter.commitPermissionsThrough`).
    */
   readonly permissionsOnly: boolean;
-  /** Originals this plan destroys for its own blocks (not ahead), with their `destroy` record's sequence number. */
-  readonly destroys: ReadonlyArray<{ start: number; end: number; seq: number }>;
+  /**
+   * Blocks this write overwrites on the strength of a `destroy` record its
+   * barrier commits, with that record's sequence number: those it destroys
+   * itself and those destroyed ahead (not the ones `ahead` destroys for later).
+   */
+  readonly permits: ReadonlyArray<{ start: number; end: number; seq: number }>;
 }
 
 /**
@@ -70,14 +74,14 @@ export class DiskWriter {
       if (!s.revisit.enabled || s.phase === 'finishing') return;
       s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
     };
-    const destroys: Array<{ start: number; end: number; seq: number }> = [];
+    const permits: Array<{ start: number; end: number; seq: number }> = [];
     const destroy = (a: number, b: number, isAhead: boolean): void => {
       s.destroyed.setRange(a, b);
       s.atRisk += s.unconfirmed.countRange(a, b);
       const seq = s.committer.append({ type: 'destroy', start: a, count: b - a });
       permitSeq = Math.max(permitSeq, seq);
       if (!isAhead) {
-        destroys.push({ start: a, end: b, seq });
+        permits.push({ start: a, end: b, seq });
         capture(a, b);
         return;
       }
@@ -99,6 +103,7 @@ export class DiskWriter {
             continue;
           }
           s.destroyedAhead.delete(p);
+          permits.push({ start: p, end: p + 1, seq });
           if (from < 0) from = p;
           freshBlocks++;
           permitSeq = Math.max(permitSeq, seq);
@@ -123,7 +128,7 @@ export class DiskWriter {
       // needs everything committed.
       barrierSeq = s.committer.lastSeq;
     }
-    return { runs, tracked, captures, barrierSeq, permissionsOnly, destroys };
+    return { runs, tracked, captures, barrierSeq, permissionsOnly, permits };
   }
 
   async execute(plan: PlannedWrite): Promise<void> {
@@ -155,16 +160,16 @@ export class DiskWriter {
   }
 
   /**
-   * The barrier failed, so nothing was written and the `destroy` records of
-   * this plan are not durable (a retryable failure commits them later, a
-   * final one never). Its blocks stay destroyed, but as destroyed ahead: the
-   * next write to one of them needs that record committed first (plain
-   * `destroyed` would let it go without a barrier, over an original the
-   * state never allowed to be overwritten), and source reads still find the
-   * original on the disk meanwhile.
+   * The barrier failed, so nothing was written and the `destroy` records the
+   * write relied on may not be durable (a retryable failure commits them
+   * later, a final one never). Its blocks stay destroyed, but as destroyed
+   * ahead — also those it had taken from there: the next write to one of
+   * them needs that record committed first (plain `destroyed` would let it
+   * go without a barrier, over an original the state never allowed to be
+   * overwritten), and source reads still find the original on the disk.
    */
   private unpermitted(plan: PlannedWrite): void {
-    for (const d of plan.destroys) for (let p = d.start; p < d.end; p++) this.s.destroyedAhead.set(p, d.seq);
+    for (const d of plan.permits) for (let p = d.start; p < d.end; p++) this.s.destroyedAhead.set(p, d.seq);
   }
 
   /** Plan and execute in one go (for callers with nothing to decide in between). */

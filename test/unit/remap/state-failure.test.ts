@@ -157,6 +157,9 @@ describe('when the state can no longer be committed', () => {
     journal.broken = noRoom();
     await expect(engine.destination.write(0, Buffer.alloc(B, 0xd0), W)).rejects.toBe(journal.broken);
     expect(device.bytes.subarray(0, B).equals(original.subarray(0, B))).toBe(true);
+    // Twice: the second attempt relies on the first one's record, and must give that reliance back when it fails too.
+    await expect(engine.destination.write(0, Buffer.alloc(B, 0xd0), W)).rejects.toBe(journal.broken);
+    expect(device.bytes.subarray(0, B).equals(original.subarray(0, B))).toBe(true);
     // Nothing was written, so the source still reads the original (from the disk: there is no revisit cache).
     const source = Buffer.alloc(B);
     await engine.source.readInto(source, 0);
