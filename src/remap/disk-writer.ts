@@ -103,7 +103,9 @@ export class DiskWriter {
             continue;
           }
           s.destroyedAhead.delete(p);
-          permits.push({ start: p, end: p + 1, seq });
+          const last = permits[permits.length - 1];
+          if (last !== undefined && last.end === p && last.seq === seq) last.end++;
+          else permits.push({ start: p, end: p + 1, seq });
           if (from < 0) from = p;
           freshBlocks++;
           permitSeq = Math.max(permitSeq, seq);

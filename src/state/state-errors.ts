@@ -146,7 +146,7 @@ export function stateWriteError(statePath: string, err: unknown, how: { creating
   const resume = creating
     ? 'then start again (nothing was recorded, so nothing was changed on the disk)'
     : retryable
-      ? 'the next FLUSH tries again, and nothing held is lost meanwhile (the server keeps it in RAM); a client that gave up on the failed FLUSH must write its data again'
+      ? 'the next FLUSH (or finish, or a stop) commits what waits, and nothing held is lost meanwhile (the server keeps it in RAM); a client that gave up on a failed FLUSH must write its data again'
       : 'then restart `nbd-remapper serve` with the same --state: it resumes from the last commit. Writes acknowledged by a FLUSH that succeeded are kept; ' +
         'anything written since must be written again (run the copy again from the last checkpoint)';
   const elsewhere = creating ? ', or pass --state with a path on another file system (not on the disk being converted)' : '';
