@@ -165,7 +165,8 @@ export function stateWriteError(statePath: string, err: unknown, how: { creating
       fix = `free space on the file system of ${dir} (df -h ${dir})${code === 'EFBIG' ? ' or raise the limit (ulimit -f)' : ''}${elsewhere}; ${resume}`;
       break;
     case 'EIO':
-      cause = 'the storage under it reported an I/O error';
+    case 'EROFS':
+      cause = code === 'EIO' ? 'the storage under it reported an I/O error' : 'its file system became read-only (a kernel remounts one so after errors)';
       fix = creating
         ? `check that storage (dmesg)${elsewhere}; ${resume}`
         : `check that storage (dmesg); stop the server, copy the state file to healthy storage (not the disk being converted), and ${resume.replace('the same --state', '--state pointing at the copy')}`;

@@ -4,7 +4,7 @@ import type { Logger } from '../../../src/log/logger.js';
 import { RemapMap } from '../../../src/remap/map.js';
 import { isRetryableCommitFailure } from '../../../src/remap/state-journal.js';
 import { FileStateJournal, tempPathOf } from '../../../src/state/file-state-journal.js';
-import { StateWriteError } from '../../../src/state/state-errors.js';
+import { StateWriteError, stateWriteError } from '../../../src/state/state-errors.js';
 import { nodeStateFs, type StateFile, type StateFs } from '../../../src/state/state-fs.js';
 import { identityOf } from '../../../src/state/state-identity.js';
 import { openMigration } from '../../../src/state/open-migration.js';
@@ -142,6 +142,10 @@ describe('a state file on a full file system', () => {
     expect(failure.retryable).toBe(false);
     expect(failure.message).toMatch(/the storage under it reported an I\/O error \(EIO\)/);
     expect(failure.fix).toMatch(/restart `nbd-remapper serve`/);
+    expect(failure.fix).toMatch(/copy the state file to healthy storage/);
+    const readOnly = stateWriteError(path, Object.assign(new Error('EROFS: read-only file system, write'), { code: 'EROFS' }));
+    expect(readOnly.message).toMatch(/its file system became read-only .*\(EROFS\)/);
+    expect(readOnly.fix).toMatch(/check that storage \(dmesg\)/);
 
     fs.syncFails = false;
     journal.append({ type: 'hold', dest: 3, data: held(3, 1) });
