@@ -34,6 +34,23 @@ export function fillsUpOf(scenario: Pick<CrashScenario, 'seed'>): boolean {
   return Math.floor(scenario.seed / 3) % 4 === 1;
 }
 
+/**
+ * For another quarter, the disk image's file system (a sparse image) is full
+ * for about a quarter of the disk writes in the same window: a write stores
+ * a whole number of sectors, maybe none, and fails with ENOSPC. Landings,
+ * spills and slot rewrites fail half done; the engine must keep what it
+ * acknowledged and never serve what it overwrote.
+ */
+export function diskFillsUpOf(scenario: Pick<CrashScenario, 'seed'>): boolean {
+  return Math.floor(scenario.seed / 3) % 4 === 2;
+}
+
+/** A disk write that found the image's file system full. */
+function isDiskFull(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException | null;
+  return e?.code === 'ENOSPC' && e.syscall === 'write';
+}
+
 export type CrashOp =
   | { kind: 'srcWrite'; p: number; n: number; seed: number }
   | { kind: 'srcTrim'; p: number; n: number }
@@ -112,6 +129,8 @@ export class CrashRun implements Recorder {
   eio = 0;
   /** Operations that failed because the state's file system was full. */
   full = 0;
+  /** Operations that failed because the disk image's file system was full. */
+  diskFull = 0;
   /** Between the seal and the flush before finish, when the scenario fills up: state-file writes may find no room. */
   private filling = false;
   private sealed = false;
@@ -127,6 +146,10 @@ export class CrashRun implements Recorder {
     if (fillsUpOf(scenario)) {
       const random = prng(scenario.seed ^ 0x5eed);
       this.fs.isFull = () => this.filling && random() < 0.35;
+    }
+    if (diskFillsUpOf(scenario)) {
+      const random = prng(scenario.seed ^ 0xd15c);
+      this.disk.isFull = () => this.filling && random() < 0.25;
     }
   }
 
@@ -182,9 +205,11 @@ export class CrashRun implements Recorder {
     try {
       await this.applyOp(o, i);
     } catch (err) {
-      if (!isRetryableCommitFailure(err)) throw err;
-      // A commit found the state's file system full: the operation failed and promised nothing.
-      this.full++;
+      const diskFull = !isRetryableCommitFailure(err) && isDiskFull(err);
+      if (!diskFull && !isRetryableCommitFailure(err)) throw err;
+      // A commit or a disk write found its file system full: the operation failed and promised nothing.
+      if (diskFull) this.diskFull++;
+      else this.full++;
       if (o.kind === 'dstWrite' || o.kind === 'dstZero' || o.kind === 'dstTrim') for (let k = 0; k < o.n; k++) this.record(o.d + k, i, 'ANY');
     } finally {
       this.filling = false;

@@ -56,6 +56,8 @@ export class CrashDisk implements BlockDevice {
   beforeSync: (() => void) | undefined;
   /** Test hook: a sync that does nothing (to show a test catches it). */
   brokenSync = false;
+  /** Asked at every write: true makes it find the image's file system full (ENOSPC after storing part of it). */
+  isFull: (() => boolean) | undefined;
 
   constructor(
     image: Buffer,
@@ -88,9 +90,13 @@ export class CrashDisk implements BlockDevice {
     this.check(offset, data.length);
     this.recorder.onEvent('disk-write');
     this.beforeWrite?.(offset, data.length);
-    data.copy(this.current, offset);
-    this.pending.push({ kind: 'write', offset, data: Buffer.from(data) });
+    // An image whose file system is full takes what fits (here: a whole number of sectors, maybe none), then fails.
+    const full = this.isFull?.() ?? false;
+    const stored = full ? data.subarray(0, Math.floor(data.length / SECTOR / 2) * SECTOR) : data;
+    stored.copy(this.current, offset);
+    this.pending.push({ kind: 'write', offset, data: Buffer.from(stored) });
     this.writes++;
+    if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
   }
 
   async sync(): Promise<void> {
