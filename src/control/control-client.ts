@@ -38,17 +38,27 @@ function request(socketPath: string, method: string, path: string, onLine?: (lin
         }
       });
       res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
-      res.on('error', reject);
+      res.on('error', () => reject(wentAway(socketPath)));
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
         reject(new ControlError(`no nbd-remapper server answers on ${socketPath}`, 'start one with `nbd-remapper serve`, or point at its socket with --control PATH'));
       } else if (err.code === 'EACCES') {
         reject(new ControlError(`no permission to use ${socketPath}`, 'run as the user that started the server (often root)'));
+      } else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+        reject(wentAway(socketPath));
       } else reject(err);
     });
     req.end();
   });
+}
+
+/** The server closed the control connection before it answered: it stopped, or crashed. */
+function wentAway(socketPath: string): ControlError {
+  return new ControlError(
+    `the server on ${socketPath} closed the connection before answering: it stopped or crashed`,
+    'see the server log; start it again with the same --state if it is not running, then run the command again (finish resumes where it stopped)',
+  );
 }
 
 function parse<T>(reply: { code: number; body: string }): T {

@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
-import type { MigrationControl } from './migration-control.js';
+import type { FinishProgress, MigrationControl } from './migration-control.js';
 
 /** Idle or slow clients must not pile up (G8): a local tool needs a handful of connections, and seconds per request. */
 export interface ControlLimits {
@@ -109,18 +109,25 @@ export class ControlServer {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     };
     let last = 0;
+    // The newest progress not sent yet (sends are throttled to 5 a second): a failure sends it first.
+    let unsent: FinishProgress | undefined;
     try {
       await this.control.finish((progress) => {
         stream();
         const now = Date.now();
-        if (now - last < 200 && progress.done < progress.total) return;
+        if (now - last < 200 && progress.done < progress.total) {
+          unsent = progress;
+          return;
+        }
         last = now;
+        unsent = undefined;
         res.write(JSON.stringify({ progress }) + '\n');
       });
       stream();
       res.end(JSON.stringify({ finished: this.control.status() }) + '\n');
     } catch (err) {
       if (!streaming) throw err;
+      if (unsent !== undefined) res.write(JSON.stringify({ progress: unsent }) + '\n');
       const fix = (err as { fix?: unknown }).fix;
       res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : 'see the server log' }) + '\n');
     }

@@ -33,14 +33,29 @@ export const WAVE_BYTES = 16 * 1024 * 1024;
  * but data is held, the slots form cycles and some of their blocks are read
  * into RAM to break them.
  */
+/** Finish stopped between waves because the server is stopping: resumable, nothing half done. */
+export class FinishStoppedError extends Error {
+  override readonly name = 'FinishStoppedError';
+  readonly fix = 'start the server again with the same --state and run `nbd-remapper finish` again: it resumes where it stopped';
+  constructor(progress: FinishProgress) {
+    super(`finish stopped because the server is stopping, after ${progress.done} of ${progress.total} held block(s) landed`);
+  }
+}
+
 export class FinishPlanner {
   private done = 0;
   private waveArena: Buffer | undefined;
+  private stopRequested = false;
 
   constructor(
     private readonly s: RemapState,
     private readonly disk: DiskWriter,
   ) {}
+
+  /** Makes run() stop before its next wave (a server that is stopping must not close the state under it). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
 
   get progress(): FinishProgress {
     return { done: this.done, total: this.done + this.s.heldBlocks };
@@ -53,10 +68,13 @@ export class FinishPlanner {
    */
   async run(onProgress: (progress: FinishProgress) => void, settled: () => void): Promise<void> {
     const s = this.s;
+    this.stopRequested = false;
     onProgress(this.progress);
     let focus: Array<{ dest: number; count: number }> | undefined;
     let seenVersion = s.heldVersion;
     for (;;) {
+      // Between waves: what moved is committed, so stopping here leaves nothing half done.
+      if (this.stopRequested) throw new FinishStoppedError(this.progress);
       if (s.heldBlocks === 0) {
         if (s.locks.heldCount === 0) {
           settled();

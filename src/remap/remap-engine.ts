@@ -166,6 +166,18 @@ export class RemapEngine implements MigrationControl {
     return this.finishing;
   }
 
+  /**
+   * Stops a finish in progress before its next wave and waits until it has
+   * (it fails with FinishStoppedError; running finish again resumes). For a
+   * server that is stopping: the state must not be closed under a running finish.
+   */
+  async stopFinish(): Promise<void> {
+    const running = this.finishing;
+    if (running === undefined) return;
+    this.planner.requestStop();
+    await running.catch(() => undefined);
+  }
+
   /** Where destination block d's newest data is now (for `verify`, diagnostics and tests). */
   locationOf(d: number): { kind: 'ram' | 'zero' | 'slot' | 'home'; block?: number } {
     const loc = this.s.locationOf(d);

@@ -122,6 +122,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     stop(giveUp) {
       stopping ??= (async () => {
         await server.close();
+        // A finish in progress stops between waves (its client is told how to resume) before the state closes.
+        await engine?.stopFinish();
         await control?.close();
         // Held data goes into the state first: a clean stop loses nothing.
         await migration?.close(giveUp);

@@ -14,6 +14,8 @@ class ScriptedMigration implements MigrationControl {
   phase = 'unsealed';
   finishSteps: FinishProgress[] = [];
   finishFailsAfterStart: Error | undefined;
+  /** Between progress steps; past the server's progress throttle (200 ms) unless a test wants it skipped. */
+  finishStepMs = 210;
   status(): MigrationStatus {
     return { phase: this.phase };
   }
@@ -28,7 +30,7 @@ class ScriptedMigration implements MigrationControl {
     if (this.phase !== 'sealed') throw new ControlRefusal('finish refused: not sealed', 'seal it first');
     for (const step of this.finishSteps) {
       onProgress(step);
-      await new Promise((r) => setTimeout(r, 210)); // past the server's progress throttle
+      await new Promise((r) => setTimeout(r, this.finishStepMs));
     }
     if (this.finishFailsAfterStart) throw this.finishFailsAfterStart;
     this.phase = 'finished';
@@ -103,6 +105,42 @@ describe('control plane over a unix socket', () => {
     m.finishFailsAfterStart = Object.assign(new Error('disk write failed'), { fix: 'check the disk, then run finish again' });
     const { client } = await start(m);
     await expect(client.finish(() => undefined)).rejects.toMatchObject({ message: 'disk write failed', fix: 'check the disk, then run finish again' });
+  });
+
+  it('sends the newest progress it held back before the error of a finish that fails', async () => {
+    const m = new ScriptedMigration();
+    m.phase = 'sealed';
+    m.finishStepMs = 0;
+    m.finishSteps = [{ done: 0, total: 9 }, { done: 4, total: 9 }, { done: 7, total: 9 }];
+    m.finishFailsAfterStart = Object.assign(new Error('finish stopped because the server is stopping'), { fix: 'run finish again' });
+    const { client } = await start(m);
+    const seen: FinishProgress[] = [];
+    await expect(client.finish((p) => seen.push(p))).rejects.toMatchObject({ message: 'finish stopped because the server is stopping' });
+    expect(seen).toEqual([{ done: 0, total: 9 }, { done: 7, total: 9 }]);
+  });
+
+  it('says the server went away when it closes the connection before answering, with what to do', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+    dirs.push(dir);
+    const path = join(dir, 'control.sock');
+    // A server that starts a streamed answer, then dies.
+    const dying = net.createServer((socket) =>
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n');
+        const line = '{"progress":{"done":0,"total":5}}\n';
+        socket.write(`${Buffer.byteLength(line).toString(16)}\r\n${line}\r\n`);
+        setTimeout(() => socket.destroy(), 20);
+      }),
+    );
+    await new Promise<void>((resolve) => dying.listen(path, resolve));
+    try {
+      const failure = await new ControlClient(path).finish(() => undefined).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(ControlError);
+      expect((failure as ControlError).message).toMatch(/closed the connection before answering: it stopped or crashed/);
+      expect((failure as ControlError).fix).toMatch(/finish resumes where it stopped/);
+    } finally {
+      await new Promise((resolve) => dying.close(resolve));
+    }
   });
 
   it('refuses a second server on a socket that answers, and names the fix', async () => {

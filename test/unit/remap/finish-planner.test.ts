@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
-import { WAVE_BYTES } from '../../../src/remap/finish-planner.js';
+import { FinishStoppedError, WAVE_BYTES } from '../../../src/remap/finish-planner.js';
 import { RemapMap } from '../../../src/remap/map.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 import { Harness, type Scenario } from './helpers/remap-harness.js';
@@ -116,6 +116,46 @@ describe('finish waves', () => {
     await engine.finish(() => undefined);
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(WAVE_BYTES);
+    expect(device.bytes.subarray(half, 2 * half).equals(newData)).toBe(true);
+  });
+
+  it('stop between waves when the server is stopping, and resume to the same disk when run again', async () => {
+    const BS = 4096;
+    const half = WAVE_BYTES + 8 * 1024 * 1024;
+    const device = new MemoryDevice(2 * half, BS);
+    patternBytes(2 * half, 4).copy(device.bytes);
+    const map = RemapMap.fromExtents(
+      [
+        { destOffset: 0, length: half, diskOffset: half },
+        { destOffset: half, length: half, diskOffset: 0 },
+      ],
+      2 * half,
+      BS,
+    );
+    const engine = createRemapper({ device, map, cacheBytes: 16 * BS, revisitCacheBytes: 0 });
+    await engine.seal();
+    const chunk = Buffer.alloc(1024 * 1024);
+    for (let at = 0; at < half; at += chunk.length) await engine.source.readInto(chunk, at);
+    const newData = patternBytes(half, 10);
+    for (let at = 0; at < half; at += chunk.length) await engine.destination.write(at, newData.subarray(at, at + chunk.length), { fua: false });
+    for (let at = half; at < 2 * half; at += chunk.length) await engine.source.readInto(chunk, at);
+
+    // Asked to stop once the first wave has landed: finish ends before the next one, saying how far it got.
+    let stopping: Promise<void> | undefined;
+    const first = engine.finish((p) => {
+      if (p.done > 0 && stopping === undefined) stopping = engine.stopFinish();
+    });
+    await expect(first).rejects.toBeInstanceOf(FinishStoppedError);
+    await stopping;
+    const stopped = (await first.catch((err: unknown) => err)) as FinishStoppedError;
+    const [, done, total] = /after (\d+) of (\d+) held/.exec(stopped.message) ?? [];
+    expect(Number(done)).toBeGreaterThan(0);
+    expect(Number(done)).toBeLessThan(Number(total));
+    expect(stopped.fix).toMatch(/run `nbd-remapper finish` again: it resumes/);
+    expect(engine.phase).toBe('finishing');
+
+    await engine.finish(() => undefined);
+    expect(engine.phase).toBe('finished');
     expect(device.bytes.subarray(half, 2 * half).equals(newData)).toBe(true);
   });
 });
