@@ -77,30 +77,38 @@ describe('finish planner', () => {
   });
 });
 
+/**
+ * The halves of a disk swap places, and every destination block of the first
+ * half is written while its home is unread: all but 16 blocks spill into the
+ * released first half, as one long run of slots longer than a finish wave.
+ * Then the second half is read too, so that finish can move everything.
+ */
+async function swappedHalvesSpilled(seed: number): Promise<{ engine: ReturnType<typeof createRemapper>; device: MemoryDevice; half: number; newData: Buffer }> {
+  const BS = 4096;
+  const half = WAVE_BYTES + 8 * 1024 * 1024;
+  const device = new MemoryDevice(2 * half, BS);
+  patternBytes(2 * half, seed).copy(device.bytes);
+  const map = RemapMap.fromExtents(
+    [
+      { destOffset: 0, length: half, diskOffset: half },
+      { destOffset: half, length: half, diskOffset: 0 },
+    ],
+    2 * half,
+    BS,
+  );
+  const engine = createRemapper({ device, map, cacheBytes: 16 * BS, revisitCacheBytes: 0 });
+  await engine.seal();
+  const chunk = Buffer.alloc(1024 * 1024);
+  for (let at = 0; at < half; at += chunk.length) await engine.source.readInto(chunk, at);
+  const newData = patternBytes(half, seed + 6);
+  for (let at = 0; at < half; at += chunk.length) await engine.destination.write(at, newData.subarray(at, at + chunk.length), { fua: false });
+  for (let at = half; at < 2 * half; at += chunk.length) await engine.source.readInto(chunk, at);
+  return { engine, device, half, newData };
+}
+
 describe('finish waves', () => {
   it('read at most a wave of slot data at once, however long a spilled run is, and land it right', async () => {
-    const BS = 4096;
-    const half = WAVE_BYTES + 8 * 1024 * 1024;
-    const device = new MemoryDevice(2 * half, BS);
-    patternBytes(2 * half, 3).copy(device.bytes);
-    // The halves swap places: every destination block of the first half lives in the second, and back.
-    const map = RemapMap.fromExtents(
-      [
-        { destOffset: 0, length: half, diskOffset: half },
-        { destOffset: half, length: half, diskOffset: 0 },
-      ],
-      2 * half,
-      BS,
-    );
-    const engine = createRemapper({ device, map, cacheBytes: 16 * BS, revisitCacheBytes: 0 });
-    await engine.seal();
-    const chunk = Buffer.alloc(1024 * 1024);
-    for (let at = 0; at < half; at += chunk.length) await engine.source.readInto(chunk, at);
-    const newData = patternBytes(half, 9);
-    // Homes unread: all but 16 blocks spill into the released first half, as one long run of slots.
-    for (let at = 0; at < half; at += chunk.length) await engine.destination.write(at, newData.subarray(at, at + chunk.length), { fua: false });
-    for (let at = half; at < 2 * half; at += chunk.length) await engine.source.readInto(chunk, at);
-
+    const { engine, device, half, newData } = await swappedHalvesSpilled(3);
     let inFlight = 0;
     let most = 0;
     const read = device.readInto.bind(device);
@@ -120,26 +128,7 @@ describe('finish waves', () => {
   });
 
   it('stop between waves when the server is stopping, and resume to the same disk when run again', async () => {
-    const BS = 4096;
-    const half = WAVE_BYTES + 8 * 1024 * 1024;
-    const device = new MemoryDevice(2 * half, BS);
-    patternBytes(2 * half, 4).copy(device.bytes);
-    const map = RemapMap.fromExtents(
-      [
-        { destOffset: 0, length: half, diskOffset: half },
-        { destOffset: half, length: half, diskOffset: 0 },
-      ],
-      2 * half,
-      BS,
-    );
-    const engine = createRemapper({ device, map, cacheBytes: 16 * BS, revisitCacheBytes: 0 });
-    await engine.seal();
-    const chunk = Buffer.alloc(1024 * 1024);
-    for (let at = 0; at < half; at += chunk.length) await engine.source.readInto(chunk, at);
-    const newData = patternBytes(half, 10);
-    for (let at = 0; at < half; at += chunk.length) await engine.destination.write(at, newData.subarray(at, at + chunk.length), { fua: false });
-    for (let at = half; at < 2 * half; at += chunk.length) await engine.source.readInto(chunk, at);
-
+    const { engine, device, half, newData } = await swappedHalvesSpilled(4);
     // Asked to stop once the first wave has landed: finish ends before the next one, saying how far it got.
     let stopping: Promise<void> | undefined;
     const first = engine.finish((p) => {
