@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { MapError } from '../remap/map-error.js';
 import { RemapMap } from '../remap/map.js';
@@ -20,7 +21,12 @@ export interface FileJournalOptions {
    * this many bytes and the snapshot's own size. Default 64 MiB.
    */
   compactBytes?: number;
+  /** How often (ms) a commit checks that the path still names the state file. Default PATH_CHECK_MS; tests pass 0. */
+  pathCheckMs?: number;
 }
+
+/** A commit looks at most this often whether the state file was removed or replaced under the server. */
+export const PATH_CHECK_MS = 1000;
 
 /** What recovery found in an existing state file. */
 export interface OpenedState {
@@ -111,7 +117,11 @@ export class FileStateJournal implements StateJournal {
     private readonly compactBytes: number,
     /** Held from open/create to close: no other process may append to this state meanwhile. */
     private readonly lock: StateLock,
+    private readonly pathCheckMs: number,
   ) {}
+
+  /** When a commit last looked whether the path still names the state file (ms). */
+  private pathCheckedAt = 0;
 
   /**
    * Creates a new state file for `map` (atomically: temp file, sync, rename,
@@ -145,7 +155,7 @@ export class FileStateJournal implements StateJournal {
         await fs.remove(tmp).catch(() => undefined);
         throw stateWriteError(path, err, { creating: true });
       }
-      return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock);
+      return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock, options.pathCheckMs ?? PATH_CHECK_MS);
     } catch (err) {
       await lock.release().catch(() => undefined);
       throw err;
@@ -207,6 +217,7 @@ export class FileStateJournal implements StateJournal {
         log,
         options.compactBytes ?? DEFAULT_COMPACT_BYTES,
         lock,
+        options.pathCheckMs ?? PATH_CHECK_MS,
       );
       return { journal, identity: parsed.identity, map: parsed.map, state: parsed.state, holds, cutBytes };
     } catch (err) {
@@ -267,7 +278,30 @@ export class FileStateJournal implements StateJournal {
       this.failed = stateWriteError(this.path, err);
       throw this.failed;
     }
+    if (Date.now() - this.pathCheckedAt >= this.pathCheckMs && (await this.rewriteIfGone())) return;
     if (this.worthCompacting()) await this.compact();
+  }
+
+  /**
+   * A state file removed or replaced under a running server (by hand, or by a
+   * cleaner of /tmp) would be gone at the next start — and a new migration
+   * over a disk whose blocks are partly moved loses them. So a commit looks
+   * (at most once per pathCheckMs) whether the path still names this file,
+   * and if not writes the committed state there again as a fresh snapshot.
+   * Returns true when it did (or tried).
+   */
+  private async rewriteIfGone(): Promise<boolean> {
+    this.pathCheckedAt = Date.now();
+    if (await this.fs.isFileAt(this.path, this.file)) return false;
+    this.log.error(`state file ${this.path} was removed or replaced while the server runs: writing the committed state there again`);
+    await this.compact();
+    if (!(await this.fs.isFileAt(this.path, this.file))) {
+      this.log.error(
+        `state file ${this.path} could not be written again: the migration's state now exists only in this process. ` +
+          `Do not stop the server; make ${dirname(this.path)} writable again (the next commit tries again)`,
+      );
+    }
+    return true;
   }
 
   /**

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { flockAsync } from '../store/flock.js';
 import { writevFully } from '../store/positional-io.js';
@@ -35,6 +35,8 @@ export interface StateFs {
   remove(path: string): Promise<void>;
   /** Makes the directory's entries (creations, renames) durable. */
   syncDir(path: string): Promise<void>;
+  /** True when `path` names the file `file` is open on (it may have been removed or replaced since it was opened). */
+  isFileAt(path: string, file: StateFile): Promise<boolean>;
   /**
    * Keeps every other process off the state at `path` until released: two
    * servers appending to one state would interleave their records. Throws
@@ -58,7 +60,7 @@ export function lockPathOf(statePath: string): string {
 }
 
 class NodeStateFile implements StateFile {
-  constructor(private readonly handle: FileHandle) {}
+  constructor(readonly handle: FileHandle) {}
 
   async read(buffer: Buffer, position: number): Promise<number> {
     let done = 0;
@@ -151,6 +153,11 @@ export const nodeStateFs: StateFs = {
     } catch (err) {
       if (!isMissing(err)) throw err;
     }
+  },
+  async isFileAt(path, file) {
+    if (!(file instanceof NodeStateFile)) return false;
+    const [named, open] = await Promise.all([stat(path).catch((err: unknown) => (isMissing(err) ? undefined : Promise.reject(err))), file.handle.stat()]);
+    return named !== undefined && named.dev === open.dev && named.ino === open.ino;
   },
   async syncDir(path) {
     const dir = await open(dirname(path), constants.O_RDONLY);

@@ -45,6 +45,8 @@ class FillingFs implements StateFs {
   remove = (path: string): Promise<void> => nodeStateFs.remove(path);
   syncDir = (path: string): Promise<void> => nodeStateFs.syncDir(path);
   lock = (path: string): ReturnType<StateFs['lock']> => nodeStateFs.lock(path);
+  isFileAt = (path: string, file: StateFile): Promise<boolean> => nodeStateFs.isFileAt(path, this.unwrapped.get(file) ?? file);
+  private readonly unwrapped = new WeakMap<StateFile, StateFile>();
 
   private wrap(file: StateFile): StateFile {
     const serial = this.opened++;
@@ -52,7 +54,7 @@ class FillingFs implements StateFs {
       await file.write(data.subarray(0, data.length >> 1), position);
       throw enospc();
     };
-    return {
+    const wrapped: StateFile = {
       read: (buffer, position) => file.read(buffer, position),
       write: (data, position) => (this.full(serial) ? fillsUp(data, position) : file.write(data, position)),
       writev: (parts, position) => (this.full(serial) ? fillsUp(Buffer.concat(parts), position) : file.writev(parts, position)),
@@ -61,6 +63,8 @@ class FillingFs implements StateFs {
       size: () => file.size(),
       close: () => file.close(),
     };
+    this.unwrapped.set(wrapped, file);
+    return wrapped;
   }
 }
 

@@ -138,7 +138,7 @@ class CrashFile implements StateFile {
   closed = false;
   constructor(
     private readonly fs: CrashFs,
-    private readonly inode: Inode,
+    readonly inode: Inode,
     private readonly writable: boolean,
   ) {}
 
@@ -280,6 +280,11 @@ export class CrashFs implements StateFs {
     this.event('dir-op');
     this.names.delete(path);
     this.dirOps.push({ kind: 'unlink', name: path });
+  }
+
+  async isFileAt(path: string, file: StateFile): Promise<boolean> {
+    const id = this.names.get(path);
+    return id !== undefined && file instanceof CrashFile && file.inode === this.inodes.get(id);
   }
 
   async syncDir(): Promise<void> {

@@ -1,0 +1,69 @@
+import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Logger } from '../../../src/log/logger.js';
+import { RemapMap } from '../../../src/remap/map.js';
+import { FileStateJournal } from '../../../src/state/file-state-journal.js';
+import { identityOf } from '../../../src/state/state-identity.js';
+import { scratchDir } from '../../helpers/scratch.js';
+
+/**
+ * A state file removed or replaced under a running server (by hand, or by a
+ * cleaner of /tmp) must not be gone at the next start: a commit notices and
+ * writes the committed state at its path again. Real files.
+ */
+const B = 4096;
+const map = RemapMap.identity(64 * B, B);
+const held = (d: number, round: number): Buffer => Buffer.alloc(B, (d * 13 + round) & 0xff);
+
+let dir: ReturnType<typeof scratchDir>;
+beforeEach(() => {
+  dir = scratchDir('nbd-remapper-state-gone-');
+});
+afterEach(() => dir.cleanup());
+
+function recordingLog(): Logger & { errors: string[] } {
+  const errors: string[] = [];
+  const ignore = (): void => undefined;
+  const log: Logger & { errors: string[] } = { errors, debug: ignore, info: ignore, warn: ignore, error: (m) => void errors.push(m), child: () => log };
+  return log;
+}
+
+async function reopenHolds(path: string): Promise<Map<number, Buffer>> {
+  const reopened = await FileStateJournal.open(path);
+  if (reopened === undefined) throw new Error(`no state at ${path}`);
+  await reopened.journal.close();
+  return reopened.holds;
+}
+
+describe('a state file removed or replaced while the server runs', () => {
+  for (const how of ['removed', 'replaced'] as const) {
+    it(`is written again at the next commit when it was ${how}, with everything committed before and after`, async () => {
+      const path = dir.file('disk.remap-state');
+      const log = recordingLog();
+      const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { log, pathCheckMs: 0 });
+      journal.append({ type: 'release', start: 0, count: 4 });
+      journal.append({ type: 'hold', dest: 1, data: held(1, 1) });
+      await journal.commit();
+
+      if (how === 'removed') unlinkSync(path);
+      else {
+        writeFileSync(dir.file('other'), 'not a state file');
+        renameSync(dir.file('other'), path);
+      }
+      journal.append({ type: 'hold', dest: 2, data: held(2, 1) });
+      await journal.commit();
+      expect(log.errors).toHaveLength(1);
+      expect(log.errors[0]).toMatch(/was removed or replaced while the server runs: writing the committed state there again/);
+      expect(existsSync(path)).toBe(true);
+
+      // And later commits go to the file at the path.
+      journal.append({ type: 'hold', dest: 3, data: held(3, 1) });
+      await journal.commit();
+      await journal.close();
+      const holds = await reopenHolds(path);
+      expect([...holds.keys()].sort()).toEqual([1, 2, 3]);
+      for (const [d, data] of holds) expect(data.equals(held(d, 1))).toBe(true);
+      expect(log.errors).toHaveLength(1);
+    });
+  }
+});
