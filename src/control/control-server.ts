@@ -108,13 +108,13 @@ export class ControlServer {
       streaming = true;
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     };
-    let last = 0;
+    let last = -Infinity;
     // The newest progress not sent yet (sends are throttled to 5 a second): a failure sends it first.
     let unsent: FinishProgress | undefined;
     try {
       await this.control.finish((progress) => {
         stream();
-        const now = Date.now();
+        const now = performance.now();
         if (now - last < 200 && progress.done < progress.total) {
           unsent = progress;
           return;

@@ -56,7 +56,7 @@ export class StateCommitter {
   /** Every write completed before the record numbered this was appended is synced to the device. */
   private deviceSyncedSeq = 0;
   private backgroundRunning = false;
-  /** After a retryable failure, background commits start again only from this time (ms). */
+  /** After a retryable failure, background commits start again only from this time (ms, monotonic: a clock set back must not pause them for hours). */
   private backgroundPausedUntil = 0;
 
   private readonly backgroundCommitRecords: number;
@@ -107,7 +107,7 @@ export class StateCommitter {
     if (this.failure !== undefined) return ++this.appendedSeq;
     this.pending.push(record);
     this.seqs.push(++this.appendedSeq);
-    if (this.pending.length >= this.backgroundCommitRecords && !this.backgroundRunning && this.failure === undefined && Date.now() >= this.backgroundPausedUntil) {
+    if (this.pending.length >= this.backgroundCommitRecords && !this.backgroundRunning && this.failure === undefined && performance.now() >= this.backgroundPausedUntil) {
       this.backgroundRunning = true;
       void this.commitInBackground().finally(() => (this.backgroundRunning = false));
     }
@@ -198,7 +198,7 @@ export class StateCommitter {
    */
   private fail(err: unknown): void {
     if (isRetryableCommitFailure(err)) {
-      this.backgroundPausedUntil = Date.now() + BACKGROUND_RETRY_MS;
+      this.backgroundPausedUntil = performance.now() + BACKGROUND_RETRY_MS;
       if (this.retryableFailure === undefined) this.onFailure?.(err, false);
       this.retryableFailure = err;
       return;

@@ -121,7 +121,7 @@ export class FileStateJournal implements StateJournal {
   ) {}
 
   /** When a commit last looked whether the path still names the state file (ms). */
-  private pathCheckedAt = 0;
+  private pathCheckedAt = -Infinity;
 
   /**
    * Creates a new state file for `map` (atomically: temp file, sync, rename,
@@ -278,7 +278,7 @@ export class FileStateJournal implements StateJournal {
       this.failed = stateWriteError(this.path, err);
       throw this.failed;
     }
-    if (Date.now() - this.pathCheckedAt >= this.pathCheckMs && (await this.rewriteIfGone())) return;
+    if (performance.now() - this.pathCheckedAt >= this.pathCheckMs && (await this.rewriteIfGone())) return;
     if (this.worthCompacting()) await this.compact();
   }
 
@@ -291,7 +291,7 @@ export class FileStateJournal implements StateJournal {
    * Returns true when it did (or tried).
    */
   private async rewriteIfGone(): Promise<boolean> {
-    this.pathCheckedAt = Date.now();
+    this.pathCheckedAt = performance.now();
     if (await this.fs.isFileAt(this.path, this.file)) return false;
     this.log.error(`state file ${this.path} was removed or replaced while the server runs: writing the committed state there again`);
     await this.compact();
