@@ -48,6 +48,19 @@ export class DiskReadOnlyError extends DiskError {
   }
 }
 
+/** The image file ends before the size it had when it was opened: something truncated or replaced it while it was served. */
+export class DiskShrunkError extends DiskError {
+  override readonly name = 'DiskShrunkError';
+  readonly code = 'EIO';
+  constructor(path: string, openedSize: number, endsAt: number) {
+    super(
+      `the disk ${path} ends at or before byte ${endsAt}, but it had ${openedSize} bytes when it was opened: something truncated or replaced it while it was served`,
+      path,
+      'stop the server and find what changed the image: nothing else may write to a disk nbd-remapper serves; restore it from a copy if it was cut short',
+    );
+  }
+}
+
 /**
  * A positional write that the kernel accepted with zero bytes for a non-empty
  * request. Retrying would spin forever, so it fails with the errno a client

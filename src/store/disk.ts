@@ -4,7 +4,7 @@ import { seek } from 'fs-ext';
 import { flockAsync } from './flock.js';
 import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
-import { DiskClosedError, DiskReadOnlyError, diskOpenError, notUsable } from './disk-errors.js';
+import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, notUsable } from './disk-errors.js';
 import { IoPathChooser } from './io-path-chooser.js';
 import {
   readFully,
@@ -107,7 +107,7 @@ export class Disk {
     }
   }
 
-  /** `length` bytes at `offset`; bytes past the end of the file read as zeroes. */
+  /** `length` bytes at `offset`; bytes past the end of the disk read as zeroes. */
   async read(offset: number, length: number): Promise<Buffer> {
     const buffer = Buffer.allocUnsafe(length);
     await this.readInto(buffer, offset);
@@ -115,19 +115,30 @@ export class Disk {
   }
 
   /**
-   * Fills `buffer` with the bytes at `offset` (zeroes past the end of the file).
+   * Fills `buffer` with the bytes at `offset` (zeroes past the end of the disk).
    * Small reads run synchronously while they keep hitting the page cache (see IoPathChooser).
+   * A file that ends before the size it had when opened fails the read (DiskShrunkError).
    */
   async readInto(buffer: Buffer, offset: number): Promise<void> {
     assertSpan(offset, buffer.length);
     if (this.readPath.useSync(buffer.length)) {
       if (this.closeRequested) throw new DiskClosedError(this.path);
       const started = process.hrtime.bigint();
-      readFullySync(this.preadSync, buffer, offset);
+      const got = readFullySync(this.preadSync, buffer, offset);
       this.readPath.recordSync(Number(process.hrtime.bigint() - started), buffer.length);
+      this.checkWhole(got, buffer.length, offset);
       return;
     }
-    await this.tracked(() => readFully(this.preadAsync, buffer, offset));
+    this.checkWhole(await this.tracked(() => readFully(this.preadAsync, buffer, offset)), buffer.length, offset);
+  }
+
+  /**
+   * Zeroes where data should be would be served as data: an image file that
+   * ends before the size it had when opened was truncated (or replaced) by
+   * something else while it was served.
+   */
+  private checkWhole(got: number, length: number, offset: number): void {
+    if (got < Math.min(length, this.size - offset)) throw new DiskShrunkError(this.path, this.size, offset + got);
   }
 
   /**
@@ -138,7 +149,7 @@ export class Disk {
   readIntoSync(buffer: Buffer, offset: number): void {
     assertSpan(offset, buffer.length);
     if (this.closeRequested) throw new DiskClosedError(this.path);
-    readFullySync(this.preadSync, buffer, offset);
+    this.checkWhole(readFullySync(this.preadSync, buffer, offset), buffer.length, offset);
   }
 
   async write(offset: number, data: Buffer): Promise<void> {

@@ -13,30 +13,33 @@ export const MAX_IO_PER_CALL = 1 << 30;
 /**
  * Fills `buffer` from `position` on. The kernel may return fewer bytes than
  * asked (signals, page-cache boundaries, huge requests), so it loops; a read
- * of 0 bytes is end of file and the rest reads as zeroes.
+ * of 0 bytes is end of file and the rest reads as zeroes. Returns how many
+ * bytes came from the file (the rest is that zero fill).
  */
-export async function readFully(read: PositionalIo, buffer: Buffer, position: number): Promise<void> {
+export async function readFully(read: PositionalIo, buffer: Buffer, position: number): Promise<number> {
   let done = 0;
   while (done < buffer.length) {
     const n = await read(buffer, done, Math.min(buffer.length - done, MAX_IO_PER_CALL), position + done);
     if (n === 0) {
       buffer.fill(0, done);
-      return;
+      return done;
     }
     done += n;
   }
+  return done;
 }
 
-export function readFullySync(read: PositionalIoSync, buffer: Buffer, position: number): void {
+export function readFullySync(read: PositionalIoSync, buffer: Buffer, position: number): number {
   let done = 0;
   while (done < buffer.length) {
     const n = read(buffer, done, Math.min(buffer.length - done, MAX_IO_PER_CALL), position + done);
     if (n === 0) {
       buffer.fill(0, done);
-      return;
+      return done;
     }
     done += n;
   }
+  return done;
 }
 
 /** Writes all of `data` at `position`, looping on short writes. */

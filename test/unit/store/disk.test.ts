@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../../src/store/disk.js';
@@ -11,6 +11,7 @@ import {
   DiskNotUsableError,
   DiskPermissionError,
   DiskReadOnlyError,
+  DiskShrunkError,
   diskOpenError,
 } from '../../../src/store/disk-errors.js';
 import { randomImage, scratchDir, sparseImage } from '../../helpers/scratch.js';
@@ -152,6 +153,22 @@ describe('reads and writes', () => {
     await disk.readInto(buffer, 4900);
     expect(buffer.subarray(0, 100).equals(content.subarray(4900))).toBe(true);
     expect(buffer.subarray(100).equals(Buffer.alloc(200))).toBe(true);
+  });
+
+  it('fails a read of an image that was cut short while served (never serves zeroes for its data), on both read paths', async () => {
+    const path = dir.file('cut.img');
+    const content = randomImage(path, 3 * MiB);
+    const disk = await openDisk(path);
+    truncateSync(path, MiB);
+    expect(() => disk.readIntoSync(Buffer.alloc(4096), 2 * MiB)).toThrow(DiskShrunkError);
+    // Small: the synchronous path; over 1 MiB: the thread pool.
+    await expect(disk.readInto(Buffer.alloc(4096), 2 * MiB)).rejects.toThrow(/ends at or before byte 2097152, but it had 3145728 bytes when it was opened: something truncated or replaced it/);
+    const large = disk.readInto(Buffer.alloc(2 * MiB), 0);
+    await expect(large).rejects.toThrow(/ends at or before byte 1048576/);
+    await expect(large).rejects.toMatchObject({ code: 'EIO', fix: expect.stringMatching(/restore it from a copy/) });
+    // What is still there reads as before, and a read past the disk's end still reads zeroes.
+    expect((await disk.read(MiB - 4096, 4096)).equals(content.subarray(MiB - 4096, MiB))).toBe(true);
+    expect((await disk.read(3 * MiB, 512)).equals(Buffer.alloc(512))).toBe(true);
   });
 
   it('keeps many concurrent reads and writes apart', async () => {
