@@ -292,7 +292,12 @@ export class FileStateJournal implements StateJournal {
    */
   private async rewriteIfGone(): Promise<boolean> {
     this.pathCheckedAt = performance.now();
-    if (await this.fs.isFileAt(this.path, this.file)) return false;
+    // The commit itself succeeded: a look that fails (a stat error) must not fail it.
+    const inPlace = await this.fs.isFileAt(this.path, this.file).catch((err: unknown) => {
+      this.log.warn(`state file ${this.path}: could not check that it is still in place: ${(err as Error).message}`);
+      return true;
+    });
+    if (inPlace) return false;
     this.log.error(`state file ${this.path} was removed or replaced while the server runs: writing the committed state there again`);
     await this.compact();
     if (!(await this.fs.isFileAt(this.path, this.file))) {
