@@ -292,21 +292,24 @@ export class FileStateJournal implements StateJournal {
    */
   private async rewriteIfGone(): Promise<boolean> {
     this.pathCheckedAt = performance.now();
-    // The commit itself succeeded: a look that fails (a stat error) must not fail it.
-    const inPlace = await this.fs.isFileAt(this.path, this.file).catch((err: unknown) => {
-      this.log.warn(`state file ${this.path}: could not check that it is still in place: ${(err as Error).message}`);
-      return true;
-    });
-    if (inPlace) return false;
+    if (await this.inPlace()) return false;
     this.log.error(`state file ${this.path} was removed or replaced while the server runs: writing the committed state there again`);
     await this.compact();
-    if (!(await this.fs.isFileAt(this.path, this.file))) {
+    if (!(await this.inPlace())) {
       this.log.error(
         `state file ${this.path} could not be written again: the migration's state now exists only in this process. ` +
           `Do not stop the server; make ${dirname(this.path)} writable again (the next commit tries again)`,
       );
     }
     return true;
+  }
+
+  /** The path names the open file; a look that fails (a stat error) counts as yes: the commit itself succeeded. */
+  private inPlace(): Promise<boolean> {
+    return this.fs.isFileAt(this.path, this.file).catch((err: unknown) => {
+      this.log.warn(`state file ${this.path}: could not check that it is still in place: ${(err as Error).message}`);
+      return true;
+    });
   }
 
   /**
