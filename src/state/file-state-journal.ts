@@ -5,12 +5,12 @@ import { RemapMap } from '../remap/map.js';
 import type { JournalInfo, StateJournal, StateRecord } from '../remap/state-journal.js';
 import { ByteReader, ByteWriter, DecodeError } from './byte-codec.js';
 import { DurableState, type HoldRef } from './durable-state.js';
-import { decodeFrame, FRAME_HEADER_BYTES, FrameKind, frameParts, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
+import { decodeFrame, FRAME_HEADER_BYTES, FRAME_MAGIC, FrameKind, frameParts, isFrame, validFramesAfter, type Frame } from './frame-codec.js';
 import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js';
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
-import { StateCorruptError, StateError, StateWriteError, isOutOfSpace, stateWriteError } from './state-errors.js';
+import { NotAStateFileError, StateCorruptError, StateError, StateWriteError, isOutOfSpace, stateWriteError } from './state-errors.js';
 
 export interface FileJournalOptions {
   /** Default: the real file system. The power-loss tests inject a model. */
@@ -171,10 +171,12 @@ export class FileStateJournal implements StateJournal {
   static async open(path: string, options: FileJournalOptions = {}): Promise<OpenedState | undefined> {
     const fs = options.fs ?? nodeStateFs;
     const log = options.log ?? silentLogger;
-    // No state, no lock file: a mistyped --state leaves nothing behind (create() locks a new one).
+    // No state, no lock file: a mistyped --state (a missing file, or one that is not a state) leaves nothing behind.
     const probe = await fs.openExisting(path, false);
     if (probe === undefined) return undefined;
-    await probe.close();
+    const magic = Buffer.alloc(4);
+    const got = await probe.read(magic, 0).finally(() => probe.close());
+    if (got < magic.length || magic.readUInt32LE(0) !== FRAME_MAGIC) throw new NotAStateFileError(path);
     // Taken before anything is changed: the temp file may be another server's compaction in progress.
     const lock = await fs.lock(path);
     let file: StateFile | undefined;

@@ -17,17 +17,37 @@ export class StateError extends Error {
 
 /** The state file is damaged where a crash cannot have left it (header, snapshot, or the middle of the log). */
 export class StateCorruptError extends StateError {
-  override readonly name = 'StateCorruptError';
+  override readonly name: string = 'StateCorruptError';
   constructor(
     readonly path: string,
     readonly offset: number,
     what: string,
+    text?: { message: string; fix: string },
   ) {
     super(
-      `state file ${path} is damaged at byte offset ${offset}: ${what}`,
-      'do not start a new migration over this disk: its blocks are partly moved. Restore the state file from a backup copy if you have one ' +
-        '(any copy taken while the server was stopped), then run again; without a valid state the moved data cannot be located',
+      text?.message ?? `state file ${path} is damaged at byte offset ${offset}: ${what}`,
+      text?.fix ??
+        'do not start a new migration over this disk: its blocks are partly moved. Restore the state file from a backup copy if you have one ' +
+          '(any copy taken while the server was stopped), then run again; without a valid state the moved data cannot be located',
     );
+  }
+}
+
+/**
+ * The file at the state path does not even begin with a state header: most
+ * likely a mistyped --state naming some other file, else a state file
+ * damaged in its first bytes. Found before the state's lock is taken, so a
+ * typo leaves no lock file beside someone else's file.
+ */
+export class NotAStateFileError extends StateCorruptError {
+  override readonly name = 'NotAStateFileError';
+  constructor(path: string) {
+    super(path, 0, 'no state header', {
+      message: `${path} does not begin with a state header: it is not an nbd-remapper state file, or one damaged in its first bytes`,
+      fix:
+        "check --state: it must name this disk's state file, or a path where none exists yet to start a new migration (nothing was changed). " +
+        'If it is this disk\'s state file, restore it from a backup copy taken while the server was stopped; never start a new migration over a disk whose blocks are partly moved',
+    });
   }
 }
 

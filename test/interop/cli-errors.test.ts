@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { runTool } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
@@ -73,6 +73,22 @@ it('names the cause and the fix for a missing disk, a directory, a busy port, a 
   expect(full.stderr).toMatch(/fix: free space on the file system of .*\(df -h .*\), or pass --state with a path on another file system/);
   expect(full.stderr).not.toMatch(/this is a bug/);
   expect(existsSync(fullState)).toBe(false);
+  dir.cleanup();
+});
+
+it('refuses a --state that names a file which is not a state file, and leaves it and its directory as they were', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 65536);
+  const notes = dir.file('notes.txt');
+  writeFileSync(notes, 'my notes\n');
+  const typo = await cli(['serve', '--disk', disk, '--state', notes, '--socket', dir.file('s.sock')]);
+  expect(typo.code).toBe(1);
+  expect(typo.stderr).toMatch(/notes\.txt does not begin with a state header: it is not an nbd-remapper state file/);
+  expect(typo.stderr).toMatch(/fix: check --state: it must name this disk's state file, or a path where none exists yet/);
+  expect(typo.stderr).not.toMatch(/this is a bug/);
+  expect(readFileSync(notes, 'utf8')).toBe('my notes\n');
+  expect(existsSync(`${notes}.lock`)).toBe(false);
   dir.cleanup();
 });
 

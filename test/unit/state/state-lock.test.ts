@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RemapMap } from '../../../src/remap/map.js';
 import { FileStateJournal } from '../../../src/state/file-state-journal.js';
-import { StateError, StateInUseError } from '../../../src/state/state-errors.js';
+import { NotAStateFileError, StateCorruptError, StateError, StateInUseError } from '../../../src/state/state-errors.js';
 import { lockPathOf } from '../../../src/state/state-fs.js';
 import { identityOf } from '../../../src/state/state-identity.js';
 import { rejection } from '../../helpers/rejection.js';
@@ -75,6 +75,21 @@ describe('state file lock', () => {
     expect(existsSync(lockPathOf(path))).toBe(false);
     await create(path);
     expect(existsSync(lockPathOf(path))).toBe(true);
+  });
+
+  it('is not taken for a file that is not a state file (a mistyped --state): refused, and nothing is left beside it', async () => {
+    const path = dir.file('notes.txt');
+    writeFileSync(path, 'some other file\n');
+    const err = await rejection(FileStateJournal.open(path));
+    expect(err).toBeInstanceOf(NotAStateFileError);
+    expect(err).toBeInstanceOf(StateCorruptError);
+    expect((err as NotAStateFileError).message).toBe(`${path} does not begin with a state header: it is not an nbd-remapper state file, or one damaged in its first bytes`);
+    expect(existsSync(lockPathOf(path))).toBe(false);
+    expect(readFileSync(path, 'utf8')).toBe('some other file\n');
+    // An empty file too: a state file is never empty (it is created whole, by rename).
+    writeFileSync(path, '');
+    expect(await rejection(FileStateJournal.open(path))).toBeInstanceOf(NotAStateFileError);
+    expect(existsSync(lockPathOf(path))).toBe(false);
   });
 
   it('never creates over a state that appeared since none was found (two servers starting at once)', async () => {
