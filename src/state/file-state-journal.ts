@@ -10,7 +10,7 @@ import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js'
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
-import { NotAStateFileError, StateCorruptError, StateError, StateWriteError, isOutOfSpace, stateWriteError } from './state-errors.js';
+import { NotAStateFileError, StateCorruptError, StateError, StateWriteError, isOutOfSpace, stateAccessError, stateWriteError } from './state-errors.js';
 
 export interface FileJournalOptions {
   /** Default: the real file system. The power-loss tests inject a model. */
@@ -175,7 +175,10 @@ export class FileStateJournal implements StateJournal {
     const probe = await fs.openExisting(path, false);
     if (probe === undefined) return undefined;
     const magic = Buffer.alloc(4);
-    const got = await probe.read(magic, 0).finally(() => probe.close());
+    const got = await probe
+      .read(magic, 0)
+      .catch((err: unknown) => Promise.reject(stateAccessError(path, path, err) ?? err))
+      .finally(() => probe.close());
     if (got < magic.length || magic.readUInt32LE(0) !== FRAME_MAGIC) throw new NotAStateFileError(path);
     // Taken before anything is changed: the temp file may be another server's compaction in progress.
     const lock = await fs.lock(path);

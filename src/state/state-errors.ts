@@ -1,4 +1,4 @@
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * Errors about the state file, for a person: `message` says what is wrong
@@ -108,6 +108,12 @@ export function stateAccessError(statePath: string, touched: string, err: unknow
       error = new StateError(
         `cannot keep the state file ${statePath}: ${dir} is on a read-only file system (${code})`,
         'pass --state with a path on a writable file system that is not on the disk being converted',
+      );
+      break;
+    case 'EISDIR':
+      error = new StateError(
+        `cannot keep the state file ${statePath}: it is a directory (${code})`,
+        `--state names the state file itself: pass a file path, for example ${join(statePath, 'disk.remap-state')}`,
       );
       break;
   }

@@ -76,7 +76,7 @@ it('names the cause and the fix for a missing disk, a directory, a busy port, a 
   dir.cleanup();
 });
 
-it('refuses a --state that names a file which is not a state file, and leaves it and its directory as they were', async () => {
+it('refuses a --state that names a file which is not a state file (leaving it as it was), or a directory', async () => {
   const dir = scratchDir();
   const disk = dir.file('disk.img');
   randomImage(disk, 65536);
@@ -89,6 +89,14 @@ it('refuses a --state that names a file which is not a state file, and leaves it
   expect(typo.stderr).not.toMatch(/this is a bug/);
   expect(readFileSync(notes, 'utf8')).toBe('my notes\n');
   expect(existsSync(`${notes}.lock`)).toBe(false);
+
+  // A directory: the state file goes inside it.
+  mkdirSync(dir.file('states'));
+  const directory = await cli(['serve', '--disk', disk, '--state', dir.file('states'), '--socket', dir.file('s.sock')]);
+  expect(directory.code).toBe(1);
+  expect(directory.stderr).toMatch(/cannot keep the state file .*states: it is a directory \(EISDIR\)/);
+  expect(directory.stderr).toMatch(/fix: --state names the state file itself: pass a file path, for example .*states\/disk\.remap-state/);
+  expect(directory.stderr).not.toMatch(/this is a bug/);
   dir.cleanup();
 });
 
