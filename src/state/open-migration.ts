@@ -210,7 +210,7 @@ function closer(engine: RemapEngine, journal: FileStateJournal, log: Logger, ret
             if (!isRetryableCommitFailure(err) || giveUp === undefined) throw err;
             log.warn(
               `cannot stop yet: what is held in RAM does not fit in the state file. ${describeFailure(err)}. ` +
-                `Trying again every ${retryMs / 1000} s; another SIGINT or SIGTERM stops without it (lost, as in a crash: it was never FLUSHed)`,
+                `Trying again every ${retryMs / 1000} s; another SIGINT, SIGTERM or SIGHUP stops without it (lost, as in a crash: it was never FLUSHed)`,
             );
             let gaveUp = false;
             let timer: NodeJS.Timeout | undefined;

@@ -162,7 +162,7 @@ function printBanner(
     if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
     if (engine.phase === 'finished') print('this migration is finished: destination is a plain view of the disk (remove the state file to start a new one)');
   }
-  print('ready; Ctrl-C (SIGINT) or SIGTERM stops after answering requests in flight');
+  print('ready; Ctrl-C (SIGINT), SIGTERM or SIGHUP stops after answering requests in flight');
 }
 
 function isIdentity(map: RemapMap): boolean {
@@ -170,23 +170,35 @@ function isIdentity(map: RemapMap): boolean {
   return map.extents.length === 1 && only.diskOffset === 0 && only.length === map.diskSize;
 }
 
-/** Runs until SIGINT/SIGTERM, then stops cleanly and exits 0. */
+/**
+ * Signals that stop the server cleanly. SIGHUP too: a terminal that closes
+ * under a server run in the foreground must not kill it in the middle of a
+ * request (a clean stop carries held data into the state).
+ */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/**
+ * Listens for the stop signals for the rest of the process (never a moment
+ * without a listener, when the default action would kill it); `next()`
+ * resolves with the next one. Signals nobody waits for are ignored.
+ */
+function stopSignals(): { next(): Promise<NodeJS.Signals> } {
+  const waiting: Array<(signal: NodeJS.Signals) => void> = [];
+  for (const signal of STOP_SIGNALS) process.on(signal, () => waiting.shift()?.(signal));
+  return { next: () => new Promise((resolve) => waiting.push(resolve)) };
+}
+
+/** Runs until SIGINT, SIGTERM or SIGHUP, then stops cleanly and exits 0. */
 export async function serveUntilSignalled(options: ServeOptions): Promise<void> {
   const log = createLogger({ level: options.verbose ? 'debug' : 'info' });
   // Handlers go in before anything is printed: a supervisor that signals as soon as it reads
   // "ready" must get a clean stop, not the default kill.
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const signals = stopSignals();
+  const signalled = signals.next();
   const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
   const signal = await signalled;
   log.info(`${signal}: finishing requests in flight, flushing, exiting`);
   // A second signal gives up on a stop that waits for room in the state's file system.
-  const again = new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
-  await running.stop(again);
+  await running.stop(signals.next());
 }
 

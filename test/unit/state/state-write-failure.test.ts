@@ -249,7 +249,7 @@ describe('a state file on a full file system', () => {
     expect(waiting().length).toBeGreaterThanOrEqual(2);
     expect(waiting()[0]).toMatch(/cannot stop yet: what is held in RAM does not fit in the state file/);
     expect(waiting()[0]).toMatch(/no space left .*; fix: free space/);
-    expect(waiting()[0]).toMatch(/another SIGINT or SIGTERM stops without it/);
+    expect(waiting()[0]).toMatch(/another SIGINT, SIGTERM or SIGHUP stops without it/);
     expect(stopped).toBe(false);
     fs.full = () => false;
     await stopping;
