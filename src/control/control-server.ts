@@ -129,7 +129,8 @@ export class ControlServer {
       if (!streaming) throw err;
       if (unsent !== undefined) res.write(JSON.stringify({ progress: unsent }) + '\n');
       const fix = (err as { fix?: unknown }).fix;
-      res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : 'see the server log' }) + '\n');
+      const resume = 'see the server log for the cause; once it is mended, run finish again: it resumes where it stopped';
+      res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : resume }) + '\n');
     }
   }
 }

@@ -107,6 +107,18 @@ describe('control plane over a unix socket', () => {
     await expect(client.finish(() => undefined)).rejects.toMatchObject({ message: 'disk write failed', fix: 'check the disk, then run finish again' });
   });
 
+  it('says finish resumes when run again, for a failure that brings no fix of its own (a disk error, say)', async () => {
+    const m = new ScriptedMigration();
+    m.phase = 'sealed';
+    m.finishSteps = [{ done: 0, total: 5 }];
+    m.finishFailsAfterStart = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const { client } = await start(m);
+    await expect(client.finish(() => undefined)).rejects.toMatchObject({
+      message: 'ENOSPC: no space left on device, write',
+      fix: 'see the server log for the cause; once it is mended, run finish again: it resumes where it stopped',
+    });
+  });
+
   it('sends the newest progress it held back before the error of a finish that fails', async () => {
     const m = new ScriptedMigration();
     m.phase = 'sealed';
