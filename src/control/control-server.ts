@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
+import { fixOf, messageOf } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
 import type { FinishProgress, MigrationControl } from './migration-control.js';
 
@@ -92,9 +93,9 @@ export class ControlServer {
           return sendJson(res, 404, { error: `no such control request: ${route}`, fix: 'use GET /status, POST /seal, /checkpoint or /finish' });
       }
     } catch (err) {
-      const fix = (err as { fix?: unknown }).fix;
-      const message = err instanceof Error ? err.message : String(err);
-      if (typeof fix === 'string') return sendJson(res, 409, { error: message, fix });
+      const fix = fixOf(err);
+      const message = messageOf(err);
+      if (fix !== undefined) return sendJson(res, 409, { error: message, fix });
       this.log.error(`control ${route} failed: ${message}`);
       return sendJson(res, 500, { error: message, fix: 'see the server log' });
     }
@@ -128,9 +129,8 @@ export class ControlServer {
     } catch (err) {
       if (!streaming) throw err;
       if (unsent !== undefined) res.write(JSON.stringify({ progress: unsent }) + '\n');
-      const fix = (err as { fix?: unknown }).fix;
       const resume = 'see the server log for the cause; once it is mended, run finish again: it resumes where it stopped';
-      res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err), fix: typeof fix === 'string' ? fix : resume }) + '\n');
+      res.end(JSON.stringify({ error: messageOf(err), fix: fixOf(err) ?? resume }) + '\n');
     }
   }
 }

@@ -1,3 +1,4 @@
+import { fixOf, messageOf } from '../log/describe-failure.js';
 import type { FinishProgress } from './finish-planner.js';
 import type { Phase } from './block-layout.js';
 import type { RemapState } from './remap-state.js';
@@ -104,13 +105,12 @@ function durabilityOf(s: RemapState): DurabilityStatus {
   }
   const final = s.committer.failed !== undefined;
   const failed = final ? s.committer.failed : s.committer.lastRetryableFailure;
-  const fix = (failed as { fix?: unknown } | undefined)?.fix;
   const failure =
     failed === undefined
       ? null
       : {
-          message: failed instanceof Error ? failed.message : String(failed),
-          fix: typeof fix === 'string' ? fix : final ? 'see the server log; restart the server: it resumes from the last commit' : 'see the server log',
+          message: messageOf(failed),
+          fix: fixOf(failed) ?? (final ? 'see the server log; restart the server: it resumes from the last commit' : 'see the server log'),
           final,
         };
   return {

@@ -1,4 +1,5 @@
 import { Errno, NbdError } from 'nbd-protocol-ts';
+import { fixOf } from '../../log/describe-failure.js';
 import type { CopyChunk } from './plan-chunks.js';
 
 export type CopyStep = 'read' | 'write' | 'flush';
@@ -52,8 +53,8 @@ function advise(step: CopyStep, errno: number | undefined, cause: unknown): [str
       'see the source server\'s log, which names the block; copy each source range once, in order',
     ];
   }
-  const ownFix = cause instanceof Error ? (cause as Error & { fix?: unknown }).fix : undefined;
-  if (typeof ownFix === 'string') return [undefined, ownFix];
+  const ownFix = fixOf(cause);
+  if (ownFix !== undefined) return [undefined, ownFix];
   if (step === 'flush') return [undefined, 'see the destination server\'s log: what was written may not be durable; run the copy again'];
   return [undefined, `see the ${step === 'read' ? 'source' : 'destination'} server's log for why, then run the copy again`];
 }
