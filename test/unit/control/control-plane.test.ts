@@ -37,6 +37,16 @@ class ScriptedMigration implements MigrationControl {
   }
 }
 
+/** A sealed migration whose finish reports `steps`, then fails with `error`. */
+function finishThatFails(error: Error, steps: FinishProgress[] = [{ done: 0, total: 5 }], stepMs = 210): ScriptedMigration {
+  const m = new ScriptedMigration();
+  m.phase = 'sealed';
+  m.finishSteps = steps;
+  m.finishStepMs = stepMs;
+  m.finishFailsAfterStart = error;
+  return m;
+}
+
 const dirs: string[] = [];
 const servers: ControlServer[] = [];
 afterEach(async () => {
@@ -99,20 +109,12 @@ describe('control plane over a unix socket', () => {
   });
 
   it('reports a finish that fails after it began as an error line, with the fix', async () => {
-    const m = new ScriptedMigration();
-    m.phase = 'sealed';
-    m.finishSteps = [{ done: 0, total: 5 }];
-    m.finishFailsAfterStart = Object.assign(new Error('disk write failed'), { fix: 'check the disk, then run finish again' });
-    const { client } = await start(m);
+    const { client } = await start(finishThatFails(Object.assign(new Error('disk write failed'), { fix: 'check the disk, then run finish again' })));
     await expect(client.finish(() => undefined)).rejects.toMatchObject({ message: 'disk write failed', fix: 'check the disk, then run finish again' });
   });
 
   it('says finish resumes when run again, for a failure that brings no fix of its own (a disk error, say)', async () => {
-    const m = new ScriptedMigration();
-    m.phase = 'sealed';
-    m.finishSteps = [{ done: 0, total: 5 }];
-    m.finishFailsAfterStart = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    const { client } = await start(m);
+    const { client } = await start(finishThatFails(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })));
     await expect(client.finish(() => undefined)).rejects.toMatchObject({
       message: 'ENOSPC: no space left on device, write',
       fix: 'see the server log for the cause; once it is mended, run finish again: it resumes where it stopped',
@@ -120,12 +122,9 @@ describe('control plane over a unix socket', () => {
   });
 
   it('sends the newest progress it held back before the error of a finish that fails', async () => {
-    const m = new ScriptedMigration();
-    m.phase = 'sealed';
-    m.finishStepMs = 0;
-    m.finishSteps = [{ done: 0, total: 9 }, { done: 4, total: 9 }, { done: 7, total: 9 }];
-    m.finishFailsAfterStart = Object.assign(new Error('finish stopped because the server is stopping'), { fix: 'run finish again' });
-    const { client } = await start(m);
+    // Steps faster than the server's throttle: only the first is sent at once.
+    const steps = [{ done: 0, total: 9 }, { done: 4, total: 9 }, { done: 7, total: 9 }];
+    const { client } = await start(finishThatFails(Object.assign(new Error('finish stopped because the server is stopping'), { fix: 'run finish again' }), steps, 0));
     const seen: FinishProgress[] = [];
     await expect(client.finish((p) => seen.push(p))).rejects.toMatchObject({ message: 'finish stopped because the server is stopping' });
     expect(seen).toEqual([{ done: 0, total: 9 }, { done: 7, total: 9 }]);
