@@ -8,6 +8,7 @@ export type MapRule =
   | 'unaligned'
   | 'out-of-disk'
   | 'overlap-disk'
+  | 'too-many-extents'
   | 'block-size';
 
 /** A map refused at start: the message names the extent (by index) and the rule; `fix` says what to change. */

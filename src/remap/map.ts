@@ -22,6 +22,13 @@ export interface BytePiece {
 }
 
 export const MIN_BLOCK_SIZE = 512;
+/**
+ * Extents a map may have once adjacent ones are merged. A map places
+ * partitions, so real ones have a few; the bound keeps the state file's header
+ * (which records the map) and the server's start-up memory (~1 KiB per extent
+ * while the map is read) small.
+ */
+export const MAX_MAP_EXTENTS = 100_000;
 export const MAX_BLOCK_SIZE = 65536;
 
 export function validateBlockSize(blockSize: number): void {
@@ -34,6 +41,24 @@ export function validateBlockSize(blockSize: number): void {
       'use --block-size 4096 (the default) or another power of two in that range',
     );
   }
+}
+
+/**
+ * The same map with each run of extents that continue one another both in the
+ * destination and on the disk made one extent: a map generated block by block
+ * costs what its shape costs, not what its listing does.
+ */
+export function mergeAdjacentExtents(extents: readonly MapExtent[]): MapExtent[] {
+  const merged: MapExtent[] = [];
+  for (const e of extents) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && last.destOffset + last.length === e.destOffset && last.diskOffset + last.length === e.diskOffset) {
+      last.length += e.length;
+    } else {
+      merged.push({ destOffset: e.destOffset, length: e.length, diskOffset: e.diskOffset });
+    }
+  }
+  return merged;
 }
 
 function describe(e: MapExtent): string {
@@ -57,9 +82,12 @@ export class RemapMap {
   private lastHit = 0;
 
   private constructor(
+    /** The map's extents, adjacent ones merged (what the state records and compares). */
     readonly extents: readonly MapExtent[],
     readonly diskSize: number,
     readonly blockSize: number,
+    /** How many extents the map listed before merging. */
+    readonly listedExtents: number,
   ) {
     const B = blockSize;
     this.destinationSize = extents.reduce((sum, e) => sum + e.length, 0);
@@ -143,11 +171,16 @@ export class RemapMap {
         );
       }
     }
-    return new RemapMap(
-      extents.map((e) => ({ destOffset: e.destOffset, length: e.length, diskOffset: e.diskOffset })),
-      diskSize,
-      blockSize,
-    );
+    const merged = mergeAdjacentExtents(extents);
+    if (merged.length > MAX_MAP_EXTENTS) {
+      throw new MapError(
+        `map has ${merged.length} extents once adjacent ones are merged (${extents.length} listed); at most ${MAX_MAP_EXTENTS} are supported`,
+        'too-many-extents',
+        undefined,
+        'map whole partitions or other large ranges, not files or blocks: the filesystems on the destination place the files',
+      );
+    }
+    return new RemapMap(merged, diskSize, blockSize, extents.length);
   }
 
   /** Parses a map file's JSON text (or its parsed value). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { MapExtent, RemapMap } from '../remap/map.js';
+import { mergeAdjacentExtents, type MapExtent, type RemapMap } from '../remap/map.js';
 
 export const STATE_FORMAT = 1;
 
@@ -69,14 +69,17 @@ export function identityDifferences(id: StateIdentity, disk: { size: number; pat
   const B = map?.blockSize ?? blockSize;
   if (B !== undefined && B !== id.blockSize) out.push(`its block size is ${id.blockSize}, this run asks for ${B}`);
   if (map !== undefined && out.length === 0) {
+    // Both merged: a state written before maps were merged records them as listed.
     const given = map.extents;
-    const n = Math.max(given.length, id.extents.length);
+    const recorded = mergeAdjacentExtents(id.extents);
+    const n = Math.max(given.length, recorded.length);
     for (let i = 0; i < n; i++) {
-      const a = id.extents[i];
+      const a = recorded[i];
       const b = given[i];
       if (a !== undefined && b !== undefined && a.destOffset === b.destOffset && a.length === b.length && a.diskOffset === b.diskOffset) continue;
       const show = (e: MapExtent | undefined): string => (e === undefined ? 'nothing' : `{destOffset ${e.destOffset}, length ${e.length}, diskOffset ${e.diskOffset}}`);
-      out.push(`the map given differs from the state's map at extent ${i}: the state has ${show(a)}, the map given has ${show(b)}`);
+      const merging = recorded.length !== id.extents.length || given.length !== map.listedExtents ? ' (counting adjacent extents merged)' : '';
+      out.push(`the map given differs from the state's map at extent ${i}${merging}: the state has ${show(a)}, the map given has ${show(b)}`);
       break;
     }
   }

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { mustRun, runTool, type ToolResult } from '../helpers/run-tool.js';
@@ -230,6 +230,23 @@ it('refuses maps that break a rule, naming the extent and the rule', async () =>
   }
   const missing = await cli(['serve', '--disk', disk, '--map', dir.file('nope.json'), '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
   expect(missing.stderr).toMatch(/cannot read the map file[\s\S]*ENOENT[\s\S]*fix:/);
+  // --map and --disk swapped (or a device named): refused at once, not read into memory.
+  const image = dir.file('big.img');
+  await mustRun('truncate', ['-s', '1G', image]);
+  for (const notAMap of [image, '/dev/zero']) {
+    const swapped = await cli(['serve', '--disk', disk, '--map', notAMap, '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
+    expect(swapped.code).toBe(1);
+    expect(swapped.stderr).toMatch(/the map file .* is larger than 32 MiB, more than a map of the most extents supported \(100000\) needs/);
+    expect(swapped.stderr).toMatch(/fix: check that --map names the JSON map and --disk the disk/);
+  }
+  expect(existsSync(`${disk}.remap-state`)).toBe(false);
+  // A map listed block by block is the shape it describes: one extent.
+  const blockwise = dir.file('blockwise.json');
+  const blocks = (15 * MiB) / 4096;
+  writeFileSync(blockwise, JSON.stringify({ extents: Array.from({ length: blocks }, (_, i) => ({ destOffset: i * 4096, length: 4096, diskOffset: MiB + i * 4096 })) }));
+  const merged = await startServerProcess(['serve', '--disk', disk, '--map', blockwise, '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
+  expect(merged.stdout()).toContain(`map: ${blockwise} — 1 extent(s) (${blocks} listed, adjacent ones merged), destination 15 MiB`);
+  expect(await merged.stop()).toBe(0);
   const tiny = await cli(['serve', '--disk', disk, '--cache', '1K', '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
   expect(tiny.code).toBe(2);
   expect(tiny.stderr).toMatch(/--cache 1K is smaller than one block/);

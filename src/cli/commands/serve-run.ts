@@ -1,5 +1,4 @@
 // What `serve` does once its options are parsed: open the disk (and migration), start the server and the control plane.
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ControlServer } from '../../control/control-server.js';
 import { formatBytes } from '../../format/bytes.js';
@@ -14,6 +13,7 @@ import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
+import { loadMapFile } from '../map-file.js';
 import { parseSize } from '../parse-size.js';
 import { UserError } from '../user-error.js';
 import type { ServeOptions } from './serve.js';
@@ -52,18 +52,6 @@ function checkOptions(options: ServeOptions): Sizes {
   return { cacheBytes, revisitCacheBytes: parseSize(options.revisitCache, '--revisit-cache') };
 }
 
-async function loadMap(path: string | undefined, disk: Disk, blockSize: number): Promise<RemapMap | undefined> {
-  if (path === undefined) return undefined;
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`cannot read the map file ${path}: ${code ?? (err as Error).message}`, 'check the path given to --map (a JSON file, see README "Map files")');
-  }
-  return RemapMap.parse(text, disk.size, blockSize);
-}
-
 function endpointsOf(options: ServeOptions): Endpoint[] {
   const endpoints: Endpoint[] = [];
   if (options.listen !== undefined || options.socket === undefined) endpoints.push(parseListen(options.listen ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`));
@@ -91,7 +79,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     if (options.readOnly) {
       table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
     } else {
-      const map = await loadMap(options.map, disk, options.blockSize);
+      const map = options.map === undefined ? undefined : await loadMapFile(options.map, disk.size, options.blockSize);
       statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
       migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
       engine = migration.engine;
@@ -149,7 +137,7 @@ function printBanner(
     const map = engine.map;
     if (stateLine) print(stateLine);
     print(
-      `map: ${options.map ?? (isIdentity(map) ? 'identity' : 'as recorded in the state')} — ${map.extents.length} extent(s), destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
+      `map: ${options.map ?? (isIdentity(map) ? 'identity' : 'as recorded in the state')} — ${map.extents.length} extent(s)${map.listedExtents === map.extents.length ? '' : ` (${map.listedExtents} listed, adjacent ones merged)`}, destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
     );
   }
   exports.forEach((exp, i) => {

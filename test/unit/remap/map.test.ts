@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MapError, type MapRule } from '../../../src/remap/map-error.js';
-import { RemapMap, type MapExtent } from '../../../src/remap/map.js';
+import { MAX_MAP_EXTENTS, RemapMap, type MapExtent } from '../../../src/remap/map.js';
 
 const B = 4096;
 const DISK = 64 * B;
@@ -220,5 +220,48 @@ describe('accepted maps and lookups', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('adjacent extents', () => {
+  it('are merged, so a map listed block by block costs what its shape costs', () => {
+    const blocks = MAX_MAP_EXTENTS + 5;
+    const disk = (blocks + 3) * B;
+    // A shift by three blocks, listed one block at a time, plus a tail of the same run.
+    const listed = Array.from({ length: blocks }, (_, i) => ({ destOffset: i * B, length: B, diskOffset: (i + 3) * B }));
+    const map = RemapMap.fromExtents(listed, disk, B);
+    expect(map.listedExtents).toBe(blocks);
+    expect(map.extents).toEqual([{ destOffset: 0, length: blocks * B, diskOffset: 3 * B }]);
+    expect(map.homeOf(blocks - 1)).toBe(blocks + 2);
+    expect(map.destOf(2)).toBe(-1);
+  });
+
+  it('merge only where both the destination and the disk continue, and keep the lookups of the listed map', () => {
+    const listed: MapExtent[] = [
+      { destOffset: 0, length: B, diskOffset: 10 * B },
+      { destOffset: B, length: 2 * B, diskOffset: 11 * B }, // continues the first on the disk: merged
+      { destOffset: 3 * B, length: B, diskOffset: 0 }, // jumps back: its own extent
+      { destOffset: 4 * B, length: B, diskOffset: 2 * B }, // leaves a hole on the disk: its own extent
+      { destOffset: 5 * B, length: B, diskOffset: 3 * B }, // continues the previous: merged
+    ];
+    const map = RemapMap.fromExtents(listed, DISK, B);
+    expect(map.extents).toEqual([
+      { destOffset: 0, length: 3 * B, diskOffset: 10 * B },
+      { destOffset: 3 * B, length: B, diskOffset: 0 },
+      { destOffset: 4 * B, length: 2 * B, diskOffset: 2 * B },
+    ]);
+    expect(map.listedExtents).toBe(5);
+    expect([0, 1, 2, 3, 4, 5].map((d) => map.homeOf(d))).toEqual([10, 11, 12, 0, 2, 3]);
+  });
+
+  it(`more than ${MAX_MAP_EXTENTS} of them, once merged, are refused with the limit and the fix`, () => {
+    const count = MAX_MAP_EXTENTS + 1;
+    // Reversed block by block: no two extents continue each other on the disk.
+    const extents = Array.from({ length: count }, (_, i) => ({ destOffset: i * B, length: B, diskOffset: (count - 1 - i) * B }));
+    const err = refusal(extents, count * B);
+    expect(err.rule).toBe('too-many-extents');
+    expect(err.message).toMatch(new RegExp(`map has ${count} extents once adjacent ones are merged \\(${count} listed\\); at most ${MAX_MAP_EXTENTS}`));
+    expect(err.fix).toMatch(/whole partitions/);
+    expect(RemapMap.fromExtents(extents.slice(1).map((e) => ({ ...e, destOffset: e.destOffset - B })), count * B, B).extents.length).toBe(MAX_MAP_EXTENTS);
   });
 });
