@@ -66,8 +66,9 @@ export class DestinationWriter {
     const d1 = Math.ceil(end / B);
     const lock = await s.locks.acquire(d0, d1);
     try {
-      // Only the first and last block can be partial; the loop below changes their RAM without awaiting.
-      await this.untilChangeable([...new Set([d0, d1 - 1])].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d)));
+      // Only the first and last block can be partial; the loop below changes their RAM in the same turn as the check.
+      const partial = [...new Set([d0, d1 - 1])].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d));
+      while (!this.changeable(partial)) await s.whenPinsReleased();
       const blocks: Array<BlockWrite | undefined> = [];
       const merges: Promise<void>[] = [];
       for (let d = d0; d < d1; d++) {
@@ -140,7 +141,7 @@ export class DestinationWriter {
         const blockStart = d * B;
         const from = Math.max(offset, blockStart) - blockStart;
         const to = Math.min(end, blockStart + s.map.destBlockLength(d)) - blockStart;
-        await this.untilChangeable([d]);
+        while (!this.changeable([d])) await s.whenPinsReleased();
         const ram = s.ramWritable(d);
         if (ram !== undefined) {
           ram.fill(0, from, to);
@@ -268,19 +269,18 @@ export class DestinationWriter {
   }
 
   /**
-   * Waits until the RAM of blocks `ds` may be changed in place (ramWritable):
+   * Whether the RAM of blocks `ds` may be changed in place now (ramWritable):
    * a block a commit in flight writes from takes a second buffer, so it needs
-   * room for one, or else the commit done (I/O in flight, G9-safe). The
-   * caller holds the blocks' locks, so none is pinned again meanwhile.
+   * room for one. The caller holds the blocks' locks and changes them in the
+   * same turn: an await between the check and the change would let another
+   * request take the same room (G4). Otherwise the caller waits for the
+   * commit (I/O in flight, G9-safe) and asks again.
    */
-  private async untilChangeable(ds: readonly number[]): Promise<void> {
+  private changeable(ds: readonly number[]): boolean {
     const s = this.s;
-    for (;;) {
-      let bytes = 0;
-      for (const d of ds) if (s.isPinned(d)) bytes += s.map.destBlockLength(d);
-      if (bytes === 0 || s.hasRoomFor(bytes)) return;
-      await s.whenPinsReleased();
-    }
+    let bytes = 0;
+    for (const d of ds) if (s.isPinned(d)) bytes += s.map.destBlockLength(d);
+    return bytes === 0 || s.hasRoomFor(bytes);
   }
 
   /**

@@ -242,7 +242,7 @@ export class RemapState extends BlockLayout {
   /**
    * d's RAM buffer, to be changed in place by the caller (who holds d's lock).
    * A buffer a `hold` record still writes from is first swapped for a copy
-   * (the caller made room for it: DestinationWriter.untilChangeable).
+   * (the caller checked the room in the same turn: DestinationWriter.changeable).
    */
   ramWritable(d: number): Buffer | undefined {
     const data = this.ram.get(d);

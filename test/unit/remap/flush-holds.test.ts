@@ -112,6 +112,45 @@ describe('RAM a FLUSH\'s commit writes from counts against the cache until the c
     expect(read.subarray(3 * B + 1, 3 * B + 11).equals(Buffer.alloc(10))).toBe(true);
   });
 
+  it('concurrent partial writes of pinned blocks share the room for second buffers: no more than fits is taken', async () => {
+    const blocks = 8;
+    const device = new MemoryDevice(blocks * B, B);
+    patternBytes(blocks * B, 7).copy(device.bytes);
+    const journal = new GatedJournal();
+    // Two blocks held and room for one more buffer: only one of two changes may take its second buffer now.
+    const cache = 3 * B;
+    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal });
+    await engine.seal();
+    await engine.destination.write(0, Buffer.concat([block(0xa0), block(0xa1)]), W);
+    let peak = 0;
+    device.onIo = () => (peak = Math.max(peak, engine.status().cacheBytes));
+
+    journal.close();
+    const flushed = engine.destination.flush();
+    const done: string[] = [];
+    // Issued in the same turn, as a client's pipelined requests are: a write and a write-zeroes, each part of one block.
+    const changes = [
+      engine.destination.write(100, Buffer.alloc(10, 0xb0), W).then(() => done.push('write')),
+      engine.destination.writeZeroes(B + 100, 10, { fua: false, mayTrim: true, fast: false }).then(() => done.push('zeroes')),
+    ];
+    await turns();
+    peak = Math.max(peak, engine.status().cacheBytes);
+    expect(peak).toBeLessThanOrEqual(cache);
+    expect(done).toHaveLength(1);
+
+    journal.release();
+    await flushed;
+    await Promise.all(changes);
+    expect(Math.max(peak, engine.status().cacheBytes)).toBeLessThanOrEqual(cache);
+    const read = Buffer.alloc(2 * B);
+    await engine.destination.readInto(read, 0);
+    expect(read.subarray(100, 110).equals(Buffer.alloc(10, 0xb0))).toBe(true);
+    expect(read.subarray(B + 100, B + 110).equals(Buffer.alloc(10))).toBe(true);
+    expect(read[0]).toBe(0xa0);
+    expect(read[B]).toBe(0xa1);
+    expect(journal.holds.map((h) => h.data[0])).toEqual([0xa0, 0xa1]);
+  });
+
   it('a victim pinned by a FLUSH while it lands frees no RAM: the block admitted in its place waits for the commit', async () => {
     const blocks = 8;
     const device = new HeldWritesDevice(blocks * B, B);

@@ -494,6 +494,19 @@ export class Harness {
     this.batchSeen.set(d, { values: all, orHome: orHome || (seen?.orHome ?? false) });
   }
 
+  /** The blocks an unaligned range covers only in part all hold data written before (none may still read its home). */
+  private partialBlocksWritten(a: number, b: number): boolean {
+    const { offset, length } = this.range(this.map.destinationSize, a, b, false);
+    const end = offset + length;
+    const B = this.B;
+    for (const d of new Set([Math.floor(offset / B), Math.ceil(end / B) - 1])) {
+      const whole = offset <= d * B && end >= d * B + this.map.destBlockLength(d);
+      const entry = this.dest.get(d);
+      if (!whole && (entry === undefined || entry.orHome)) return false;
+    }
+    return true;
+  }
+
   private async batch(ops: Op[]): Promise<void> {
     const claimed = new Set<number>();
     const chosen: Op[] = [];
@@ -502,9 +515,10 @@ export class Harness {
       let op = original;
       if (op.kind === 'dstWrite' || op.kind === 'dstZero' || op.kind === 'dstTrim') {
         if (!this.sealed) continue;
-        // Whole blocks only: a partial write of a never-written block merges with its home, whose content concurrent spills may change.
-        op = { ...op, aligned: true };
-        const { offset, length } = this.range(this.map.destinationSize, op.a, op.b, true);
+        // A partial write of a block that may still read its home merges with the home's content, which concurrent
+        // spills may change: such writes go whole. Partial writes of blocks written before merge in RAM concurrently.
+        if (!op.aligned && !this.partialBlocksWritten(op.a, op.b)) op = { ...op, aligned: true };
+        const { offset, length } = this.range(this.map.destinationSize, op.a, op.b, op.aligned);
         const blocks: number[] = [];
         for (let d = Math.floor(offset / this.B); d * this.B < offset + length; d++) blocks.push(d);
         if (blocks.some((d) => claimed.has(d))) continue;
