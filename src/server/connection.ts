@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { HandshakeMachine, type NegotiatedSession } from 'nbd-protocol-ts';
+import { formatBytes } from '../format/bytes.js';
 import type { Logger } from '../log/logger.js';
 import type { SocketReader } from '../net/socket-reader.js';
 import type { BufferPool } from './buffer-pool.js';
@@ -81,6 +82,25 @@ export class Connection {
 
   get export(): string | undefined {
     return this.exportName;
+  }
+
+  /** See TransmissionSession.stalledFor; 0 before the transmission phase. */
+  stalledFor(now: number, restart: boolean): number {
+    return this.session?.stalledFor(now, restart) ?? 0;
+  }
+
+  /**
+   * Drops a client that keeps memory others wait for (NbdServer's stall
+   * sweep). What it had in flight is not answered; writes it sent are as
+   * after any lost connection: not acknowledged, so the client cannot count
+   * on them.
+   */
+  dropStalled(stalledMs: number): void {
+    const held = this.session?.heldBytes ?? 0;
+    this.log.warn(
+      `disconnecting the client: it holds ${formatBytes(held)} of request memory that other clients wait for, and has neither read its replies nor sent the rest of a request for ${(stalledMs / 1000).toFixed(1)} s (--stall-timeout)`,
+    );
+    this.socket.destroy();
   }
 
   /**

@@ -26,6 +26,11 @@ export class MemoryBudget {
     return this.used;
   }
 
+  /** Some connection waits for room: memory others hold without progress is worth taking back (NbdServer). */
+  get contended(): boolean {
+    return this.waiting.size > 0;
+  }
+
   /** At or over the limit: connections look at what their next request needs (allows). */
   get exhausted(): boolean {
     return this.used >= this.maxBytes;

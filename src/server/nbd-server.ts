@@ -22,6 +22,9 @@ export class NbdServer {
   private readonly buffers = new BufferPool(64 * 1024 * 1024);
   /** Request data of all connections together (G8). */
   private readonly budget: MemoryBudget;
+  /** Looks for clients that hold memory others wait for without progress (sweepStalled). */
+  private readonly stallSweep: NodeJS.Timeout;
+  private sweeping = false;
 
   constructor(
     private readonly exports: ExportTable,
@@ -29,6 +32,28 @@ export class NbdServer {
     private readonly log: Logger,
   ) {
     this.budget = new MemoryBudget(options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+    this.stallSweep = setInterval(() => this.sweepStalled(), Math.min(1000, Math.max(50, options.stallTimeoutMs / 4)));
+    this.stallSweep.unref();
+  }
+
+  /**
+   * While some connection waits for room in the memory budget, a client that
+   * holds part of it and has made no progress for stallTimeoutMs is dropped,
+   * so that it gives its memory back (G8). Without contention nobody is: a
+   * client may be as slow as it likes while it harms no one.
+   */
+  private sweepStalled(): void {
+    if (!this.budget.contended) {
+      this.sweeping = false;
+      return;
+    }
+    const now = performance.now();
+    const restart = !this.sweeping;
+    this.sweeping = true;
+    for (const c of this.connections) {
+      const stalled = c.stalledFor(now, restart);
+      if (stalled >= this.options.stallTimeoutMs) c.dropStalled(stalled);
+    }
   }
 
   get connectionCount(): number {
@@ -61,6 +86,7 @@ export class NbdServer {
   async close(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.stallSweep);
     await Promise.all(this.listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))));
     await Promise.all([...this.connections].map((c) => c.shutdown()));
   }

@@ -18,11 +18,20 @@ import {
  */
 export class ReplyWriter {
   private batching = false;
+  /** Replies the socket has handed to the kernel: the client is reading them. */
+  private flushedCount = 0;
+  private readonly onFlushed = (): void => {
+    this.flushedCount++;
+  };
 
   constructor(
     private readonly socket: Socket,
     private readonly structured: boolean,
   ) {}
+
+  get flushed(): number {
+    return this.flushedCount;
+  }
 
   /**
    * Holds the replies sent until the event loop's check phase, so those of
@@ -71,11 +80,18 @@ export class ReplyWriter {
       return;
     }
     this.batch();
+    const done =
+      sent === undefined
+        ? this.onFlushed
+        : (): void => {
+            this.onFlushed();
+            sent();
+          };
     if (!payload || payload.length === 0) {
-      this.socket.write(header, sent && (() => sent()));
+      this.socket.write(header, done);
       return;
     }
     this.socket.write(header);
-    this.socket.write(payload, sent && (() => sent()));
+    this.socket.write(payload, done);
   }
 }

@@ -15,6 +15,14 @@ export interface ServerOptions extends ConnectionOptions {
    * DEFAULT_MAX_BUFFERED_BYTES.
    */
   maxBufferedBytes?: number;
+  /**
+   * While a connection waits for room in the budget, a client that holds
+   * part of it and for this long neither reads its replies nor sends the
+   * rest of a payload is disconnected (G8: one client must not hang others).
+   * Well under the kernel client's usual timeout (`nbd-client -t 60`), whose
+   * requests would fail while they wait.
+   */
+  stallTimeoutMs: number;
 }
 
 /** Four times what one connection may have in flight: room for a few busy clients, not for 64 that never read. */
@@ -26,6 +34,7 @@ export type Endpoint = { kind: 'tcp'; host: string; port: number } | { kind: 'un
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   handshakeTimeoutMs: 10_000,
   maxConnections: 64,
+  stallTimeoutMs: 15_000,
   limits: {
     maxInFlight: 64,
     maxInFlightBytes: 64 * 1024 * 1024,

@@ -15,6 +15,7 @@ import {
 } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
 import type { SocketReader } from '../net/socket-reader.js';
+import { unsentBytes } from '../net/unsent-bytes.js';
 import type { BlockExport, ExportCapabilities } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { MemoryBudget } from './memory-budget.js';
@@ -54,6 +55,9 @@ export class TransmissionSession {
   /** A payload allocated for a WRITE still arriving: given back by dispose() if the connection dies first. */
   private assembling: Buffer | undefined;
   private waitingForBudget = false;
+  /** Bytes received from the client so far: progress on its side (stalledFor). */
+  private receivedBytes = 0;
+  private readonly stall: { since: number; received: number; flushed: number; unsent: number | undefined } = { since: 0, received: 0, flushed: 0, unsent: undefined };
   private readonly onBudgetRoom = (): void => {
     this.budget.cancel(this.onBudgetRoom);
     this.waitingForBudget = false;
@@ -98,6 +102,7 @@ export class TransmissionSession {
         // Replies to every request in this recv that completes without waiting (page-cache
         // reads) leave in one writev instead of one syscall each.
         this.replies.batch();
+        this.receivedBytes += bytes;
         this.parser.received(bytes);
         this.pump();
       },
@@ -110,6 +115,34 @@ export class TransmissionSession {
 
   get requestsInFlight(): number {
     return this.inFlight;
+  }
+
+  /**
+   * How long (ms) this client has held memory of the server's budget while
+   * the server waits on it — replies it does not read, or a payload it does
+   * not finish sending — with no progress on either. 0 when it is not such a
+   * wait, or when it moved since the last call. `restart`: the clock starts
+   * now (the first look after the budget was not contended).
+   */
+  stalledFor(now: number, restart: boolean): number {
+    const received = this.receivedBytes;
+    const flushed = this.replies.flushed;
+    const unsent = unsentBytes(this.socket);
+    // A payload we stopped reading (paused for room) waits on us, not on the client.
+    const waitsOnClient = this.reservedBytes > 0 && (this.socket.writableLength > 0 || (this.assembling !== undefined && !this.socket.isPaused()));
+    const moved = received !== this.stall.received || flushed !== this.stall.flushed || unsent !== this.stall.unsent;
+    this.stall.received = received;
+    this.stall.flushed = flushed;
+    this.stall.unsent = unsent;
+    if (restart || moved || !waitsOnClient) {
+      this.stall.since = now;
+      return 0;
+    }
+    return now - this.stall.since;
+  }
+
+  get heldBytes(): number {
+    return this.reservedBytes;
   }
 
   /** Stop taking requests (server shutdown); resolves when those in flight have been answered. */

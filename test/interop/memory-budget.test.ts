@@ -43,7 +43,8 @@ describe('memory of all connections together is bounded (G8)', () => {
 
   beforeAll(async () => {
     content = randomImage(disk, 64 * MiB);
-    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only']);
+    // Stalled clients are not dropped here (--stall-timeout): these cases measure what the budget alone bounds.
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only', '--stall-timeout', '600']);
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
@@ -91,13 +92,51 @@ describe('memory of all connections together is bounded (G8)', () => {
     const path = dir.file('writes.sock');
     const ownDisk = dir.file('disk2.img');
     const ownContent = randomImage(ownDisk, 64 * MiB);
-    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only']);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only', '--stall-timeout', '600']);
     try {
       await writeHogs(own, path, ownContent);
     } finally {
       expect(await own.stop()).toBe(0);
     }
   });
+
+  it('clients that hold the budget and make no progress are disconnected after --stall-timeout while others wait: large requests are served again', async () => {
+    const path = dir.file('stall.sock');
+    const ownDisk = dir.file('disk3.img');
+    const ownContent = randomImage(ownDisk, 64 * MiB);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only', '--stall-timeout', '1']);
+    try {
+      const hogs: RawNbdClient[] = [];
+      for (let i = 0; i < HOGS; i++) {
+        const c = await RawNbdClient.connect({ path });
+        await c.greet();
+        await c.go('source');
+        c.socket.pause();
+        for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
+        hogs.push(c);
+      }
+      // One that stalls in the middle of a write's payload instead.
+      const writer = await RawNbdClient.connect({ path });
+      await writer.greet();
+      await writer.go('source');
+      writer.sendRequest({ type: WRITE, cookie: 1n, offset: 0, length: 32 * MiB });
+      writer.write(Buffer.alloc(31 * MiB));
+      hogs.push(writer);
+
+      // 16 MiB requests need room in the budget the hogs hold: without the stall timeout they would wait for ever.
+      const copy = dir.file('copy3.img');
+      await mustRun('nbdcopy', ['-C', '1', '--request-size', String(16 * MiB), `nbd+unix:///source?socket=${path}`, copy], { timeoutMs: 30_000 });
+      expect(readFileSync(copy).equals(ownContent)).toBe(true);
+      const dropped = own.stderr().match(/disconnecting the client: it holds .* of request memory that other clients wait for, and has neither read its replies nor sent the rest of a request for \d+\.\d s \(--stall-timeout\)/g) ?? [];
+      // Only while someone waits: once the copy has room, the hogs left are left alone.
+      console.log(`stalled clients dropped while the copy waited: ${dropped.length} of ${hogs.length}`);
+      expect(dropped.length).toBeGreaterThan(0);
+      for (const c of hogs) c.close();
+      await Promise.all(hogs.map((c) => c.closed));
+    } finally {
+      expect(await own.stop()).toBe(0);
+    }
+  }, 90_000);
 
   async function writeHogs(own: ServerProcess, socketPath: string, content: Buffer): Promise<void> {
     const pid = own.child.pid as number;

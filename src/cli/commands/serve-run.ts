@@ -40,6 +40,9 @@ function checkOptions(options: ServeOptions): Sizes {
   if (!(options.handshakeTimeout > 0)) {
     throw new UserError(`--handshake-timeout ${options.handshakeTimeout} must be a positive number of seconds`, 'e.g. --handshake-timeout 10', 2);
   }
+  if (!(options.stallTimeout > 0)) {
+    throw new UserError(`--stall-timeout ${options.stallTimeout} must be a positive number of seconds`, 'e.g. --stall-timeout 15', 2);
+  }
   validateBlockSize(options.blockSize);
   const cacheBytes = parseSize(options.cache, '--cache');
   if (cacheBytes < options.blockSize) {
@@ -71,7 +74,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   let control: ControlServer | undefined;
   const server = new NbdServer(
     table,
-    { ...DEFAULT_SERVER_OPTIONS, maxConnections: options.maxConnections, handshakeTimeoutMs: options.handshakeTimeout * 1000 },
+    { ...DEFAULT_SERVER_OPTIONS, maxConnections: options.maxConnections, handshakeTimeoutMs: options.handshakeTimeout * 1000, stallTimeoutMs: options.stallTimeout * 1000 },
     log,
   );
   const bound: Endpoint[] = [];

@@ -21,6 +21,7 @@ export interface ServeOptions {
   safe: boolean;
   maxConnections: number;
   handshakeTimeout: number;
+  stallTimeout: number;
   verbose: boolean;
 }
 
@@ -77,6 +78,12 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
       type: 'number',
       default: DEFAULT_SERVER_OPTIONS.handshakeTimeoutMs / 1000,
       describe: 'Seconds a client may take to finish the NBD handshake before it is dropped',
+    })
+    .option('stall-timeout', {
+      type: 'number',
+      default: DEFAULT_SERVER_OPTIONS.stallTimeoutMs / 1000,
+      describe:
+        'Seconds a client may hold request memory that other clients wait for (all clients share 256 MiB) while it neither reads its replies nor sends the rest of a request; then it is disconnected. Keep it well under the clients\' own timeout (nbd-client -t)',
     })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log every failed request and connection event' });
 }
