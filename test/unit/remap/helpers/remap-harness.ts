@@ -1,4 +1,4 @@
-import { Errno, NbdError } from 'nbd-protocol-ts';
+import { AllocationFlag, Errno, NbdError } from 'nbd-protocol-ts';
 import { expect } from 'vitest';
 import { ControlRefusal } from '../../../../src/control/migration-control.js';
 import { createRemapper } from '../../../../src/remap/create-remapper.js';
@@ -485,6 +485,22 @@ export class Harness {
       const plain = Buffer.concat(this.map.splitBytes(offset, length).map((p) => this.device.bytes.subarray(p.diskOffset, p.diskOffset + p.length)));
       if (!this.inBatch && !plain.equals(got)) expect.fail('G6: after finish, a destination read differs from the disk');
     }
+    if (!this.inBatch) await this.checkBlockStatus(offset, length, got);
+  }
+
+  /** G3 through block status: what the destination reports as zero reads as zero (clients skip reading it). */
+  private async checkBlockStatus(offset: number, length: number, got: Buffer): Promise<void> {
+    const descriptors = await this.engine.destination.blockStatus(offset, length);
+    let at = 0;
+    for (const { length: n, flags } of descriptors) {
+      if (n <= 0) expect.fail(`block status ${offset}+${length}: an empty descriptor`);
+      const piece = got.subarray(at, Math.min(length, at + n));
+      if ((flags & AllocationFlag.ZERO) !== 0 && !piece.every((b) => b === 0)) {
+        expect.fail(`G3: block status reports destination ${offset + at}+${n} as zeroes, but it reads as data`);
+      }
+      at += n;
+    }
+    if (at === 0 || at > length) expect.fail(`block status ${offset}+${length}: descriptors cover ${at} bytes`);
   }
 
   /** Runs operations concurrently; destination mutations in one batch touch disjoint blocks (their order is undefined). */
