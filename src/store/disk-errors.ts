@@ -80,8 +80,16 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 /** Turns the failure of stat/open/flock on `path` into the error a person can act on. */
-export function diskOpenError(path: string, err: unknown, readOnly: boolean): DiskError {
+export function diskOpenError(path: string, err: unknown, readOnly: boolean, exclusive = false): DiskError {
   const code = errnoCode(err);
+  if (code === 'EBUSY' && exclusive) {
+    return new DiskLockedError(
+      `the disk ${path} is in use (EBUSY): a filesystem on it or on one of its partitions is mounted, or another program holds it exclusively (another nbd-remapper, LVM, RAID, swap, mkfs)`,
+      path,
+      `see what holds it with "findmnt -S ${path}", "lsblk ${path}" and "fuser -v ${path}"; unmount it (the old filesystems are mounted from the source export, never from the disk itself) or stop that program, then start again`,
+      { cause: err },
+    );
+  }
   const mode = readOnly ? 'reading' : 'reading and writing';
   switch (code) {
     case 'ENOENT':

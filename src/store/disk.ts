@@ -80,11 +80,15 @@ export class Disk {
     const kindBefore = unusableKind(before);
     if (kindBefore !== undefined) throw notUsable(path, kindBefore);
 
+    // A block device opened for writing is claimed exclusively (O_EXCL): the kernel refuses it while a filesystem
+    // on it or on one of its partitions is mounted, or LVM, RAID or swap holds it, and refuses such users while we
+    // hold it. A filesystem mounted from the disk itself would write behind the server's back.
+    const exclusive = !readOnly && before.isBlockDevice() ? fsConstants.O_EXCL : 0;
     let fd: number;
     try {
-      fd = await openAsync(path, readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR);
+      fd = await openAsync(path, (readOnly ? fsConstants.O_RDONLY : fsConstants.O_RDWR) | exclusive);
     } catch (err) {
-      throw diskOpenError(path, err, readOnly);
+      throw diskOpenError(path, err, readOnly, exclusive !== 0);
     }
     try {
       // The path may have been replaced since stat(); fstat says what was really opened.
