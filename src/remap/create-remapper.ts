@@ -27,6 +27,8 @@ export interface RemapperOptions {
   restore?: RestoredState;
   /** Tests: see StateCommitterOptions. */
   backgroundCommitRecords?: number;
+  /** Tests: see StateCommitterOptions. */
+  slowCommitMs?: number;
 }
 
 /** The remapping engine over one disk, with its `source` and `destination` views. */
@@ -51,5 +53,6 @@ export function createRemapper(options: RemapperOptions): RemapEngine {
     safe: options.safe ?? false,
     restore: options.restore,
     backgroundCommitRecords: options.backgroundCommitRecords,
+    slowCommitMs: options.slowCommitMs,
   });
 }

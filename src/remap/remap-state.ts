@@ -27,6 +27,8 @@ export interface RemapStateOptions {
   safe: boolean;
   /** Tests: see StateCommitterOptions. */
   backgroundCommitRecords?: number;
+  /** Commits at least this slow are logged (StateCommitter's SLOW_COMMIT_MS by default). */
+  slowCommitMs?: number;
 }
 
 /** Where a destination block's newest data is. */
@@ -37,6 +39,8 @@ export type Location =
   | { kind: 'home'; home: number };
 
 /** Logs the first occurrences of a repeated event, then every 1000th, so a storm cannot flood the log. */
+const where = (path: string | undefined): string => (path === undefined ? '' : ` to ${path}`);
+
 export class LogThrottle {
   private count = 0;
   constructor(private readonly emit: (message: string) => void) {}
@@ -148,6 +152,7 @@ export class RemapState extends BlockLayout {
   sourceWritesInFlight = 0;
 
   readonly enospcLog: LogThrottle;
+  private readonly slowCommitLog: LogThrottle;
   readonly unsealedWriteLog: LogThrottle;
   readonly revisitMissLog: LogThrottle;
 
@@ -167,8 +172,14 @@ export class RemapState extends BlockLayout {
         final
           ? this.log.error(`state commits have stopped: FLUSH fails and nothing written from now on becomes durable. ${describeFailure(err)}`)
           : this.log.warn(`a state commit failed; FLUSH fails until one succeeds (each tries again), and nothing held is lost meanwhile. ${describeFailure(err)}`),
+      onSlowCommit: (ms, records) =>
+        this.slowCommitLog.note(
+          `a state commit took ${(ms / 1000).toFixed(1)} s (${records} record(s)${where(this.committer.journalInfo()?.path)}), and so did the FLUSH or writes waiting for it: the kernel client fails a request that waits past its timeout (nbd-client -t) and the filesystem above shuts down. Put --state on a faster disk, or give a smaller --cache (a FLUSH writes what is held in RAM into the state file)`,
+        ),
+      slowCommitMs: options.slowCommitMs,
     });
     this.enospcLog = new LogThrottle((m) => this.log.warn(m));
+    this.slowCommitLog = new LogThrottle((m) => this.log.warn(m));
     this.unsealedWriteLog = new LogThrottle((m) => this.log.warn(m));
     this.revisitMissLog = new LogThrottle((m) => this.log.warn(m));
   }

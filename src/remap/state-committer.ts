@@ -16,7 +16,19 @@ export interface StateCommitterOptions {
    * each success (the next commit tries again).
    */
   onFailure?: (err: unknown, final: boolean) => void;
+  /** Called when a commit (with its device sync) took at least `slowCommitMs`: `records` went into it. */
+  onSlowCommit?: (ms: number, records: number) => void;
+  /** Default SLOW_COMMIT_MS. */
+  slowCommitMs?: number;
 }
+
+/**
+ * A commit this slow is worth a warning: the requests waiting for it (a
+ * FLUSH, a write whose barrier it is) wait as long, and the kernel client
+ * fails a request after its timeout (`nbd-client -t`, 60 s in the commands
+ * the server prints), taking the filesystem above down.
+ */
+export const SLOW_COMMIT_MS = 10_000;
 
 /**
  * Group commit in front of a StateJournal. `append` only queues a record and
@@ -61,6 +73,8 @@ export class StateCommitter {
 
   private readonly backgroundCommitRecords: number;
   private readonly onFailure: ((err: unknown, final: boolean) => void) | undefined;
+  private readonly onSlowCommit: ((ms: number, records: number) => void) | undefined;
+  private readonly slowCommitMs: number;
   /** The retryable failure of the last commit, until one succeeds. */
   private retryableFailure: unknown;
 
@@ -71,6 +85,8 @@ export class StateCommitter {
   ) {
     this.backgroundCommitRecords = options.backgroundCommitRecords ?? BACKGROUND_COMMIT_RECORDS;
     this.onFailure = options.onFailure;
+    this.onSlowCommit = options.onSlowCommit;
+    this.slowCommitMs = options.slowCommitMs ?? SLOW_COMMIT_MS;
   }
 
   /** Why commits stopped, or undefined while they go on: a failed commit is final. */
@@ -346,6 +362,7 @@ export class StateCommitter {
       }
     };
     const run = async (): Promise<void> => {
+      const started = performance.now();
       if (syncDevice && !pointers) {
         // Nothing in the batch points at disk data, so the two syncs need no order: a FLUSH that
         // logs held data waits for the slower of them, not their sum (both wait on the storage).
@@ -356,6 +373,8 @@ export class StateCommitter {
         if (syncDevice) await this.device.sync();
         await commitBatch();
       }
+      const took = performance.now() - started;
+      if (took >= this.slowCommitMs) this.onSlowCommit?.(took, batch.length);
       this.committedSeq = Math.max(this.committedSeq, seq);
       this.retryableFailure = undefined;
       this.permittedSeq = Math.max(this.permittedSeq, permitSeq, this.committedSeq);

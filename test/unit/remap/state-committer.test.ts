@@ -66,6 +66,23 @@ describe('StateCommitter (group commit and the ordering rules)', () => {
     expect(committer.committed).toBe(100);
   });
 
+  it('reports a commit that took at least slowCommitMs, with its records, and no faster one', async () => {
+    const slow: Array<{ ms: number; records: number }> = [];
+    const { committer, hold, release } = rig(true, { slowCommitMs: 40, onSlowCommit: (ms, records) => slow.push({ ms, records }) });
+    committer.append({ type: 'release', start: 0, count: 1 });
+    await committer.flush();
+    expect(slow).toEqual([]);
+    // The device sync of the next FLUSH hangs for 60 ms, as a slow disk's would.
+    hold(true);
+    for (let i = 1; i <= 3; i++) committer.append({ type: 'release', start: i, count: 1 });
+    const flushed = committer.flush();
+    setTimeout(release, 60);
+    await flushed;
+    expect(slow).toHaveLength(1);
+    expect(slow[0].records).toBe(3);
+    expect(slow[0].ms).toBeGreaterThanOrEqual(40);
+  });
+
   it('a barrier without data records does not sync the device; a flush always does', async () => {
     const { committer, events } = rig(true);
     committer.append({ type: 'destroy', start: 0, count: 1 });

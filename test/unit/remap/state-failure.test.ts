@@ -172,3 +172,28 @@ describe('when the state can no longer be committed', () => {
     expect(device.bytes.subarray(0, B).equals(Buffer.alloc(B, 0xd1))).toBe(true);
   });
 });
+
+describe('a slow state commit', () => {
+  it('is logged with what it risks and the fix, once per slow commit', async () => {
+    const journal = new (class extends BreakingJournal {
+      delayMs = 0;
+      override async commit(): Promise<void> {
+        await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+        return super.commit();
+      }
+    })();
+    const log = recordingLog();
+    const device = new MemoryDevice(16 * B, B);
+    const engine = createRemapper({ device, cacheBytes: 8 * B, revisitCacheBytes: 0, journal, log, slowCommitMs: 30 });
+    await engine.seal();
+    await engine.destination.write(0, patternBytes(2 * B, 1), W);
+    await engine.destination.flush();
+    expect(log.warnings).toEqual([]);
+    journal.delayMs = 60;
+    await engine.destination.write(2 * B, patternBytes(B, 2), W);
+    await engine.destination.flush();
+    expect(log.warnings).toHaveLength(1);
+    expect(log.warnings[0]).toMatch(/a state commit took \d+\.\d s \(\d+ record\(s\)\), and so did the FLUSH or writes waiting for it: the kernel client fails a request that waits past its timeout \(nbd-client -t\)/);
+    expect(log.warnings[0]).toMatch(/Put --state on a faster disk, or give a smaller --cache/);
+  });
+});
