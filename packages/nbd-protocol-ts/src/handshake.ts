@@ -265,7 +265,7 @@ export class HandshakeMachine {
       return this.replyInvalidPayload(option, err);
     }
     const exp = this.registry.lookup(request.name);
-    if (!exp) return this.replyError(option, OptionReply.ERR_UNKNOWN, unknownExportMessage(request.name));
+    if (!exp) return this.replyError(option, OptionReply.ERR_UNKNOWN, unknownExportMessage(request.name, this.registry));
     const flags = this.transmissionFlags(exp);
     this.send(encodeOptionReply(option, OptionReply.INFO, encodeInfoExport(exp.size, flags)));
     if (request.infoTypes.includes(Info.NAME)) {
@@ -301,7 +301,7 @@ export class HandshakeMachine {
       return this.replyInvalidPayload(option, err);
     }
     const exp = this.registry.lookup(request.exportName);
-    if (!exp) return this.replyError(option, OptionReply.ERR_UNKNOWN, unknownExportMessage(request.exportName));
+    if (!exp) return this.replyError(option, OptionReply.ERR_UNKNOWN, unknownExportMessage(request.exportName, this.registry));
     if (isSet) {
       const contexts = contextsSelectedBy(exp.metaContexts, request.queries);
       this.metaContexts = { exportName: exp.name, contexts };
@@ -363,6 +363,9 @@ export class HandshakeMachine {
   }
 }
 
-function unknownExportMessage(name: string): string {
-  return name === '' ? 'there is no default export; ask for an export by name' : `no export named "${name}"`;
+/** Names what there is, so that a person reading the client's error knows what to ask for. */
+function unknownExportMessage(name: string, registry: ExportRegistry): string {
+  const names = registry.list().map((e) => `"${e.name}"`);
+  const offer = names.length === 0 ? 'this server has no exports now' : `its exports: ${names.join(', ')}`;
+  return name === '' ? `there is no default export; ask for one by name (${offer})` : `no export named "${name}" (${offer})`;
 }
