@@ -250,6 +250,11 @@ it('refuses maps that break a rule, naming the extent and the rule', async () =>
   const tiny = await cli(['serve', '--disk', disk, '--cache', '1K', '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
   expect(tiny.code).toBe(2);
   expect(tiny.stderr).toMatch(/--cache 1K is smaller than one block/);
+  // More than any machine here has: refused at start, not by the OOM killer once it fills.
+  const huge = await cli(['serve', '--disk', disk, '--cache', '100T', '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
+  expect(huge.code).toBe(2);
+  expect(huge.stderr).toMatch(/--cache 100 TiB and --revisit-cache 64 MiB .* need 100 TiB of RAM, more than this (machine's memory|process's cgroup memory limit)/);
+  expect(huge.stderr).toMatch(/fix: give a smaller --cache/);
   const noServer = await cli(['status', '--control', dir.file('nobody.sock')]);
   expect(noServer.code).not.toBe(0);
   expect(noServer.stderr).toMatch(/fix: /);

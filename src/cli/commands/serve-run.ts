@@ -14,6 +14,7 @@ import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
+import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
 import { UserError } from '../user-error.js';
 import type { ServeOptions } from './serve.js';
@@ -31,6 +32,8 @@ export interface RunningServer {
 interface Sizes {
   cacheBytes: number;
   revisitCacheBytes: number;
+  /** The caches leave little of the RAM there is (checkMemoryFit). */
+  tight: string | undefined;
 }
 
 function checkOptions(options: ServeOptions): Sizes {
@@ -52,7 +55,10 @@ function checkOptions(options: ServeOptions): Sizes {
       2,
     );
   }
-  return { cacheBytes, revisitCacheBytes: parseSize(options.revisitCache, '--revisit-cache') };
+  const revisitCacheBytes = parseSize(options.revisitCache, '--revisit-cache');
+  // Only a remapping server fills the caches.
+  const tight = options.readOnly ? undefined : checkMemoryFit(cacheBytes, revisitCacheBytes);
+  return { cacheBytes, revisitCacheBytes, tight };
 }
 
 function endpointsOf(options: ServeOptions): Endpoint[] {
@@ -66,6 +72,7 @@ function endpointsOf(options: ServeOptions): Endpoint[] {
 export async function startServer(options: ServeOptions, print: (line: string) => void, log: Logger): Promise<RunningServer> {
   const endpoints = endpointsOf(options);
   const sizes = checkOptions(options);
+  if (sizes.tight !== undefined) log.warn(sizes.tight);
   const disk = await Disk.open(options.disk, { readOnly: options.readOnly });
   const table = new ExportList();
   let migration: OpenedMigration | undefined;

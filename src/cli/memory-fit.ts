@@ -1,0 +1,36 @@
+// Whether the RAM the caches may fill fits this machine (or its container): found at start, not by the OOM killer hours in.
+import { totalmem } from 'node:os';
+import { formatBytes } from '../format/bytes.js';
+import { UserError } from './user-error.js';
+
+/** What the server takes besides its caches: Node itself, code, bookkeeping (the RSS budget of DESIGN's 1 TiB test). */
+export const SERVER_BASE_BYTES = 96 * 1024 * 1024;
+
+/** RAM this process may use: the machine's, or less under a cgroup limit (containers, systemd MemoryMax). */
+export function memoryLimitBytes(): { bytes: number; what: string } {
+  const machine = totalmem();
+  // process.constrainedMemory: Node 19.6+; 0 or undefined when there is no limit (older Nodes report 2^64-ish).
+  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
+  if (constrained !== undefined && constrained > 0 && constrained < machine) return { bytes: constrained, what: "this process's cgroup memory limit" };
+  return { bytes: machine, what: "this machine's memory" };
+}
+
+/**
+ * Refuses caches that cannot fit at all; returns a warning for caches that
+ * leave little room (undefined when they fit well).
+ */
+export function checkMemoryFit(cacheBytes: number, revisitCacheBytes: number, limit = memoryLimitBytes()): string | undefined {
+  const need = cacheBytes + revisitCacheBytes + SERVER_BASE_BYTES;
+  const sizes = `--cache ${formatBytes(cacheBytes)} and --revisit-cache ${formatBytes(revisitCacheBytes)} (plus ~${formatBytes(SERVER_BASE_BYTES)} for the server) need ${formatBytes(need)} of RAM`;
+  if (need > limit.bytes) {
+    throw new UserError(
+      `${sizes}, more than ${limit.what} (${formatBytes(limit.bytes)}): the kernel would kill the server once the cache filled, losing what was not flushed yet`,
+      `give a smaller --cache: destination data beyond it spills into blocks already read, and only what neither holds fails with ENOSPC`,
+      2,
+    );
+  }
+  if (need > limit.bytes * 0.75) {
+    return `${sizes}, ${Math.round((need / limit.bytes) * 100)}% of ${limit.what} (${formatBytes(limit.bytes)}); with the clients' own memory and the page cache that may not fit — consider a smaller --cache`;
+  }
+  return undefined;
+}
