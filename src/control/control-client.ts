@@ -21,9 +21,11 @@ export class ControlError extends Error {
   }
 }
 
-function request(socketPath: string, method: string, path: string, onLine?: (line: string) => void): Promise<{ code: number; body: string }> {
+function request(socketPath: string, method: string, path: string, onLine?: (line: string) => void, body?: unknown): Promise<{ code: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method, path }, (res) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers = payload === undefined ? undefined : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    const req = http.request({ socketPath, method, path, headers }, (res) => {
       let body = '';
       let pending = '';
       res.setEncoding('utf8');
@@ -49,7 +51,7 @@ function request(socketPath: string, method: string, path: string, onLine?: (lin
         reject(wentAway(socketPath));
       } else reject(err);
     });
-    req.end();
+    req.end(payload);
   });
 }
 
@@ -76,8 +78,9 @@ export class ControlClient {
   async seal(): Promise<MigrationStatus> {
     return parse<MigrationStatus>(await request(this.socketPath, 'POST', '/seal'));
   }
-  async checkpoint(): Promise<MigrationStatus> {
-    return parse<MigrationStatus>(await request(this.socketPath, 'POST', '/checkpoint'));
+  /** `note`: kept with the checkpoint in the state (a copier's progress), shown by status as checkpointNote. */
+  async checkpoint(note?: string): Promise<MigrationStatus> {
+    return parse<MigrationStatus>(await request(this.socketPath, 'POST', '/checkpoint', undefined, note === undefined ? undefined : { note }));
   }
   async finish(onProgress: (p: FinishProgress) => void): Promise<MigrationStatus> {
     let result: MigrationStatus | undefined;

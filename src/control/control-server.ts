@@ -24,7 +24,8 @@ export const DEFAULT_CONTROL_LIMITS: ControlLimits = { maxConnections: 32, heade
  *
  *   GET  /status       → status JSON
  *   POST /seal         → status JSON after sealing
- *   POST /checkpoint   → status JSON after the checkpoint
+ *   POST /checkpoint   → status JSON after the checkpoint; an optional body {"note": "…"} (at most
+ *                        MAX_NOTE_BYTES) is kept with it in the state and shown by status as checkpointNote
  *   POST /finish       → NDJSON stream: {"progress":{done,total}}… then {"finished":status} or {"error",fix}
  *
  * Refusals are 409 with {"error","fix"}; unknown paths 404.
@@ -83,10 +84,12 @@ export class ControlServer {
           await this.control.seal();
           this.log.info('source sealed: it is read-only from now on, and destination accepts writes');
           return sendJson(res, 200, this.control.status());
-        case 'POST /checkpoint':
-          await this.control.checkpoint();
-          this.log.info('checkpoint: everything read from source so far is confirmed copied');
+        case 'POST /checkpoint': {
+          const note = await readNote(req);
+          await this.control.checkpoint(note);
+          this.log.info(`checkpoint: everything read from source so far is confirmed copied${note === undefined ? '' : ` (note: ${note})`}`);
           return sendJson(res, 200, this.control.status());
+        }
         case 'POST /finish':
           return await this.finish(res);
         default:
@@ -95,6 +98,7 @@ export class ControlServer {
     } catch (err) {
       const fix = fixOf(err);
       const message = messageOf(err);
+      if (err instanceof BadRequest) return sendJson(res, 400, { error: message, fix: err.fix });
       if (fix !== undefined) return sendJson(res, 409, { error: message, fix });
       this.log.error(`control ${route} failed: ${message}`);
       return sendJson(res, 500, { error: message, fix: 'see the server log' });
@@ -133,6 +137,36 @@ export class ControlServer {
       res.end(JSON.stringify({ error: messageOf(err), fix: fixOf(err) ?? resume }) + '\n');
     }
   }
+}
+
+/** A checkpoint's note is a copier's progress (a position, a plan's hash): small. */
+export const MAX_NOTE_BYTES = 4096;
+
+/** A request body this plane cannot use: 400 with what to send instead. */
+class BadRequest extends Error {
+  readonly fix = `send no body, or {"note": "…"} as JSON of at most ${MAX_NOTE_BYTES} bytes`;
+}
+
+/** The optional {"note": string} body of POST /checkpoint. */
+async function readNote(req: http.IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    if (bytes > MAX_NOTE_BYTES + 64) throw new BadRequest(`the checkpoint request's body is larger than ${MAX_NOTE_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  if (bytes === 0) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new BadRequest("the checkpoint request's body is not JSON");
+  }
+  const note = (value as { note?: unknown } | null)?.note;
+  if (note === undefined) return undefined;
+  if (typeof note !== 'string' || Buffer.byteLength(note) > MAX_NOTE_BYTES) throw new BadRequest(`the checkpoint's note must be a string of at most ${MAX_NOTE_BYTES} bytes`);
+  return note;
 }
 
 function sendJson(res: http.ServerResponse, code: number, body: unknown): void {

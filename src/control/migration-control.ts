@@ -6,7 +6,8 @@ export interface MigrationControl {
   /** A JSON-able snapshot for `status`. */
   status(): MigrationStatus;
   seal(): Promise<void>;
-  checkpoint(): Promise<void>;
+  /** `note`: the copier's progress, kept with the state (status shows it as checkpointNote). */
+  checkpoint(note?: string): Promise<void>;
   finish(onProgress: (progress: FinishProgress) => void): Promise<void>;
 }
 

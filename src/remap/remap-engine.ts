@@ -91,8 +91,12 @@ export class RemapEngine implements MigrationControl {
     await s.committer.commitThrough();
   }
 
-  /** Every block read from source so far is confirmed copied (the copier synced the new filesystems). */
-  async checkpoint(): Promise<void> {
+  /**
+   * Every block read from source so far is confirmed copied (the copier
+   * synced the new filesystems). `note`: the copier's own words on how far it
+   * got, kept with the state and shown by `status` once committed.
+   */
+  async checkpoint(note?: string): Promise<void> {
     const s = this.s;
     if (s.phase === 'unsealed') {
       throw new ControlRefusal('nothing to checkpoint: the source is not sealed yet', 'run `nbd-remapper seal` first, copy, sync the new filesystems, then checkpoint');
@@ -103,8 +107,9 @@ export class RemapEngine implements MigrationControl {
     // What the copier wrote before its promise must survive with it: RAM-held data goes into the journal first.
     s.persistHeld();
     s.confirmAll();
-    s.committer.append({ type: 'checkpoint' });
+    s.committer.append(note === undefined ? { type: 'checkpoint' } : { type: 'checkpoint', note });
     await s.committer.flush();
+    if (note !== undefined) s.checkpointNote = note;
   }
 
   /**

@@ -131,6 +131,8 @@ export class RemapState extends BlockLayout {
   readonly captures = new CaptureRegistry();
 
   atRisk = 0;
+  /** The note of the last committed checkpoint that had one: where a copier that crashed resumes. */
+  checkpointNote: string | undefined;
   /**
    * Disk blocks destroyed ahead of their write (`DiskWriter.plan`'s `ahead`),
    * not written since, with the sequence number of their `destroy` record:

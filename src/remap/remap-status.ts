@@ -38,6 +38,8 @@ export type RemapStatus = {
   confirmed: number;
   /** Unconfirmed originals already overwritten: lost if the copy has to be redone after a crash. */
   atRisk: number;
+  /** The note of the last checkpoint that had one (a copier's progress: `nbd-remapper copy --control` resumes after it), or null. */
+  checkpointNote: string | null;
   /** Disk blocks whose original has been overwritten (landed data or spill slots). */
   originalsOverwritten: number;
   heldInRam: number;
@@ -72,6 +74,7 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
     released: s.released.count,
     confirmed: s.released.count - s.unconfirmed.count,
     atRisk: s.atRisk,
+    checkpointNote: s.checkpointNote ?? null,
     originalsOverwritten: s.destroyed.count,
     heldInRam: s.ram.size,
     heldInRamBytes: s.ramBytes,

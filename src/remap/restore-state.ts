@@ -42,6 +42,7 @@ export function restoreState(s: RemapState, r: RestoredState): void {
     s.slotted.setRange(run.value, run.value + count);
   }
   s.atRisk = d.atRisk;
+  s.checkpointNote = d.checkpointNote;
   s.anyLanded = d.anyLanded || d.landed.count > 0;
 
   // Slot candidates: originals already gone first (recycled), then by class; `take` skips what is no longer free.

@@ -20,7 +20,8 @@ export type StateRecord =
   /** Disk blocks whose source was read in full. */
   | { type: 'release'; start: number; count: number }
   /** Every released block is confirmed. */
-  | { type: 'checkpoint' }
+  /** `note`: what the copier says it had done by then (copy resumes after it); the last note stays with the state. */
+  | { type: 'checkpoint'; note?: string }
   /** These originals are about to be overwritten: the permission, committed before the write. */
   | { type: 'destroy'; start: number; count: number }
   /** Destination blocks now read as zeroes (held, not written). */

@@ -22,6 +22,8 @@ export class DurableState extends BlockLayout {
   /** Destination blocks whose data is in the state file. Bounded by the cache: only RAM-held blocks are logged. */
   readonly holds = new Map<number, HoldRef>();
   samples: SealSample[] = [];
+  /** The note of the last checkpoint that had one (the copier's progress). */
+  checkpointNote: string | undefined;
   /** Records applied since the state was created (snapshots carry the count on). */
   records = 0;
 
@@ -56,6 +58,7 @@ export class DurableState extends BlockLayout {
         return;
       case 'checkpoint':
         this.unconfirmed.clearAll();
+        if (r.note !== undefined) this.checkpointNote = r.note;
         return;
       case 'destroy':
         this.destroyed.setRange(r.start, r.start + r.count);

@@ -39,7 +39,7 @@ function encodeFields(r: StateRecord): { kind: FrameKind; payload: Buffer } {
       return { kind: FrameKind.Seal, payload: w.finish() };
     }
     case 'checkpoint':
-      return { kind: FrameKind.Checkpoint, payload: Buffer.alloc(0) };
+      return { kind: FrameKind.Checkpoint, payload: r.note === undefined ? Buffer.alloc(0) : w.text(r.note).finish() };
     case 'finish-begin':
       return { kind: FrameKind.FinishBegin, payload: Buffer.alloc(0) };
     case 'finished':
@@ -90,7 +90,8 @@ export function decodeRecord(kind: number, payload: Buffer): { record: StateReco
       break;
     }
     case FrameKind.Checkpoint:
-      record = { type: 'checkpoint' };
+      // Without a note the payload is empty (and was, before notes existed).
+      record = payload.length === 0 ? { type: 'checkpoint' } : { type: 'checkpoint', note: r.text() };
       break;
     case FrameKind.FinishBegin:
       record = { type: 'finish-begin' };

@@ -78,6 +78,10 @@ export async function* snapshotFrames(state: DurableState, readHold: (ref: HoldR
     yield encodeRecord({ type: 'spill', dest: run.start, count: run.end - run.start, slot: run.value });
     count++;
   }
+  if (state.checkpointNote !== undefined) {
+    yield encodeRecord({ type: 'checkpoint', note: state.checkpointNote });
+    count++;
+  }
   // In file order, so the reader of the old file streams instead of seeking block by block.
   const holds = [...state.holds].sort((a, b) => a[1].position - b[1].position);
   for (const [dest, ref] of holds) {
@@ -149,6 +153,9 @@ export class SnapshotReader {
       this.checkDisk(rec.slot + rec.count);
       s.spill.set(rec.dest, rec.count, rec.slot);
       s.slotOwner.set(rec.slot, rec.count, rec.dest);
+    } else if (rec.type === 'checkpoint' && rec.note !== undefined) {
+      // Only the note: what it confirmed is in the Unconfirmed runs already.
+      s.checkpointNote = rec.note;
     } else if (rec.type === 'hold') {
       this.checkDest(rec.dest + 1);
       s.holds.set(rec.dest, { position: frame.offset + FRAME_HEADER_BYTES + (decoded.dataAt ?? 0), length: rec.data.length });

@@ -12,6 +12,8 @@ export interface CopyArgs {
   requestSize: string;
   requests: number;
   progress: boolean;
+  control?: string;
+  checkpointEvery: string;
 }
 
 /** Chunks in flight beyond this buy nothing but memory (each holds up to --request-size bytes). */
@@ -23,11 +25,13 @@ export async function copyHandler(args: CopyArgs): Promise<void> {
   if (!Number.isInteger(args.requests) || args.requests < 1 || args.requests > MAX_REQUESTS) {
     throw new UserError(`--requests ${args.requests} must be a whole number from 1 to ${MAX_REQUESTS}`, 'e.g. --requests 8', 2);
   }
+  const checkpointEvery = parseSize(args.checkpointEvery, '--checkpoint-every');
+  if (checkpointEvery < 1) throw new UserError(`--checkpoint-every ${args.checkpointEvery} must be at least one byte`, 'e.g. --checkpoint-every 1G', 2);
   try {
     // The client stack loads only for a copy: the other commands start faster without it.
     const { runCopy } = await import('../../client/copy/run-copy.js');
     const summary = await runCopy(
-      { from: args.from, to: args.to, plan: args.plan, requestSize, requests: args.requests, progress: args.progress },
+      { from: args.from, to: args.to, plan: args.plan, requestSize, requests: args.requests, progress: args.progress, control: args.control, checkpointEvery },
       { note: (line) => process.stderr.write(`nbd-remapper copy: ${line}\n`), progressStream: process.stderr },
     );
     process.stdout.write(`${formatCopySummary(summary)}\n`);
@@ -52,7 +56,14 @@ export const copyCommand: CommandModule<object, CopyArgs> = {
       .option('request-size', { type: 'string', default: '1M', describe: 'Bytes per read/write request (K/M suffixes)' })
       .option('requests', { type: 'number', default: 8, describe: 'Chunks in flight at once' })
       .option('progress', { type: 'boolean', default: false, describe: 'Show progress on stderr (a bar on a terminal, a line every few seconds otherwise)' })
+      .option('control', {
+        type: 'string',
+        describe:
+          'Control socket of the nbd-remapper serving --from: checkpoint as the copy goes, and resume after the last checkpoint when run again (after a crash, re-reading what a checkpoint confirmed could fail)',
+      })
+      .option('checkpoint-every', { type: 'string', default: '1G', describe: 'With --control: flush the destination and checkpoint after each this many bytes (K/M/G)' })
       .example('$0 copy --from nbd://127.0.0.1/source --to nbd://127.0.0.1/destination', 'migrate a whole disk')
-      .example('$0 copy --from URI --to URI --plan moves.json', 'copy the ranges a plan lists') as unknown as Argv<CopyArgs>,
+      .example('$0 copy --from URI --to URI --plan moves.json', 'copy the ranges a plan lists')
+      .example('$0 copy --from URI --to URI --control /run/nbd-remapper/control.sock', 'checkpoint as it goes; run it again after a crash to resume') as unknown as Argv<CopyArgs>,
   handler: (argv) => copyHandler(argv),
 };

@@ -24,10 +24,24 @@ export interface CopyOptions {
   /** Chunks between their read being issued and their write being answered, at most. */
   maxInFlight: number;
   onProgress?(copiedBytes: number, totalBytes: number): void;
+  /** The plan's first bytes are copied already (a resumed copy): they are skipped. */
+  skipBytes?: number;
+  /**
+   * Every `every` bytes of the plan, and at the end: once everything read so
+   * far is written and the destination flushed, `confirm(doneBytes)` runs
+   * before the next read (a checkpoint of the source's server). Nothing is
+   * read past the mark before it returns, so what it confirms is exactly the
+   * plan's first `doneBytes`.
+   */
+  checkpoints?: { every: number; confirm(doneBytes: number): Promise<void> };
 }
 
 export interface CopySummary {
   totalBytes: number;
+  /** Bytes of the plan skipped as copied by an earlier run (resumed after its last checkpoint). */
+  skippedBytes: number;
+  /** Checkpoints taken. */
+  checkpoints: number;
   /** Bytes sent as data. */
   dataBytes: number;
   /** Bytes that were all zero and sent as WRITE_ZEROES. */
@@ -51,11 +65,12 @@ export interface CopySummary {
 export async function copyByPlan(source: CopySource, destination: CopyDestination, plan: CopyPlan, options: CopyOptions): Promise<CopySummary> {
   if (!Number.isInteger(options.maxInFlight) || options.maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, got ${options.maxInFlight}`);
   const started = Date.now();
-  const totalBytes = planBytes(plan);
+  const skippedBytes = Math.min(options.skipBytes ?? 0, planBytes(plan));
+  const totalBytes = planBytes(plan) - skippedBytes;
   // A chunk's buffer is reused once its write is answered: a copy allocates
   // (and the kernel faults in) at most maxInFlight buffers, not one per chunk.
   const buffers: Buffer[] = [];
-  const summary = { totalBytes, dataBytes: 0, zeroBytes: 0, chunks: 0 };
+  const summary = { totalBytes, skippedBytes, dataBytes: 0, zeroBytes: 0, chunks: 0, checkpoints: 0 };
   let active = 0;
   let failure: CopyFailure | undefined;
   let wake: (() => void) | undefined;
@@ -80,9 +95,36 @@ export async function copyByPlan(source: CopySource, destination: CopyDestinatio
     options.onProgress?.(summary.dataBytes + summary.zeroBytes, totalBytes);
   };
 
-  for (const chunk of planChunks(plan, options.requestSize)) {
+  const flush = async (): Promise<boolean> => {
+    if (!destination.canFlush) return false;
+    try {
+      await destination.flush();
+    } catch (err) {
+      throw new CopyFailure('flush', undefined, err);
+    }
+    return true;
+  };
+  const every = options.checkpoints?.every ?? Infinity;
+  if (!(every > 0)) throw new RangeError(`checkpoints.every must be positive, got ${every}`);
+  /** Plan bytes whose read has been issued, counting the skipped ones. */
+  let issued = skippedBytes;
+  let nextMark = skippedBytes + every;
+  const checkpoint = async (): Promise<void> => {
+    while (active > 0) await slotFreed();
+    if (failure) throw failure;
+    await flush();
+    await options.checkpoints?.confirm(issued);
+    summary.checkpoints++;
+  };
+
+  for (const chunk of planChunks(plan, options.requestSize, skippedBytes)) {
+    if (issued >= nextMark && options.checkpoints) {
+      await checkpoint();
+      nextMark = issued + every;
+    }
     while (active >= options.maxInFlight && !failure) await slotFreed();
     if (failure) break;
+    issued += chunk.length;
     active++;
     const buffer = buffers.pop() ?? Buffer.allocUnsafe(options.requestSize);
     // preadInto is called synchronously here, so reads go out in plan order.
@@ -99,14 +141,10 @@ export async function copyByPlan(source: CopySource, destination: CopyDestinatio
   while (active > 0) await slotFreed();
   if (failure) throw failure;
 
-  let flushed = false;
-  if (destination.canFlush) {
-    try {
-      await destination.flush();
-    } catch (err) {
-      throw new CopyFailure('flush', undefined, err);
-    }
-    flushed = true;
+  const flushed = await flush();
+  if (options.checkpoints) {
+    await options.checkpoints.confirm(issued);
+    summary.checkpoints++;
   }
   return { ...summary, flushed, elapsedMs: Date.now() - started };
 }

@@ -12,13 +12,18 @@ export interface CopyChunk {
 /**
  * The moves cut into chunks of at most `requestSize` bytes, in plan order and
  * within a move in ascending source order — the order reads are issued in.
- * Lazy: a plan of a whole terabyte disk never exists as an array of chunks.
+ * `skipBytes`: the plan's first bytes (in that order) are done already (a
+ * resumed copy); moves keep their numbers. Lazy: a plan of a whole terabyte
+ * disk never exists as an array of chunks.
  */
-export function* planChunks(plan: CopyPlan, requestSize: number): Generator<CopyChunk> {
+export function* planChunks(plan: CopyPlan, requestSize: number, skipBytes = 0): Generator<CopyChunk> {
   if (!Number.isSafeInteger(requestSize) || requestSize < 1) throw new RangeError(`request size must be a positive integer, got ${requestSize}`);
+  let skip = skipBytes;
   for (let move = 0; move < plan.moves.length; move++) {
     const { from, to, length } = plan.moves[move];
-    for (let done = 0; done < length; done += requestSize) {
+    const start = Math.min(skip, length);
+    skip -= start;
+    for (let done = start; done < length; done += requestSize) {
       yield { move, from: from + done, to: to + done, length: Math.min(requestSize, length - done) };
     }
   }

@@ -105,6 +105,53 @@ describe('copyByPlan', () => {
     }
   });
 
+  it('checkpoints every N bytes: everything read so far written and flushed first, and nothing read past the mark until it returns', async () => {
+    const disk = randomDisk(64 * 1024, 3);
+    const h = new Harness(disk, Buffer.alloc(64 * 1024, 0xee), 5);
+    const plan: CopyPlan = { moves: [{ from: 0, to: 0, length: 40 * 1024 }, { from: 40 * 1024, to: 40 * 1024, length: 24 * 1024 }] };
+    const marks: number[] = [];
+    const summary = await copyByPlan(h.source(), h.destination(), plan, {
+      requestSize: 4096,
+      maxInFlight: 4,
+      checkpoints: {
+        every: 16 * 1024,
+        confirm: async (done) => {
+          // At this moment: every chunk below `done` is written and flushed, and no read reached past it.
+          const reads = h.log.filter((l) => l.startsWith('read')).map((l) => Number(l.split(' ')[1]));
+          expect(Math.max(...reads) + 4096).toBe(done);
+          expect(h.log[h.log.length - 1]).toBe('flush');
+          expect(h.active).toBe(0);
+          expect(h.out.subarray(0, done).equals(disk.subarray(0, done))).toBe(true);
+          marks.push(done);
+          await turns(3);
+        },
+      },
+    });
+    expect(marks).toEqual([16 * 1024, 32 * 1024, 48 * 1024, 64 * 1024]);
+    expect(summary.checkpoints).toBe(4);
+    expect(h.out.equals(disk)).toBe(true);
+  });
+
+  it('resumes after the bytes an earlier run copied: no read of them, the rest copied, moves keep their numbers', async () => {
+    const disk = randomDisk(64 * 1024, 4);
+    const out = Buffer.alloc(64 * 1024, 0xee);
+    const h = new Harness(disk, out, 6, { at: 'read', offset: 58 * 1024, errno: Errno.EIO });
+    const plan: CopyPlan = { moves: [{ from: 0, to: 0, length: 24 * 1024 }, { from: 24 * 1024, to: 24 * 1024, length: 40 * 1024 }] };
+    // 30 KiB done: the second move resumes 6 KiB in, off the request grid.
+    const failure = await copyByPlan(h.source(), h.destination(), plan, { requestSize: 4096, maxInFlight: 2, skipBytes: 30 * 1024 }).catch((e: unknown) => e);
+    const reads = h.log.filter((l) => l.startsWith('read')).map((l) => Number(l.split(' ')[1]));
+    expect(reads[0]).toBe(30 * 1024);
+    expect(Math.min(...reads)).toBe(30 * 1024);
+    expect(failure).toBeInstanceOf(CopyFailure);
+    expect((failure as CopyFailure).message).toMatch(/move 2/);
+    expect(out.subarray(0, 30 * 1024).every((b) => b === 0xee)).toBe(true);
+
+    const clean = new Harness(disk, Buffer.alloc(64 * 1024, 0xee), 6);
+    const summary = await copyByPlan(clean.source(), clean.destination(), plan, { requestSize: 4096, maxInFlight: 2, skipBytes: 30 * 1024 });
+    expect(clean.out.subarray(30 * 1024).equals(disk.subarray(30 * 1024))).toBe(true);
+    expect(summary).toMatchObject({ totalBytes: 34 * 1024, skippedBytes: 30 * 1024 });
+  });
+
   it('sends all-zero chunks as WRITE_ZEROES only when the destination offers it', async () => {
     const disk = Buffer.alloc(16 * 1024);
     disk[5000] = 1;

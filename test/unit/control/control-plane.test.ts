@@ -16,6 +16,7 @@ class ScriptedMigration implements MigrationControl {
   finishFailsAfterStart: Error | undefined;
   /** Between progress steps; past the server's progress throttle (200 ms) unless a test wants it skipped. */
   finishStepMs = 210;
+  notes: Array<string | undefined> = [];
   status(): MigrationStatus {
     return { phase: this.phase };
   }
@@ -23,8 +24,9 @@ class ScriptedMigration implements MigrationControl {
     if (this.phase !== 'unsealed') throw new ControlRefusal('the source is already sealed', 'nothing to do');
     this.phase = 'sealed';
   }
-  async checkpoint(): Promise<void> {
+  async checkpoint(note?: string): Promise<void> {
     if (this.phase !== 'sealed') throw new ControlRefusal('nothing to checkpoint', 'seal first');
+    this.notes.push(note);
   }
   async finish(onProgress: (p: FinishProgress) => void): Promise<void> {
     if (this.phase !== 'sealed') throw new ControlRefusal('finish refused: not sealed', 'seal it first');
@@ -64,7 +66,7 @@ async function start(migration: MigrationControl): Promise<{ client: ControlClie
   return { client: new ControlClient(path), path };
 }
 
-function raw(path: string, method: string, url: string): Promise<{ code: number; body: string }> {
+function raw(path: string, method: string, url: string, body?: string): Promise<{ code: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath: path, method, path: url }, (res) => {
       let body = '';
@@ -72,11 +74,26 @@ function raw(path: string, method: string, url: string): Promise<{ code: number;
       res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
 describe('control plane over a unix socket', () => {
+  it("passes a checkpoint's note, and refuses a body that is not one with 400 and the fix", async () => {
+    const m = new ScriptedMigration();
+    m.phase = 'sealed';
+    const { client, path } = await start(m);
+    await client.checkpoint('copy: 42 bytes');
+    await client.checkpoint();
+    expect(m.notes).toEqual(['copy: 42 bytes', undefined]);
+    for (const body of ['not json', JSON.stringify({ note: 42 }), JSON.stringify({ note: 'x'.repeat(5000) })]) {
+      const refused = await raw(path, 'POST', '/checkpoint', body);
+      expect(refused.code).toBe(400);
+      expect(JSON.parse(refused.body).fix).toMatch(/\{"note": "…"\} as JSON of at most 4096 bytes/);
+    }
+    expect(m.notes).toHaveLength(2);
+  });
+
   it('seals, checkpoints and reports status; refusals come back as errors with their fix', async () => {
     const m = new ScriptedMigration();
     const { client } = await start(m);

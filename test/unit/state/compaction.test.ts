@@ -60,3 +60,36 @@ describe('state file compaction', () => {
     await reopened.journal.close();
   });
 });
+
+describe("a checkpoint's note", () => {
+  it('survives a reopen, and a compaction; a checkpoint without one keeps the last', async () => {
+    const path = dir.file('disk.remap-state');
+    const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { compactBytes: COMPACT_BYTES });
+    journal.append({ type: 'seal', samples: [] });
+    journal.append({ type: 'release', start: 0, count: 8 });
+    journal.append({ type: 'checkpoint', note: 'copy: 8 blocks' });
+    journal.append({ type: 'release', start: 8, count: 8 });
+    journal.append({ type: 'checkpoint' });
+    journal.append({ type: 'release', start: 16, count: 4 });
+    await journal.commit();
+    await journal.close();
+
+    const reopened = await FileStateJournal.open(path, { compactBytes: COMPACT_BYTES });
+    if (reopened === undefined) throw new Error('the state file is gone after close');
+    expect(reopened.state.checkpointNote).toBe('copy: 8 blocks');
+    expect(reopened.state.unconfirmed.count).toBe(4);
+    // Dead held data past the threshold: the next commit compacts, and the note goes into the snapshot.
+    for (let round = 1; round <= 20; round++) await holdAll(reopened.journal, round, 32);
+    reopened.journal.append({ type: 'checkpoint', note: 'copy: all' });
+    for (let round = 21; round <= 40; round++) await holdAll(reopened.journal, round, 32);
+    expect(reopened.journal.info().compactions).toBeGreaterThan(0);
+    await reopened.journal.close();
+
+    const compacted = await FileStateJournal.open(path);
+    if (compacted === undefined) throw new Error('the state file is gone after close');
+    expect(compacted.state.checkpointNote).toBe('copy: all');
+    expect(compacted.state.unconfirmed.count).toBe(0);
+    expect(compacted.state.released.count).toBe(20);
+    await compacted.journal.close();
+  });
+});
