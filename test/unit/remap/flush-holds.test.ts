@@ -26,15 +26,19 @@ function block(fill: number): Buffer {
   return Buffer.alloc(B, fill);
 }
 
+/** A sealed engine over an 8-block disk of patterned data, no revisit cache, and a journal whose commits can be held. */
+async function sealedEngine<D extends MemoryDevice>(cacheBytes: number, device: D): Promise<{ device: D; journal: GatedJournal; engine: RemapEngine }> {
+  patternBytes(device.size, 7).copy(device.bytes);
+  const journal = new GatedJournal();
+  const engine = createRemapper({ device, cacheBytes, revisitCacheBytes: 0, journal });
+  await engine.seal();
+  return { device, journal, engine };
+}
+
 describe('a FLUSH logs held blocks as they were when it was asked', () => {
   it('whatever happens to their RAM before the commit writes them: overwritten, partly written, trimmed and reused', async () => {
-    const blocks = 8;
-    const device = new MemoryDevice(blocks * B, B);
-    patternBytes(blocks * B, 7).copy(device.bytes);
-    const journal = new GatedJournal();
     // Room for the second buffers the changes below take while the commit uses the first ones.
-    const engine = createRemapper({ device, cacheBytes: 8 * B, revisitCacheBytes: 0, journal });
-    await engine.seal();
+    const { journal, engine } = await sealedEngine(8 * B, new MemoryDevice(8 * B, B));
     // Homes unread, so all three stay in RAM.
     await engine.destination.write(0, block(0xa0), W);
     await engine.destination.write(B, block(0xa1), W);
@@ -68,13 +72,8 @@ describe('a FLUSH logs held blocks as they were when it was asked', () => {
 
 describe('RAM a FLUSH\'s commit writes from counts against the cache until the commit is done (G4)', () => {
   it('never takes more RAM than the cache: a change that needs a second buffer waits for the commit', async () => {
-    const blocks = 8;
-    const device = new MemoryDevice(blocks * B, B);
-    patternBytes(blocks * B, 7).copy(device.bytes);
-    const journal = new GatedJournal();
     const cache = 3 * B;
-    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal });
-    await engine.seal();
+    const { journal, engine } = await sealedEngine(cache, new MemoryDevice(8 * B, B));
     // Homes unread and nothing released: no block can land or spill, RAM is all there is.
     for (let d = 0; d < 3; d++) await engine.destination.write(d * B, block(0xa0 + d), W);
     const inUse = (): number => engine.status().cacheBytes;
@@ -113,14 +112,9 @@ describe('RAM a FLUSH\'s commit writes from counts against the cache until the c
   });
 
   it('concurrent partial writes of pinned blocks share the room for second buffers: no more than fits is taken', async () => {
-    const blocks = 8;
-    const device = new MemoryDevice(blocks * B, B);
-    patternBytes(blocks * B, 7).copy(device.bytes);
-    const journal = new GatedJournal();
     // Two blocks held and room for one more buffer: only one of two changes may take its second buffer now.
     const cache = 3 * B;
-    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal });
-    await engine.seal();
+    const { device, journal, engine } = await sealedEngine(cache, new MemoryDevice(8 * B, B));
     await engine.destination.write(0, Buffer.concat([block(0xa0), block(0xa1)]), W);
     let peak = 0;
     device.onIo = () => (peak = Math.max(peak, engine.status().cacheBytes));
@@ -152,14 +146,9 @@ describe('RAM a FLUSH\'s commit writes from counts against the cache until the c
   });
 
   it('a victim pinned by a FLUSH while it lands frees no RAM: the block admitted in its place waits for the commit', async () => {
-    const blocks = 8;
-    const device = new HeldWritesDevice(blocks * B, B);
-    patternBytes(blocks * B, 7).copy(device.bytes);
-    const journal = new GatedJournal();
     const cache = 2 * B;
-    const engine = createRemapper({ device, cacheBytes: cache, revisitCacheBytes: 0, journal });
+    const { device, journal, engine } = await sealedEngine(cache, new HeldWritesDevice(8 * B, B));
     const inUse = (): number => engine.status().cacheBytes;
-    await engine.seal();
     // Blocks 0 and 1 held in RAM, then their homes read (not confirmed: a checkpoint would log them).
     await engine.destination.write(0, Buffer.concat([block(0xa0), block(0xa1)]), W);
     await engine.source.readInto(Buffer.alloc(2 * B), 0);
