@@ -29,6 +29,7 @@ describe('simulated power loss', () => {
     let eio = 0;
     let full = 0;
     let diskFull = 0;
+    let partial = 0;
     while (states < TARGET) {
       const scenario = scenarioFrom(random);
       const run = new CrashRun(scenario);
@@ -43,6 +44,7 @@ describe('simulated power loss', () => {
       eio += run.eio;
       full += run.full;
       diskFull += run.diskFull;
+      partial += run.partial;
       const budget = Math.min(TARGET - states, 40 + Math.floor(random() * 160));
       for (let i = 0; i < budget; i++) {
         const point = run.points[Math.floor(random() * run.points.length)];
@@ -57,12 +59,13 @@ describe('simulated power loss', () => {
       }
     }
     const seconds = (Date.now() - started) / 1000;
-    console.log(`power loss: ${states} crash states from ${workloads} workloads in ${seconds.toFixed(1)} s; recovered phases ${JSON.stringify(phases)}; enospc ${enospc}, eio ${eio}, failed on a full file system: state ${full}, image ${diskFull}`);
+    console.log(`power loss: ${states} crash states from ${workloads} workloads in ${seconds.toFixed(1)} s; recovered phases ${JSON.stringify(phases)}; enospc ${enospc}, eio ${eio}, failed on a full file system: state ${full}, image ${diskFull}; partial-block writes ${partial}`);
     expect(states).toBeGreaterThanOrEqual(TARGET);
     // The states must reach every phase, or the property proves little.
     if (TARGET >= 1000) for (const phase of ['unsealed', 'sealed', 'finishing', 'finished']) expect(phases[phase] ?? 0, `no crash state recovered in phase ${phase}`).toBeGreaterThan(0);
     // …and operations that found the state's or the image's file system full must have happened.
     if (TARGET >= 1000) expect(full).toBeGreaterThan(0);
     if (TARGET >= 1000) expect(diskFull).toBeGreaterThan(0);
+    if (TARGET >= 1000) expect(partial).toBeGreaterThan(0);
   }, 600_000);
 });

@@ -57,6 +57,8 @@ export type CrashOp =
   | { kind: 'seal' }
   | { kind: 'srcRead'; p: number; n: number }
   | { kind: 'dstWrite'; d: number; n: number; seed: number; zero: boolean; fua: boolean }
+  /** Part of one block: the engine merges it with what the block holds (RAM, slot or home). */
+  | { kind: 'dstPart'; d: number; at: number; length: number; seed: number; fua: boolean }
   | { kind: 'dstZero'; d: number; n: number }
   | { kind: 'dstTrim'; d: number; n: number }
   | { kind: 'flush' }
@@ -87,7 +89,11 @@ export function randomOps(s: CrashScenario, map: RemapMap, random: () => number,
     const d = int(D);
     const n = 1 + int(Math.min(3, D - d));
     if (x < 0.3) ops.push({ kind: 'srcRead', p: int(P), n: 1 + int(4) });
-    else if (x < 0.68) ops.push({ kind: 'dstWrite', d, n, seed: int(1e9), zero: random() < 0.1, fua: random() < 0.15 });
+    else if (x < 0.62) ops.push({ kind: 'dstWrite', d, n, seed: int(1e9), zero: random() < 0.1, fua: random() < 0.15 });
+    else if (x < 0.68) {
+      const at = int(map.destBlockLength(d) - 1);
+      ops.push({ kind: 'dstPart', d, at, length: 1 + int(map.destBlockLength(d) - at - 1), seed: int(1e9), fua: random() < 0.15 });
+    }
     else if (x < 0.73) ops.push({ kind: 'dstZero', d, n });
     else if (x < 0.77) ops.push({ kind: 'dstTrim', d, n });
     else if (x < 0.92) ops.push({ kind: 'flush' });
@@ -131,6 +137,8 @@ export class CrashRun implements Recorder {
   full = 0;
   /** Operations that failed because the disk image's file system was full. */
   diskFull = 0;
+  /** Writes of part of a block that succeeded (merged with what the block held). */
+  partial = 0;
   /** Between the seal and the flush before finish, when the scenario fills up: state-file writes may find no room. */
   private filling = false;
   private sealed = false;
@@ -211,6 +219,7 @@ export class CrashRun implements Recorder {
       if (diskFull) this.diskFull++;
       else this.full++;
       if (o.kind === 'dstWrite' || o.kind === 'dstZero' || o.kind === 'dstTrim') for (let k = 0; k < o.n; k++) this.record(o.d + k, i, 'ANY');
+      if (o.kind === 'dstPart') this.record(o.d, i, 'ANY');
     } finally {
       this.filling = false;
     }
@@ -275,6 +284,27 @@ export class CrashRun implements Recorder {
             this.fua.set(o.d + k, list);
           }
         }
+        return;
+      }
+      case 'dstPart': {
+        // What the block holds now, in the live run: the merged block is what it holds after (and what a FLUSH keeps).
+        const merged = Buffer.alloc(this.map.destBlockLength(o.d));
+        await e.destination.readInto(merged, o.d * B);
+        const piece = patternBytes(o.length, o.seed);
+        piece.copy(merged, o.at);
+        try {
+          await e.destination.write(o.d * B + o.at, piece, { fua: o.fua });
+        } catch (err) {
+          if (err instanceof NbdError && err.errno === Errno.ENOSPC) {
+            this.enospc++;
+            this.record(o.d, i, 'ANY');
+            return;
+          }
+          throw err;
+        }
+        this.record(o.d, i, merged);
+        this.partial++;
+        if (o.fua) this.fua.set(o.d, [...(this.fua.get(o.d) ?? []), i]);
         return;
       }
       case 'dstZero': {
