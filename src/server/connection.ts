@@ -85,8 +85,8 @@ export class Connection {
   }
 
   /** See TransmissionSession.stalledFor; 0 before the transmission phase. */
-  stalledFor(now: number, restart: boolean): number {
-    return this.session?.stalledFor(now, restart) ?? 0;
+  stalledFor(now: number): number {
+    return this.session?.stalledFor(now) ?? 0;
   }
 
   /**

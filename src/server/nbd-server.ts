@@ -24,7 +24,6 @@ export class NbdServer {
   private readonly budget: MemoryBudget;
   /** Looks for clients that hold memory others wait for without progress (sweepStalled). */
   private readonly stallSweep: NodeJS.Timeout;
-  private sweeping = false;
 
   constructor(
     private readonly exports: ExportTable,
@@ -40,19 +39,16 @@ export class NbdServer {
    * While some connection waits for room in the memory budget, a client that
    * holds part of it and has made no progress for stallTimeoutMs is dropped,
    * so that it gives its memory back (G8). Without contention nobody is: a
-   * client may be as slow as it likes while it harms no one.
+   * client may be as slow as it likes while it harms no one. Every connection
+   * is looked at on every tick, so how long one has stalled does not depend
+   * on when the contention began.
    */
   private sweepStalled(): void {
-    if (!this.budget.contended) {
-      this.sweeping = false;
-      return;
-    }
     const now = performance.now();
-    const restart = !this.sweeping;
-    this.sweeping = true;
+    const contended = this.budget.contended;
     for (const c of this.connections) {
-      const stalled = c.stalledFor(now, restart);
-      if (stalled >= this.options.stallTimeoutMs) c.dropStalled(stalled);
+      const stalled = c.stalledFor(now);
+      if (contended && stalled >= this.options.stallTimeoutMs) c.dropStalled(stalled);
     }
   }
 

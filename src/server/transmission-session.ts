@@ -121,10 +121,10 @@ export class TransmissionSession {
    * How long (ms) this client has held memory of the server's budget while
    * the server waits on it — replies it does not read, or a payload it does
    * not finish sending — with no progress on either. 0 when it is not such a
-   * wait, or when it moved since the last call. `restart`: the clock starts
-   * now (the first look after the budget was not contended).
+   * wait, or when it moved since the last call (progress is counted, so calls
+   * may be far apart).
    */
-  stalledFor(now: number, restart: boolean): number {
+  stalledFor(now: number): number {
     const received = this.receivedBytes;
     const flushed = this.replies.flushed;
     const unsent = unsentBytes(this.socket);
@@ -134,7 +134,7 @@ export class TransmissionSession {
     this.stall.received = received;
     this.stall.flushed = flushed;
     this.stall.unsent = unsent;
-    if (restart || moved || !waitsOnClient) {
+    if (moved || !waitsOnClient) {
       this.stall.since = now;
       return 0;
     }
