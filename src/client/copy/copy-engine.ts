@@ -26,14 +26,19 @@ export interface CopyOptions {
   onProgress?(copiedBytes: number, totalBytes: number): void;
   /** The plan's first bytes are copied already (a resumed copy): they are skipped. */
   skipBytes?: number;
-  /**
-   * Every `every` bytes of the plan, and at the end: once everything read so
-   * far is written and the destination flushed, `confirm(doneBytes)` runs
-   * before the next read (a checkpoint of the source's server). Nothing is
-   * read past the mark before it returns, so what it confirms is exactly the
-   * plan's first `doneBytes`.
-   */
-  checkpoints?: { every: number; confirm(doneBytes: number): Promise<void> };
+  checkpoints?: CopyCheckpoints;
+}
+
+/**
+ * Every `every` bytes of the plan, and at the end: once everything read so
+ * far is written and the destination flushed, `confirm(doneBytes)` runs
+ * before the next read (a checkpoint of the source's server). Nothing is
+ * read past the mark before it returns, so what it confirms is exactly the
+ * plan's first `doneBytes`.
+ */
+export interface CopyCheckpoints {
+  every: number;
+  confirm(doneBytes: number): Promise<void>;
 }
 
 export interface CopySummary {

@@ -9,11 +9,7 @@ import { CopyProgress, type ProgressStream } from './copy-progress.js';
 import { parseCopyPlan } from './parse-copy-plan.js';
 import { planBytes } from './plan-chunks.js';
 import { validateCopyPlan } from './validate-copy-plan.js';
-import { ControlClient } from '../../control/control-client.js';
-import { decodeCopyNote, encodeCopyNote, planFingerprint } from './copy-checkpoint-note.js';
-
-/** With --control: a checkpoint (and a FLUSH, and a pause of the pipeline) per this many bytes copied. */
-export const DEFAULT_CHECKPOINT_EVERY = 1024 * 1024 * 1024;
+import { checkpointedCopy, DEFAULT_CHECKPOINT_EVERY } from './copy-checkpoints.js';
 
 export interface RunCopyOptions {
   from: string;
@@ -77,39 +73,8 @@ export async function runCopy(options: RunCopyOptions, io: RunCopyIo): Promise<C
     });
     if (!destination.canFlush) io.note(`the destination ${destination.uri} offers no FLUSH: the copy cannot make its writes durable`);
 
-    const fingerprint = planFingerprint(plan);
-    const total = planBytes(plan);
-    let skipBytes = 0;
-    let checkpoints: { every: number; confirm(doneBytes: number): Promise<void> } | undefined;
-    if (options.control !== undefined) {
-      const control = new ControlClient(options.control);
-      const status = await control.status();
-      const last = decodeCopyNote(status.checkpointNote);
-      if (last !== undefined && last.plan === fingerprint && last.total === total) {
-        skipBytes = last.done;
-        io.note(
-          last.done === total
-            ? 'the last checkpoint says this copy is complete already: nothing to copy'
-            : `resuming after the last checkpoint: ${formatBytes(last.done)} of ${formatBytes(total)} (${last.done} bytes) are copied already`,
-        );
-      } else if (last !== undefined) {
-        io.note('the last checkpoint belongs to another copy plan: copying this one from its start');
-      }
-      let every = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
-      // With --safe, writes whose homes are unread wait in the cache until a checkpoint lets them spill: checkpoint
-      // before it fills, or the copy stops with ENOSPC.
-      const cache = status.cacheLimitBytes;
-      if (status.safe === true && typeof cache === 'number' && every > cache / 2) {
-        every = Math.max(requestSize, Math.floor(cache / 2 / requestSize) * requestSize);
-        io.note(`checkpointing every ${formatBytes(every)}: the server runs with --safe and a ${formatBytes(cache)} cache, which would fill before a checkpoint every ${formatBytes(options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY)}`);
-      }
-      checkpoints = {
-        every,
-        confirm: async (done) => {
-          await control.checkpoint(encodeCopyNote({ plan: fingerprint, done, total }));
-        },
-      };
-    }
+    const resumed =
+      options.control === undefined ? undefined : await checkpointedCopy(options.control, plan, requestSize, options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY, io.note);
 
     const progress = options.progress ? new CopyProgress(io.progressStream) : undefined;
     if (options.progress) {
@@ -121,8 +86,8 @@ export async function runCopy(options: RunCopyOptions, io: RunCopyIo): Promise<C
         requestSize,
         maxInFlight: options.requests,
         onProgress: progress ? (done, total) => progress.update(done, total) : undefined,
-        skipBytes,
-        checkpoints,
+        skipBytes: resumed?.skipBytes,
+        checkpoints: resumed?.checkpoints,
       });
     } finally {
       progress?.end();
