@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import type { Endpoint } from '../server/nbd-server.js';
 import { UserError } from './user-error.js';
@@ -22,6 +23,25 @@ export function parseListen(text: string): Endpoint {
     throw new UserError(`--listen '${text}' is not HOST:PORT`, 'write it like 127.0.0.1:10809 (port 0 picks a free one)', 2);
   }
   return { kind: 'tcp', host, port };
+}
+
+/** An address that listens on every interface of the machine. */
+export function isWildcard(endpoint: Endpoint): boolean {
+  return endpoint.kind === 'tcp' && (endpoint.host === '0.0.0.0' || endpoint.host === '::' || endpoint.host === '');
+}
+
+/** Where a client on this machine connects to reach `endpoint`: a wildcard is no address to connect to. */
+export function localEndpoint(endpoint: Endpoint): Endpoint {
+  if (endpoint.kind !== 'tcp' || !isWildcard(endpoint)) return endpoint;
+  return { ...endpoint, host: endpoint.host === '::' ? '::1' : '127.0.0.1' };
+}
+
+/** This machine's own addresses (not loopback): what a client elsewhere connects to. */
+export function externalAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((a): a is NonNullable<typeof a> => a !== undefined && !a.internal)
+    .map((a) => a.address);
 }
 
 export function unixEndpoint(path: string): Endpoint {

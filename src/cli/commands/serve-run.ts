@@ -12,7 +12,7 @@ import { ExportList } from '../../server/export-table.js';
 import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
 import { Disk } from '../../store/disk.js';
-import { DEFAULT_HOST, DEFAULT_PORT, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
+import { DEFAULT_HOST, DEFAULT_PORT, externalAddresses, isWildcard, localEndpoint, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
@@ -103,6 +103,11 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       await control.listen(options.control);
     }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
+    for (const open of bound.filter(isWildcard)) {
+      log.warn(
+        `listening on every interface: anyone who can reach port ${open.kind === 'tcp' ? open.port : ''} can read this disk${options.readOnly ? '' : ' and write its new layout'} (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`,
+      );
+    }
   } catch (err) {
     await server.close();
     await control?.close();
@@ -150,17 +155,30 @@ function printBanner(
       `map: ${options.map ?? (isIdentity(map) ? 'identity' : 'as recorded in the state')} — ${map.extents.length} extent(s)${map.listedExtents === map.extents.length ? '' : ` (${map.listedExtents} listed, adjacent ones merged)`}, destination ${formatBytes(map.destinationSize)}, block size ${map.blockSize}, cache ${options.cache}, revisit cache ${options.revisitCache}, phase ${engine.phase}`,
     );
   }
+  const local = bound.map(localEndpoint);
   exports.forEach((exp, i) => {
     print(`export '${exp.name}': ${exp.description}`);
-    for (const endpoint of bound) print(`  ${nbdUri(endpoint, exp.name)}`);
-    print(`  attach: ${nbdClientCommand(bound[0], exp.name, `/dev/nbd${i}`)}`);
+    for (const endpoint of local) print(`  ${nbdUri(endpoint, exp.name)}`);
+    print(`  attach: ${nbdClientCommand(local[0], exp.name, `/dev/nbd${i}`)}`);
   });
+  const open = bound.find(isWildcard);
+  if (open !== undefined) print(otherMachinesLine(open));
   if (engine) {
     print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${options.control})`);
     if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
     if (engine.phase === 'finished') print('this migration is finished: destination is a plain view of the disk (remove the state file to start a new one)');
   }
   print('ready; Ctrl-C (SIGINT), SIGTERM or SIGHUP stops after answering requests in flight');
+}
+
+/** For a wildcard listen address, which the URIs above show as loopback. */
+function otherMachinesLine(open: Endpoint): string {
+  const here = localEndpoint(open);
+  const port = open.kind === 'tcp' ? open.port : 0;
+  const loopback = here.kind === 'tcp' ? here.host : '';
+  const addresses = externalAddresses();
+  const there = addresses.length > 0 ? `one of this machine's addresses (${addresses.join(', ')})` : "this machine's address";
+  return `listening on every interface (port ${port}): from another machine, connect to ${there} instead of ${loopback}`;
 }
 
 function isIdentity(map: RemapMap): boolean {
