@@ -30,6 +30,13 @@ export function isWildcard(endpoint: Endpoint): boolean {
   return endpoint.kind === 'tcp' && (endpoint.host === '0.0.0.0' || endpoint.host === '::' || endpoint.host === '');
 }
 
+/** A TCP address other machines can reach: not loopback. */
+export function isReachableFromElsewhere(endpoint: Endpoint): boolean {
+  if (endpoint.kind !== 'tcp') return false;
+  const host = endpoint.host;
+  return !(host === 'localhost' || host === '::1' || host.startsWith('127.'));
+}
+
 /** Where a client on this machine connects to reach `endpoint`: a wildcard is no address to connect to. */
 export function localEndpoint(endpoint: Endpoint): Endpoint {
   if (endpoint.kind !== 'tcp' || !isWildcard(endpoint)) return endpoint;

@@ -12,7 +12,7 @@ import { ExportList } from '../../server/export-table.js';
 import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
 import { Disk } from '../../store/disk.js';
-import { DEFAULT_HOST, DEFAULT_PORT, externalAddresses, isWildcard, localEndpoint, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
+import { DEFAULT_HOST, DEFAULT_PORT, externalAddresses, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
@@ -103,9 +103,9 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       await control.listen(options.control);
     }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
-    for (const open of bound.filter(isWildcard)) {
+    for (const open of bound.filter(isReachableFromElsewhere)) {
       log.warn(
-        `listening on every interface: anyone who can reach port ${open.kind === 'tcp' ? open.port : ''} can read this disk${options.readOnly ? '' : ' and write its new layout'} (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`,
+        `listening on ${isWildcard(open) ? 'every interface' : nbdUri(open, '').replace(/\/$/, '')}: anyone who can reach port ${open.kind === 'tcp' ? open.port : ''} can read this disk${options.readOnly ? '' : ' and write its new layout'} (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`,
       );
     }
   } catch (err) {
