@@ -40,12 +40,18 @@ export const sealCommand: CommandModule<object, ControlOptions> = {
   },
 };
 
-export const checkpointCommand: CommandModule<object, ControlOptions> = {
+export const checkpointCommand: CommandModule<object, ControlOptions & { note?: string }> = {
   command: 'checkpoint',
   describe: 'Promise that everything read from source so far is copied durably (run `sync` on the new filesystems first)',
-  builder: (y) => withControl(y),
+  builder: (y) =>
+    withControl(y)
+      .option('note', {
+        type: 'string',
+        describe: "Your own words on how far the copy got (at most 4 KiB), kept with the checkpoint in the state and shown by status — where to go on after a crash",
+      })
+      .example('$0 checkpoint --note "rsync done: /home, /srv"', 'checkpoint, and remember what is copied') as unknown as Argv<ControlOptions & { note?: string }>,
   handler: async (argv) => {
-    const status = await new ControlClient(argv.control).checkpoint();
+    const status = await new ControlClient(argv.control).checkpoint(argv.note);
     print('checkpoint recorded.');
     print(formatStatus(status));
   },

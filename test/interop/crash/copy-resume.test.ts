@@ -67,3 +67,31 @@ it('a copy run again after kill -9 of the server resumes after its last checkpoi
   const after = readFileSync(disk);
   expect(after.subarray(SHIFT).equals(original.subarray(0, SIZE - SHIFT))).toBe(true);
 });
+
+it("a person's checkpoint note survives kill -9 and is shown by status", async () => {
+  const dir = scratchDir('nbd-remapper-note-');
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * MiB);
+  const control = dir.file('control.sock');
+  const serveArgs = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
+  const cli = (args: string[]) => runTool(process.execPath, [CLI, ...args, '--control', control], { timeoutMs: 30_000 });
+  const first = await startServerProcess(serveArgs);
+  cleanup(() => first.stop('SIGKILL'));
+  expect((await cli(['seal'])).code).toBe(0);
+  const checkpoint = await cli(['checkpoint', '--note', 'rsync done: /home, /srv']);
+  expect(checkpoint.code, checkpoint.stderr).toBe(0);
+  expect(checkpoint.stdout).toContain("last checkpoint's note: rsync done: /home, /srv");
+  first.child.kill('SIGKILL');
+  await first.exited;
+
+  const second = await startServerProcess(serveArgs);
+  cleanup(() => second.stop());
+  const status = await cli(['status']);
+  expect(status.stdout).toContain("last checkpoint's note: rsync done: /home, /srv");
+  const json = JSON.parse((await cli(['status', '--json'])).stdout) as { checkpointNote: unknown };
+  expect(json.checkpointNote).toBe('rsync done: /home, /srv');
+  // A checkpoint without a note keeps the last one.
+  expect((await cli(['checkpoint'])).stdout).toContain("last checkpoint's note: rsync done: /home, /srv");
+  expect(await second.stop()).toBe(0);
+});
