@@ -83,7 +83,12 @@ export function describeTransport(transport: NbdTransport): string {
 
 /** True when two targets name the same export on the same endpoint, as far as the URIs tell. */
 export function sameExport(a: NbdTarget, b: NbdTarget): boolean {
-  if (a.exportName !== b.exportName || a.transport.kind !== b.transport.kind) return false;
+  return a.exportName === b.exportName && sameServer(a, b);
+}
+
+/** Both name the same socket (or host and port). */
+export function sameServer(a: NbdTarget, b: NbdTarget): boolean {
+  if (a.transport.kind !== b.transport.kind) return false;
   if (a.transport.kind === 'unix' && b.transport.kind === 'unix') return a.transport.path === b.transport.path;
   if (a.transport.kind === 'tcp' && b.transport.kind === 'tcp') {
     return a.transport.host.toLowerCase() === b.transport.host.toLowerCase() && a.transport.port === b.transport.port;

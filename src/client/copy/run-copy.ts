@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { formatBytes } from '../../format/bytes.js';
 import { NbdClient } from '../nbd-client.js';
 import { NbdClientError } from '../nbd-client-error.js';
-import { parseNbdUri, sameExport } from '../nbd-uri.js';
+import { parseNbdUri, sameExport, sameServer, type NbdTarget } from '../nbd-uri.js';
 import { copyByPlan, type CopySummary } from './copy-engine.js';
 import { CopyPlanError, wholeDiskPlan, type CopyPlan } from './copy-plan.js';
 import { CopyProgress, type ProgressStream } from './copy-progress.js';
@@ -75,6 +75,9 @@ export async function runCopy(options: RunCopyOptions, io: RunCopyIo): Promise<C
 
     const resumed =
       options.control === undefined ? undefined : await checkpointedCopy(options.control, plan, requestSize, options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY, io.note);
+    if (resumed === undefined && throughRemapper(sourceTarget, destinationTarget)) {
+      io.note('copying through nbd-remapper without --control: if the server crashes, this copy cannot resume; give --control with its control socket to checkpoint as it goes');
+    }
 
     const progress = options.progress ? new CopyProgress(io.progressStream) : undefined;
     if (options.progress) {
@@ -95,6 +98,11 @@ export async function runCopy(options: RunCopyOptions, io: RunCopyIo): Promise<C
   } finally {
     await Promise.allSettled([source.close(), destination?.close()]);
   }
+}
+
+/** The remapper's two exports on one server: what `copy` is most often run between. */
+function throughRemapper(source: NbdTarget, destination: NbdTarget): boolean {
+  return source.exportName === 'source' && destination.exportName === 'destination' && sameServer(source, destination);
 }
 
 async function readPlanFile(path: string): Promise<string> {

@@ -59,6 +59,7 @@ it('a copy run again after kill -9 of the server resumes after its last checkpoi
   console.log(`killed after a checkpoint at ${done} bytes; the second run skipped ${skipped} of ${SIZE - SHIFT}`);
   expect(skipped).toBeGreaterThanOrEqual(done);
   expect(skipped).toBeLessThan(SIZE - SHIFT);
+  expect(resumed.stderr).not.toMatch(/without --control/);
   expect(resumed.stdout).toMatch(/^copied .* after .* an earlier run had copied .*destination flushed; \d+ checkpoints$/m);
 
   const finished = await runTool(process.execPath, [CLI, 'finish', '--control', control], { timeoutMs: 120_000 });
