@@ -1,4 +1,4 @@
-import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../../src/log/logger.js';
 import { RemapMap } from '../../../src/remap/map.js';
@@ -66,4 +66,30 @@ describe('a state file removed or replaced while the server runs', () => {
       expect(log.errors).toHaveLength(1);
     });
   }
+
+  it('says so when it cannot be written again (its directory is gone too), and writes it once the directory is back', async () => {
+    const sub = dir.file('states');
+    mkdirSync(sub);
+    const path = `${sub}/disk.remap-state`;
+    const log = recordingLog();
+    const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { log, pathCheckMs: 0 });
+    journal.append({ type: 'hold', dest: 1, data: held(1, 2) });
+    await journal.commit();
+
+    rmSync(sub, { recursive: true });
+    journal.append({ type: 'hold', dest: 2, data: held(2, 2) });
+    // The commit itself succeeds (the open file takes it); the state is no longer anywhere a restart would find it.
+    await journal.commit();
+    expect(log.errors.join('\n')).toMatch(
+      new RegExp(`state file ${path} could not be written again: the migration's state now exists only in this process\\. Do not stop the server; make ${sub} writable again \\(the next commit tries again\\)`),
+    );
+    expect(existsSync(path)).toBe(false);
+
+    mkdirSync(sub);
+    journal.append({ type: 'hold', dest: 3, data: held(3, 2) });
+    await journal.commit();
+    await journal.close();
+    const holds = await reopenHolds(path);
+    expect([...holds.keys()].sort()).toEqual([1, 2, 3]);
+  });
 });
