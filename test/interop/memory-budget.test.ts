@@ -87,12 +87,20 @@ describe('memory of all connections together is bounded (G8)', () => {
     expect(readFileSync(copy).equals(content)).toBe(true);
   });
 
-  it('clients that send most of a large write and stall hold at most the budget, and give it all back when they go', async () => {
-    // A server of its own (on a disk of its own: the first holds its disk's lock), so that nothing the first case left behind is counted.
-    const path = dir.file('writes.sock');
-    const ownDisk = dir.file('disk2.img');
+  /**
+   * A server of its own, on a disk of its own (the first holds its disk's lock), so that nothing
+   * an earlier case left behind is counted.
+   */
+  async function ownServer(name: string, stallTimeout: string): Promise<{ path: string; ownContent: Buffer; own: ServerProcess }> {
+    const path = dir.file(`${name}.sock`);
+    const ownDisk = dir.file(`${name}.img`);
     const ownContent = randomImage(ownDisk, 64 * MiB);
-    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only', '--stall-timeout', '600']);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only', '--stall-timeout', stallTimeout]);
+    return { path, ownContent, own };
+  }
+
+  it('clients that send most of a large write and stall hold at most the budget, and give it all back when they go', async () => {
+    const { path, ownContent, own } = await ownServer('writes', '600');
     try {
       await writeHogs(own, path, ownContent);
     } finally {
@@ -101,10 +109,7 @@ describe('memory of all connections together is bounded (G8)', () => {
   });
 
   it('clients that hold the budget and make no progress are disconnected after --stall-timeout while others wait: large requests are served again', async () => {
-    const path = dir.file('stall.sock');
-    const ownDisk = dir.file('disk3.img');
-    const ownContent = randomImage(ownDisk, 64 * MiB);
-    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only', '--stall-timeout', '1']);
+    const { path, ownContent, own } = await ownServer('stall', '1');
     try {
       const hogs: RawNbdClient[] = [];
       for (let i = 0; i < HOGS; i++) {
