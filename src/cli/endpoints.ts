@@ -51,6 +51,22 @@ export function externalAddresses(): string[] {
     .map((a) => a.address);
 }
 
+/** For a wildcard listen address, which the printed URIs show as loopback: what a client elsewhere connects to. */
+export function otherMachinesLine(open: Endpoint, addresses: readonly string[] = externalAddresses()): string {
+  const here = localEndpoint(open);
+  const port = open.kind === 'tcp' ? open.port : 0;
+  const loopback = here.kind === 'tcp' ? here.host : '';
+  const there = addresses.length > 0 ? `one of this machine's addresses (${addresses.join(', ')})` : "this machine's address";
+  return `listening on every interface (port ${port}): from another machine, connect to ${there} instead of ${loopback}`;
+}
+
+/** NBD here has no TLS or authentication: a port other machines reach is open to all of them. */
+export function openPortWarning(open: Endpoint, readOnly: boolean): string {
+  const where = isWildcard(open) ? 'every interface' : nbdUri(open, '').replace(/\/$/, '');
+  const port = open.kind === 'tcp' ? open.port : 0;
+  return `listening on ${where}: anyone who can reach port ${port} can read this disk${readOnly ? '' : ' and write its new layout'} (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`;
+}
+
 export function unixEndpoint(path: string): Endpoint {
   return { kind: 'unix', path: resolve(path) };
 }

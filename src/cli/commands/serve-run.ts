@@ -12,7 +12,7 @@ import { ExportList } from '../../server/export-table.js';
 import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
 import { Disk } from '../../store/disk.js';
-import { DEFAULT_HOST, DEFAULT_PORT, externalAddresses, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, parseListen, unixEndpoint } from '../endpoints.js';
+import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, openPortWarning, otherMachinesLine, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
@@ -103,11 +103,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       await control.listen(options.control);
     }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
-    for (const open of bound.filter(isReachableFromElsewhere)) {
-      log.warn(
-        `listening on ${isWildcard(open) ? 'every interface' : nbdUri(open, '').replace(/\/$/, '')}: anyone who can reach port ${open.kind === 'tcp' ? open.port : ''} can read this disk${options.readOnly ? '' : ' and write its new layout'} (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`,
-      );
-    }
+    for (const open of bound.filter(isReachableFromElsewhere)) log.warn(openPortWarning(open, options.readOnly));
   } catch (err) {
     await server.close();
     await control?.close();
@@ -169,16 +165,6 @@ function printBanner(
     if (engine.phase === 'finished') print('this migration is finished: destination is a plain view of the disk (remove the state file to start a new one)');
   }
   print('ready; Ctrl-C (SIGINT), SIGTERM or SIGHUP stops after answering requests in flight');
-}
-
-/** For a wildcard listen address, which the URIs above show as loopback. */
-function otherMachinesLine(open: Endpoint): string {
-  const here = localEndpoint(open);
-  const port = open.kind === 'tcp' ? open.port : 0;
-  const loopback = here.kind === 'tcp' ? here.host : '';
-  const addresses = externalAddresses();
-  const there = addresses.length > 0 ? `one of this machine's addresses (${addresses.join(', ')})` : "this machine's address";
-  return `listening on every interface (port ${port}): from another machine, connect to ${there} instead of ${loopback}`;
 }
 
 function isIdentity(map: RemapMap): boolean {
