@@ -34,7 +34,7 @@ const count = (value: unknown): string => num(value).toLocaleString('en-US');
 const SUMMARISED = new Set([
   'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'released', 'confirmed', 'atRisk', 'checkpointNote', 'originalsOverwritten',
   'revisitCache', 'heldInRam', 'heldInRamBytes', 'cacheBytes', 'cacheLimitBytes', 'heldAsZero', 'spilled', 'landed',
-  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'finish', 'stateRecords', 'durability',
+  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'clientsDroppedStalled', 'finish', 'stateRecords', 'durability',
 ]);
 
 /**
@@ -70,7 +70,10 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`refused:      ${count(s.enospc)} destination write(s) failed with ENOSPC (cache and free slots full)${s.lastEnospc ? `; last: ${String(s.lastEnospc)}` : ''}`);
     lines.push('              fix: read more of source (copy on), run a checkpoint, or restart with a larger --cache');
   }
-  lines.push(`clients:      source ${count(s.sourceClients)}, destination ${count(s.destinationClients)}`);
+  lines.push(
+    `clients:      source ${count(s.sourceClients)}, destination ${count(s.destinationClients)}` +
+      (num(s.clientsDroppedStalled) > 0 ? `; ${count(s.clientsDroppedStalled)} disconnected for holding memory others waited for (--stall-timeout; the log names them)` : ''),
+  );
   const finish = s.finish as { done?: number; total?: number } | null | undefined;
   if (finish) lines.push(`finish:       ${count(finish.done)} of ${count(finish.total)} block(s) moved`);
   lines.push(...durabilityLines(s));

@@ -24,6 +24,7 @@ export class NbdServer {
   private readonly budget: MemoryBudget;
   /** Looks for clients that hold memory others wait for without progress (sweepStalled). */
   private readonly stallSweep: NodeJS.Timeout;
+  private stalledDrops = 0;
 
   constructor(
     private readonly exports: ExportTable,
@@ -48,12 +49,20 @@ export class NbdServer {
     const contended = this.budget.contended;
     for (const c of this.connections) {
       const stalled = c.stalledFor(now);
-      if (contended && stalled >= this.options.stallTimeoutMs) c.dropStalled(stalled);
+      if (contended && stalled >= this.options.stallTimeoutMs) {
+        c.dropStalled(stalled);
+        this.stalledDrops++;
+      }
     }
   }
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Clients disconnected for holding memory others waited for (sweepStalled), since the start. */
+  get droppedStalled(): number {
+    return this.stalledDrops;
   }
 
   /** Clients attached to the named export right now. */

@@ -99,7 +99,17 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       engine.onPhase((phase) => {
         if (phase === 'finished') table.remove('source');
       });
-      control = new ControlServer(engine, log);
+      // Status carries what the server saw of its clients beside what the engine holds.
+      const remap = engine;
+      control = new ControlServer(
+        {
+          status: () => ({ ...remap.status(), clientsDroppedStalled: server.droppedStalled }),
+          seal: () => remap.seal(),
+          checkpoint: (note) => remap.checkpoint(note),
+          finish: (onProgress) => remap.finish(onProgress),
+        },
+        log,
+      );
       await control.listen(options.control);
     }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));

@@ -43,6 +43,16 @@ describe('formatStatus', () => {
     expect(formatStatus({ ...base, cacheBytes: 16384 + 8192 })).toMatch(/25% of the 64 KiB cache; 8\.0 KiB more until a commit in flight is done\)/);
   });
 
+  it("shows a checkpoint's note and clients dropped for stalling, and only when there are", () => {
+    const plain = formatStatus(base);
+    expect(plain).not.toMatch(/note|disconnected/);
+    const text = formatStatus({ ...base, checkpointNote: 'rsync done: /home', clientsDroppedStalled: 2 });
+    expect(text).toMatch(/^\s+last checkpoint's note: rsync done: \/home$/m);
+    expect(text).toMatch(/^clients:\s+source 1, destination 2; 2 disconnected for holding memory others waited for \(--stall-timeout; the log names them\)$/m);
+    // Not listed again among the fields the summary does not cover.
+    expect(text).not.toMatch(/clients dropped stalled|checkpoint note:/);
+  });
+
   it('says what to do about originals at risk and refused writes', () => {
     const text = formatStatus({ ...base, atRisk: 12, enospc: 3, lastEnospc: 'destination block 99' });
     expect(text).toMatch(/at risk: 12 .*nbd-remapper checkpoint/);

@@ -21,7 +21,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function serve(): Promise<{ path: string; warnings: string[]; data: Buffer }> {
+async function serve(): Promise<{ path: string; warnings: string[]; data: Buffer; server: NbdServer }> {
   const dir = scratchDir();
   const path = dir.file('nbd.sock');
   const exp = new MemoryExport('mem', 16 * MiB);
@@ -31,7 +31,7 @@ async function serve(): Promise<{ path: string; warnings: string[]; data: Buffer
   const server = new NbdServer(new ExportList([exp]), { ...DEFAULT_SERVER_OPTIONS, maxBufferedBytes: 4 * MiB, stallTimeoutMs: STALL_MS }, log);
   await server.listen({ kind: 'unix', path });
   cleanups.push(() => dir.cleanup(), () => server.close());
-  return { path, warnings, data: exp.data };
+  return { path, warnings, data: exp.data, server };
 }
 
 async function attach(path: string): Promise<RawNbdClient> {
@@ -54,7 +54,7 @@ function drainSlowly(c: RawNbdClient): () => void {
 
 describe('clients that hold the memory others wait for', () => {
   it('a client that reads its reply slowly, for many times the stall timeout, is not dropped', async () => {
-    const { path, warnings, data } = await serve();
+    const { path, warnings, data, server } = await serve();
     const slow = await attach(path);
     const stop = drainSlowly(slow);
     slow.sendRequest({ type: READ, cookie: 1n, offset: 0, length: 4 * MiB });
@@ -73,11 +73,12 @@ describe('clients that hold the memory others wait for', () => {
     // The case means something only if reading took longer than the timeout.
     expect(took).toBeGreaterThan(2 * STALL_MS);
     expect(slow.isClosed).toBe(false);
+    expect(server.droppedStalled).toBe(0);
     expect(warnings.filter((w) => /disconnecting/.test(w))).toEqual([]);
   });
 
   it('a client that does not read is dropped while another waits, and not before', async () => {
-    const { path, warnings, data } = await serve();
+    const { path, warnings, data, server } = await serve();
     const hog = await attach(path);
     hog.socket.pause();
     hog.sendRequest({ type: READ, cookie: 1n, offset: 0, length: 4 * MiB });
@@ -95,6 +96,7 @@ describe('clients that hold the memory others wait for', () => {
     await hog.closed;
     expect(warnings.join('\n')).toMatch(/\[c1\] disconnecting the client: it holds 4\.0 MiB of request memory that other clients wait for, and has neither read its replies nor sent the rest of a request for \d+\.\d s \(--stall-timeout\)/);
     expect(warnings.filter((w) => /disconnecting/.test(w))).toHaveLength(1);
+    expect(server.droppedStalled).toBe(1);
   });
 
   it('a client that stops in the middle of a write payload is dropped while another waits', async () => {
