@@ -51,25 +51,25 @@ nbd_attach_with() {
     die "nbd-client $* could not attach export '$vm_lib_export' to $vm_lib_dev"
 }
 
-# wait_for_dev PATH: polls (20 s at most: emulated, on a loaded host) for a device node the kernel creates
-# asynchronously, e.g. a partition. A partition that does not come is asked for once more (BLKRRPART), and
-# the report says so; if it still does not come, what the kernel sees is printed before giving up: whether
-# the table's sectors arrived, or the scan did not happen.
+# wait_for_dev PATH: polls (30 s at most: emulated, on a loaded host) for a device node the kernel creates
+# asynchronously, e.g. a partition. A partition that has not come after 2 s is asked for again (BLKRRPART)
+# every 2 s, and the report says so: a re-read that raced the client's start of the device (capacity still
+# 0) finds no table and nothing scans it again until the device is opened. If it never comes, what the
+# kernel sees is printed before giving up: whether the table's sectors arrived, or the scan did not happen.
 wait_for_dev() {
   vm_lib_tries=0
+  vm_lib_parent=$(echo "$1" | sed 's/p[0-9]*$//')
+  [ "$vm_lib_parent" != "$1" ] || vm_lib_parent=""
   while [ ! -b "$1" ]; do
     vm_lib_tries=$((vm_lib_tries + 1))
-    if [ "$vm_lib_tries" -eq 200 ]; then
-      vm_lib_parent=$(echo "$1" | sed 's/p[0-9]*$//')
-      if [ "$vm_lib_parent" != "$1" ] && [ -b "$vm_lib_parent" ]; then
-        echo "VM-REPORT reread_partitions=$1 did not appear in 20 s; asking the kernel to read $vm_lib_parent's table again"
-        blockdev --rereadpt "$vm_lib_parent" 2>&1
-      fi
+    if [ -n "$vm_lib_parent" ] && [ -b "$vm_lib_parent" ] && [ $((vm_lib_tries % 20)) -eq 0 ]; then
+      [ "$vm_lib_tries" -eq 20 ] && echo "VM-REPORT reread_partitions=$1 had not appeared after 2 s; asking the kernel to read $vm_lib_parent's table again"
+      blockdev --rereadpt "$vm_lib_parent" 2>&1
     fi
     if [ "$vm_lib_tries" -gt 300 ]; then
       echo "----- /proc/partitions"
       cat /proc/partitions
-      if [ -n "${vm_lib_parent:-}" ] && [ -b "$vm_lib_parent" ]; then
+      if [ -n "$vm_lib_parent" ] && [ -b "$vm_lib_parent" ]; then
         echo "----- the first two sectors of $vm_lib_parent (a GPT header says 'EFI PART' at 512)"
         dd if="$vm_lib_parent" bs=512 count=2 2>/dev/null | od -A d -c | head -40
       fi
