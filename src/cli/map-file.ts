@@ -10,32 +10,38 @@ export const MAX_MAP_FILE_BYTES = 32 * 1024 * 1024;
 
 const SEE_README = 'a JSON file, see README "Map files"';
 
-/** The map file's text; pipes (`--map <(…)`, `/dev/stdin`) work too. */
+function cannotRead(path: string, err: unknown): UserError {
+  const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  return new UserError(`cannot read the map file ${path}: ${why}`, `check the path given to --map (${SEE_README})`);
+}
+
+/** The map file's text, read a piece at a time up to the bound; pipes (`--map <(…)`, `/dev/stdin`) work too. */
 async function readBounded(path: string): Promise<string> {
   let file: FileHandle;
   try {
     file = await open(path, 'r');
   } catch (err) {
-    throw new UserError(`cannot read the map file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, `check the path given to --map (${SEE_README})`);
+    throw cannotRead(path, err);
   }
   try {
-    const buffer = Buffer.allocUnsafe(MAX_MAP_FILE_BYTES + 1);
-    let filled = 0;
+    const pieces: Buffer[] = [];
+    let total = 0;
     for (;;) {
-      const { bytesRead } = await file.read(buffer, filled, buffer.length - filled, null);
+      const piece = Buffer.allocUnsafe(64 * 1024);
+      const { bytesRead } = await file.read(piece, 0, piece.length, null);
       if (bytesRead === 0) break;
-      filled += bytesRead;
-      if (filled > MAX_MAP_FILE_BYTES) {
+      pieces.push(piece.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > MAX_MAP_FILE_BYTES) {
         throw new UserError(
           `the map file ${path} is larger than ${formatBytes(MAX_MAP_FILE_BYTES)}, more than a map of the most extents supported (${MAX_MAP_EXTENTS}) needs`,
           `check that --map names the JSON map and --disk the disk; a map places partitions or other large ranges, a few extents each (${SEE_README})`,
         );
       }
     }
-    return buffer.toString('utf8', 0, filled);
+    return Buffer.concat(pieces, total).toString('utf8');
   } catch (err) {
-    if (err instanceof UserError) throw err;
-    throw new UserError(`cannot read the map file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, `check the path given to --map (${SEE_README})`);
+    throw err instanceof UserError ? err : cannotRead(path, err);
   } finally {
     await file.close();
   }
