@@ -90,8 +90,10 @@ it("a person's checkpoint note survives kill -9 and is shown by status", async (
   cleanup(() => second.stop());
   const status = await cli(['status']);
   expect(status.stdout).toContain("last checkpoint's note: rsync done: /home, /srv");
-  const json = JSON.parse((await cli(['status', '--json'])).stdout) as { checkpointNote: unknown };
+  const json = JSON.parse((await cli(['status', '--json'])).stdout) as { checkpointNote: unknown; clientsDroppedStalled: unknown };
   expect(json.checkpointNote).toBe('rsync done: /home, /srv');
+  // serve adds what its NBD server saw of the clients to the engine's status.
+  expect(json.clientsDroppedStalled).toBe(0);
   // A checkpoint without a note keeps the last one.
   expect((await cli(['checkpoint'])).stdout).toContain("last checkpoint's note: rsync done: /home, /srv");
   expect(await second.stop()).toBe(0);
