@@ -16,6 +16,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, local
 import { loadMapFile } from '../map-file.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
+import { surviveOutputLoss } from '../output-loss.js';
 import { UserError } from '../user-error.js';
 import type { ServeOptions } from './serve.js';
 
@@ -202,6 +203,7 @@ function stopSignals(): { next(): Promise<NodeJS.Signals> } {
 
 /** Runs until SIGINT, SIGTERM or SIGHUP, then stops cleanly and exits 0. */
 export async function serveUntilSignalled(options: ServeOptions): Promise<void> {
+  const output = surviveOutputLoss();
   const log = createLogger({ level: options.verbose ? 'debug' : 'info' });
   // Handlers go in before anything is printed: a supervisor that signals as soon as it reads
   // "ready" must get a clean stop, not the default kill.
@@ -210,7 +212,11 @@ export async function serveUntilSignalled(options: ServeOptions): Promise<void> 
   const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
   const signal = await signalled;
   log.info(`${signal}: finishing requests in flight, flushing, exiting`);
-  // A second signal gives up on a stop that waits for room in the state's file system.
-  await running.stop(signals.next());
+  try {
+    // A second signal gives up on a stop that waits for room in the state's file system.
+    await running.stop(signals.next());
+  } finally {
+    output.beforeExit();
+  }
 }
 

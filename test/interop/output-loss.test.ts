@@ -1,0 +1,88 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { expect, it } from 'vitest';
+import { useCleanups } from '../helpers/cleanups.js';
+import { nbdshScript } from '../helpers/nbdsh-script.js';
+import { mustRun, runTool, TOOL_ENV } from '../helpers/run-tool.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { CLI, startServerProcess } from '../helpers/server-process.js';
+
+/**
+ * The server outlives the reader of its output. A log pipe whose reader dies
+ * (EPIPE) or a terminal that hangs up (SIGHUP, then EIO on every write) must
+ * neither kill it in the middle of a migration nor turn its clean stop into a
+ * crash: RAM-held data is carried into the state and the exit status is 0.
+ */
+const MiB = 1024 * 1024;
+const cleanup = useCleanups();
+const IN_TERMINAL = fileURLToPath(new URL('../helpers/in-terminal.py', import.meta.url));
+
+/** A 4 MiB disk whose destination is shifted by 1 MiB: with the source unread, destination writes stay in RAM. */
+function shiftedDisk(prefix: string): { disk: string; args: (control: string) => string[]; socket: string } {
+  const dir = scratchDir(prefix);
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * MiB);
+  const mapFile = dir.file('map.json');
+  writeFileSync(mapFile, JSON.stringify({ extents: [{ destOffset: 0, length: 3 * MiB, diskOffset: MiB }] }));
+  const socket = dir.file('nbd.sock');
+  return { disk, socket, args: (control) => ['serve', '--disk', disk, '--map', mapFile, '--socket', socket, '--control', control] };
+}
+
+const pattern = (seed: number): string => `bytes((i * 13 + ${seed}) & 0xff for i in range(${MiB}))`;
+
+async function expectHeldDataKept(args: string[], seed: number): Promise<void> {
+  const again = await startServerProcess(args);
+  cleanup(() => again.stop('SIGKILL'));
+  expect(again.stderr()).toMatch(/resumed the migration .*256 destination block\(s\) held \(256 in RAM from the state/);
+  await nbdshScript(again.uri('destination'), `assert h.pread(${MiB}, 0) == ${pattern(seed)}, "held data kept by the clean stop"`);
+  expect(await again.stop()).toBe(0);
+}
+
+it('a log pipe whose reader goes away neither stops the server nor its clean stop', async () => {
+  const { args: argsFor, disk } = shiftedDisk('nbd-remapper-epipe-');
+  const args = argsFor(`${disk}.control.sock`);
+  const server = await startServerProcess(args);
+  cleanup(() => server.stop('SIGKILL'));
+  // The reader of the server's log goes away; the next line the server logs meets EPIPE.
+  server.child.stderr!.destroy();
+  await mustRun(process.execPath, [CLI, 'seal', '--control', `${disk}.control.sock`], { timeoutMs: 30_000 });
+  await nbdshScript(server.uri('destination'), `h.pwrite(${pattern(1)}, 0)`);
+  const status = JSON.parse(await mustRun(process.execPath, [CLI, 'status', '--json', '--control', `${disk}.control.sock`])) as { phase: string };
+  expect(status.phase).toBe('sealed');
+  expect(server.stdout()).toMatch(/warn {2}stderr is gone \(EPIPE\): the server goes on serving without it/);
+
+  expect(await server.stop('SIGTERM')).toBe(0);
+  await expectHeldDataKept(args, 1);
+}, 60_000);
+
+it('a terminal that hangs up stops the server cleanly, exit status 0', async () => {
+  const { args: argsFor, disk } = shiftedDisk('nbd-remapper-hangup-');
+  const control = `${disk}.control.sock`;
+  const args = argsFor(control);
+  const terminal = spawn('python3', [IN_TERMINAL, process.execPath, CLI, ...args], { env: TOOL_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+  cleanup(() => terminal.kill('SIGKILL'));
+  let shown = '';
+  terminal.stdout.on('data', (c: Buffer) => (shown += c.toString()));
+  terminal.stderr.on('data', (c: Buffer) => (shown += c.toString()));
+  const until = async (marker: RegExp): Promise<RegExpMatchArray> => {
+    for (let i = 0; i < 300; i++) {
+      const found = shown.match(marker);
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no ${marker} within 30 s; the terminal showed:\n${shown}`);
+  };
+  await until(/^@@READY$/m);
+  await mustRun(process.execPath, [CLI, 'seal', '--control', control], { timeoutMs: 30_000 });
+  const uri = `nbd+unix:///destination?socket=${args[args.indexOf('--socket') + 1]}`;
+  await nbdshScript(uri, `h.pwrite(${pattern(2)}, 0)`);
+
+  terminal.stdin.write('hangup\n');
+  const [, code] = await until(/^@@EXIT (\S+)$/m);
+  // Before: Node's exit aborted on the hung-up terminal's tcsetattr (SIGABRT, then SIGSEGV in the abort).
+  expect(code, shown).toBe('0');
+  expect((await runTool('test', ['-e', control])).code, 'the control socket is removed by the clean stop').not.toBe(0);
+  await expectHeldDataKept(args, 2);
+}, 60_000);
