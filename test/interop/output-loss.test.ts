@@ -62,7 +62,9 @@ it('a terminal that hangs up stops the server cleanly, exit status 0', async () 
   const control = `${disk}.control.sock`;
   const args = argsFor(control);
   const terminal = spawn('python3', [IN_TERMINAL, process.execPath, CLI, ...args], { env: TOOL_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
-  cleanup(() => terminal.kill('SIGKILL'));
+  cleanup(() => {
+    terminal.kill('SIGKILL');
+  });
   let shown = '';
   terminal.stdout.on('data', (c: Buffer) => (shown += c.toString()));
   terminal.stderr.on('data', (c: Buffer) => (shown += c.toString()));
