@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A temporary directory removed by cleanup(). */
-export function scratchDir(prefix = 'nbd-remapper-test-'): { path: string; file(name: string): string; cleanup(): void } {
-  const path = mkdtempSync(join(tmpdir(), prefix));
+/** A temporary directory removed by cleanup(), in the system's temporary directory unless `base` is given. */
+export function scratchDir(prefix = 'nbd-remapper-test-', base = tmpdir()): { path: string; file(name: string): string; cleanup(): void } {
+  mkdirSync(base, { recursive: true });
+  const path = mkdtempSync(join(base, prefix));
   return {
     path,
     file: (name) => join(path, name),

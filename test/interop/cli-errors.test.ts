@@ -1,5 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
+import { ramFileSystemOf } from '../../src/cli/volatile-state.js';
 import { runTool } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
 import { CLI, startServerProcess } from '../helpers/server-process.js';
@@ -123,4 +125,36 @@ it('names a permission problem and its fix', async () => {
   expect(result.stderr).toMatch(/permission/i);
   expect(result.stderr).toMatch(/fix:/);
   dir.cleanup();
+});
+
+it('refuses a state file on tmpfs for a disk that survives a reboot, unless the risk is accepted', async () => {
+  // The disk must be on a disk-backed file system: the repo's own (the system's temporary directory may be a tmpfs).
+  const onDisk = scratchDir('volatile-', fileURLToPath(new URL('../../.cache/test-scratch/', import.meta.url)));
+  const inRam = scratchDir('nbd-remapper-volatile-', '/dev/shm');
+  try {
+    expect(ramFileSystemOf(onDisk.path), 'the repo must live on a disk-backed file system').toBeUndefined();
+    expect(ramFileSystemOf(inRam.path), '/dev/shm must be a tmpfs').toBe('tmpfs');
+    const disk = onDisk.file('disk.img');
+    randomImage(disk, 1024 * 1024);
+    const state = inRam.file('disk.remap-state');
+    const refused = await cli(['serve', '--disk', disk, '--state', state, '--socket', onDisk.file('a.sock')]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`the state file ${state} is on tmpfs, which lives in RAM`);
+    expect(refused.stderr).toMatch(/fix: put --state on a disk-backed file system .* or accept the risk with --allow-volatile-state/);
+    expect(existsSync(state), 'nothing is written to a refused state').toBe(false);
+
+    const accepted = await startServerProcess(['serve', '--disk', disk, '--state', state, '--allow-volatile-state', '--socket', onDisk.file('b.sock')]);
+    expect(accepted.stderr()).toMatch(/warn {2}the state file .* is on tmpfs.*\(accepted with --allow-volatile-state\)/);
+    expect(await accepted.stop()).toBe(0);
+
+    // A disk as volatile as its state (a test in RAM) loses both at once: nothing to warn about.
+    const ramDisk = inRam.file('ram.img');
+    randomImage(ramDisk, 1024 * 1024);
+    const both = await startServerProcess(['serve', '--disk', ramDisk, '--socket', inRam.file('c.sock')]);
+    expect(both.stderr()).not.toMatch(/tmpfs/);
+    expect(await both.stop()).toBe(0);
+  } finally {
+    onDisk.cleanup();
+    inRam.cleanup();
+  }
 });

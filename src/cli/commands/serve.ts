@@ -18,6 +18,7 @@ export interface ServeOptions {
   revisitCache: string;
   control: string;
   state?: string;
+  allowVolatileState: boolean;
   safe: boolean;
   maxConnections: number;
   handshakeTimeout: number;
@@ -57,6 +58,12 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
       type: 'string',
       describe:
         'Durable record of the migration (default: DISK.remap-state next to an image file; required for a block device, on another disk). Restarting with it resumes exactly where the migration was. STATE.lock beside it keeps a second process off it',
+    })
+    .option('allow-volatile-state', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'Accept a --state on tmpfs or ramfs while the disk is not: a power loss or reboot then erases the only record of a half-moved disk (refused without it)',
     })
     .option('safe', {
       type: 'boolean',
