@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_CHECKPOINT_EVERY } from '../../client/copy/copy-defaults.js';
 import { CopyPlanError } from '../../client/copy/copy-plan.js';
 import { formatCopySummary } from '../../client/copy/copy-summary.js';
 import { NbdUriError } from '../../client/nbd-uri.js';
@@ -61,7 +62,7 @@ export const copyCommand: CommandModule<object, CopyArgs> = {
         describe:
           'Control socket of the nbd-remapper serving --from: checkpoint as the copy goes, and resume after the last checkpoint when run again (after a crash, re-reading what a checkpoint confirmed could fail)',
       })
-      .option('checkpoint-every', { type: 'string', default: '1G', describe: 'With --control: flush the destination and checkpoint after each this many bytes (K/M/G)' })
+      .option('checkpoint-every', { type: 'string', default: `${DEFAULT_CHECKPOINT_EVERY / 2 ** 30}G`, describe: 'With --control: flush the destination and checkpoint after each this many bytes (K/M/G)' })
       .example('$0 copy --from nbd://127.0.0.1/source --to nbd://127.0.0.1/destination', 'migrate a whole disk')
       .example('$0 copy --from URI --to URI --plan moves.json', 'copy the ranges a plan lists')
       .example('$0 copy --from URI --to URI --control /run/nbd-remapper/control.sock', 'checkpoint as it goes; run it again after a crash to resume') as unknown as Argv<CopyArgs>,

@@ -5,9 +5,6 @@ import type { CopyCheckpoints } from './copy-engine.js';
 import type { CopyPlan } from './copy-plan.js';
 import { planBytes } from './plan-chunks.js';
 
-/** With --control: a checkpoint (and a FLUSH, and a pause of the pipeline) per this many bytes copied. */
-export const DEFAULT_CHECKPOINT_EVERY = 1024 * 1024 * 1024;
-
 /**
  * What a copy leaves with each checkpoint of the remapper it copies through:
  * which plan, and how many of its bytes (in plan order) are copied, flushed

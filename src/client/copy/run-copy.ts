@@ -9,7 +9,8 @@ import { CopyProgress, type ProgressStream } from './copy-progress.js';
 import { parseCopyPlan } from './parse-copy-plan.js';
 import { planBytes } from './plan-chunks.js';
 import { validateCopyPlan } from './validate-copy-plan.js';
-import { checkpointedCopy, DEFAULT_CHECKPOINT_EVERY } from './copy-checkpoints.js';
+import { checkpointedCopy } from './copy-checkpoints.js';
+import { DEFAULT_CHECKPOINT_EVERY } from './copy-defaults.js';
 
 export interface RunCopyOptions {
   from: string;
