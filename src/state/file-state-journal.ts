@@ -122,6 +122,10 @@ export class FileStateJournal implements StateJournal {
 
   /** When a commit last looked whether the path still names the state file (ms). */
   private pathCheckedAt = -Infinity;
+  /** The device of the state's directory, seen while the path named the open file: a different one later means a mount over it. */
+  private directoryDevice: number | undefined;
+  /** The last look found the directory covered by a mount (said once, until it is uncovered). */
+  private covered = false;
 
   /**
    * Creates a new state file for `map` (atomically: temp file, sync, rename,
@@ -283,24 +287,45 @@ export class FileStateJournal implements StateJournal {
       this.failed = stateWriteError(this.path, err);
       throw this.failed;
     }
-    if (performance.now() - this.pathCheckedAt >= this.pathCheckMs && (await this.rewriteIfGone())) return;
-    if (this.worthCompacting()) await this.compact();
+    const compacting = this.worthCompacting();
+    // A snapshot is written by path: it must not go into a file system mounted over the state's directory.
+    if ((compacting || performance.now() - this.pathCheckedAt >= this.pathCheckMs) && (await this.rewriteIfGone())) return;
+    if (compacting) await this.compact();
   }
 
   /**
    * A state file removed or replaced under a running server (by hand, or by a
    * cleaner of /tmp) would be gone at the next start — and a new migration
    * over a disk whose blocks are partly moved loses them. So a commit looks
-   * (at most once per pathCheckMs) whether the path still names this file,
-   * and if not writes the committed state there again as a fresh snapshot.
-   * Returns true when it did (or tried).
+   * (at most once per pathCheckMs, and before every snapshot) whether the path
+   * still names this file, and if not writes the committed state there again
+   * as a fresh snapshot. Returns true when it did (or tried), or when the path
+   * leads into a file system mounted over the state's directory, where nothing
+   * is written: commits go on into the open (hidden) file, which is durable,
+   * and a person is told to unmount it. That mount may be the old filesystem
+   * mounted from `source`: a snapshot written there would land in the old
+   * layout (and its FLUSH wait on this very server).
    */
   private async rewriteIfGone(): Promise<boolean> {
     this.pathCheckedAt = performance.now();
-    if (await this.inPlace()) return false;
+    const place = await this.whereIsPath();
+    if (place === 'covered') {
+      if (!this.covered) {
+        this.log.error(
+          `state file ${this.path}: a file system was mounted over ${dirname(this.path)} while the server runs. The state file is hidden under it; ` +
+            `commits go on into it (they are durable) and no snapshot is written there meanwhile. Unmount it (findmnt ${dirname(this.path)} shows it): ` +
+            `a restart while it is mounted would not find the state`,
+        );
+      }
+      this.covered = true;
+      return true;
+    }
+    if (this.covered) this.log.info(`state file ${this.path}: its directory is no longer covered by a mount`);
+    this.covered = false;
+    if (place === 'here') return false;
     this.log.error(`state file ${this.path} was removed or replaced while the server runs: writing the committed state there again`);
     await this.compact();
-    if (!(await this.inPlace())) {
+    if ((await this.whereIsPath()) !== 'here') {
       this.log.error(
         `state file ${this.path} could not be written again: the migration's state now exists only in this process. ` +
           `Do not stop the server; make ${dirname(this.path)} writable again (the next commit tries again)`,
@@ -309,12 +334,24 @@ export class FileStateJournal implements StateJournal {
     return true;
   }
 
-  /** The path names the open file; a look that fails (a stat error) counts as yes: the commit itself succeeded. */
-  private inPlace(): Promise<boolean> {
-    return this.fs.isFileAt(this.path, this.file).catch((err: unknown) => {
+  /**
+   * 'here' when the path names the open file; 'covered' when it does not and
+   * its directory is now on another file system than when it did (a mount
+   * over it); else 'gone'. A look that fails (a stat error) counts as 'here':
+   * the commit itself succeeded.
+   */
+  private async whereIsPath(): Promise<'here' | 'gone' | 'covered'> {
+    try {
+      if (await this.fs.isFileAt(this.path, this.file)) {
+        this.directoryDevice ??= await this.fs.directoryDevice(this.path);
+        return 'here';
+      }
+      const device = await this.fs.directoryDevice(this.path);
+      return device !== undefined && this.directoryDevice !== undefined && device !== this.directoryDevice ? 'covered' : 'gone';
+    } catch (err) {
       this.log.warn(`state file ${this.path}: could not check that it is still in place: ${(err as Error).message}`);
-      return true;
-    });
+      return 'here';
+    }
   }
 
   /**

@@ -37,6 +37,8 @@ export interface StateFs {
   syncDir(path: string): Promise<void>;
   /** True when `path` names the file `file` is open on (it may have been removed or replaced since it was opened). */
   isFileAt(path: string, file: StateFile): Promise<boolean>;
+  /** The device number of the file system `path`'s directory is on now (a mount over it changes it); undefined when it is missing. */
+  directoryDevice(path: string): Promise<number | undefined>;
   /**
    * Keeps every other process off the state at `path` until released: two
    * servers appending to one state would interleave their records. Throws
@@ -158,6 +160,14 @@ export const nodeStateFs: StateFs = {
     if (!(file instanceof NodeStateFile)) return false;
     const [named, open] = await Promise.all([stat(path).catch((err: unknown) => (isMissing(err) ? undefined : Promise.reject(err))), file.handle.stat()]);
     return named !== undefined && named.dev === open.dev && named.ino === open.ino;
+  },
+  async directoryDevice(path) {
+    try {
+      return (await stat(dirname(path))).dev;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
   },
   async syncDir(path) {
     const dir = await open(dirname(path), constants.O_RDONLY);

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
-import { ramFileSystemOf } from '../../src/cli/volatile-state.js';
+import { ramFileSystemOf } from '../../src/cli/state-location.js';
 import { runTool } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
 import { CLI, startServerProcess } from '../helpers/server-process.js';

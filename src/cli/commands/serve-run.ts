@@ -18,7 +18,7 @@ import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
 import { surviveOutputLoss } from '../output-loss.js';
 import { UserError } from '../user-error.js';
-import { checkStateDurability } from '../volatile-state.js';
+import { checkStateLocation } from '../state-location.js';
 import type { ServeOptions } from './serve.js';
 
 export interface RunningServer {
@@ -93,7 +93,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     } else {
       const map = options.map === undefined ? undefined : await loadMapFile(options.map, disk.size, options.blockSize);
       statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
-      const volatile = checkStateDurability({ statePath, diskPath: disk.path, isBlockDevice: disk.isBlockDevice, allowVolatile: options.allowVolatileState });
+      const volatile = checkStateLocation({ statePath, diskPath: disk.path, isBlockDevice: disk.isBlockDevice, allowVolatile: options.allowVolatileState });
       if (volatile !== undefined) log.warn(volatile);
       migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
       engine = migration.engine;

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../../src/log/logger.js';
 import { RemapMap } from '../../../src/remap/map.js';
@@ -92,4 +93,40 @@ describe('a state file removed or replaced while the server runs', () => {
     const holds = await reopenHolds(path);
     expect([...holds.keys()].sort()).toEqual([1, 2, 3]);
   });
+
+  // Mounting needs root (CI machines and the developer containers here are root).
+  it.runIf(process.getuid?.() === 0)(
+    'writes nothing into a file system mounted over its directory (the old filesystem from source, say): commits go on into the hidden file',
+    async () => {
+      const sub = dir.file('states');
+      mkdirSync(sub);
+      const path = `${sub}/disk.remap-state`;
+      const log = recordingLog();
+      // A small compaction threshold: a snapshot comes due while the directory is covered. The periodic look
+      // at the path happens once (the first commit); what keeps the snapshot out of the mount is the look before it.
+      const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { log, pathCheckMs: 3_600_000, compactBytes: 4 * B });
+      journal.append({ type: 'hold', dest: 1, data: held(1, 3) });
+      await journal.commit();
+
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'covering', sub], { timeout: 20_000 });
+      try {
+        for (let round = 0; round < 8; round++) {
+          journal.append({ type: 'hold', dest: 2 + (round % 3), data: held(2 + (round % 3), 3) });
+          await journal.commit();
+        }
+        expect(readdirSync(sub), 'nothing is written into the covering file system').toEqual([]);
+        expect(log.errors).toHaveLength(1);
+        expect(log.errors[0]).toMatch(new RegExp(`a file system was mounted over ${sub} while the server runs\. The state file is hidden under it`));
+      } finally {
+        execFileSync('umount', [sub], { timeout: 20_000 });
+      }
+      journal.append({ type: 'hold', dest: 5, data: held(5, 3) });
+      await journal.commit();
+      await journal.close();
+      const holds = await reopenHolds(path);
+      expect([...holds.keys()].sort()).toEqual([1, 2, 3, 4, 5]);
+      for (const [d, data] of holds) expect(data.equals(held(d, 3))).toBe(true);
+      expect(log.errors).toHaveLength(1);
+    },
+  );
 });

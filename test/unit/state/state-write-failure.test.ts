@@ -46,6 +46,7 @@ class FillingFs implements StateFs {
   syncDir = (path: string): Promise<void> => nodeStateFs.syncDir(path);
   lock = (path: string): ReturnType<StateFs['lock']> => nodeStateFs.lock(path);
   isFileAt = (path: string, file: StateFile): Promise<boolean> => nodeStateFs.isFileAt(path, this.unwrapped.get(file) ?? file);
+  directoryDevice = (path: string): Promise<number | undefined> => nodeStateFs.directoryDevice(path);
   private readonly unwrapped = new WeakMap<StateFile, StateFile>();
 
   private wrap(file: StateFile): StateFile {

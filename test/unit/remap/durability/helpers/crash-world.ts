@@ -287,6 +287,11 @@ export class CrashFs implements StateFs {
     return id !== undefined && file instanceof CrashFile && file.inode === this.inodes.get(id);
   }
 
+  /** The model has one directory on one device, never mounted over. */
+  async directoryDevice(): Promise<number> {
+    return 1;
+  }
+
   async syncDir(): Promise<void> {
     this.event('dir-sync');
     this.durableNames = new Map(this.names);

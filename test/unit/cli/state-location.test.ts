@@ -1,17 +1,23 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { checkStateDurability, ramFileSystemOf, systemProbe, volatileDiskReason, type VolatilityProbe } from '../../../src/cli/volatile-state.js';
+import { checkStateLocation, nbdDeviceHolding, ramFileSystemOf, systemProbe, volatileDiskReason, type LocationProbe } from '../../../src/cli/state-location.js';
 import { UserError } from '../../../src/cli/user-error.js';
+
+const canAttachLoop =
+  process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], { timeout: 10_000 }).status === 0;
 
 const TMPFS = 0x01021994;
 const RAMFS = 0x858458f6;
 const EXT4 = 0xef53;
 
-/** Paths under /ram are on tmpfs, under /initrd on ramfs, the rest on ext4; block devices as listed. */
-function fakeProbe(devices: Record<string, { name: string; backingFile?: string }> = {}): VolatilityProbe {
+/** Paths under /ram are on tmpfs, under /initrd on ramfs, under /mnt/old on nbd0p1, the rest on ext4 on sda1; block devices as listed. */
+function fakeProbe(devices: Record<string, { name: string; backingFile?: string }> = {}): LocationProbe {
   return {
     fileSystemType: (path) => (path.startsWith('/ram') ? TMPFS : path.startsWith('/initrd') ? RAMFS : EXT4),
+    deviceHolding: (path) => (path.startsWith('/ram') || path.startsWith('/initrd') ? undefined : { name: path.startsWith('/mnt/old') ? 'nbd0p1' : 'sda1' }),
     blockDevice: (path) => devices[path],
   };
 }
@@ -24,7 +30,7 @@ it('refuses a state in RAM for a disk that survives a reboot, naming the risk an
   ] as const) {
     const refusal = (() => {
       try {
-        checkStateDurability({ statePath, diskPath, isBlockDevice, allowVolatile: false }, probe);
+        checkStateLocation({ statePath, diskPath, isBlockDevice, allowVolatile: false }, probe);
       } catch (err) {
         return err;
       }
@@ -34,11 +40,11 @@ it('refuses a state in RAM for a disk that survives a reboot, naming the risk an
     const { message, fix, exitCode } = refusal as UserError;
     expect(message).toContain(`the state file ${statePath} is on ${statePath.startsWith('/ram') ? 'tmpfs' : 'ramfs'}`);
     expect(message).toMatch(/power loss or a reboot erases it/);
-    expect(fix).toMatch(/--state .* disk-backed/);
+    expect(fix).toMatch(/--state on a local, disk-backed file system/);
     expect(fix).toContain('--allow-volatile-state');
     expect(exitCode).toBe(2);
     // Accepted: a warning that still names the risk.
-    expect(checkStateDurability({ statePath, diskPath, isBlockDevice, allowVolatile: true }, probe)).toMatch(/accepted with --allow-volatile-state/);
+    expect(checkStateLocation({ statePath, diskPath, isBlockDevice, allowVolatile: true }, probe)).toMatch(/accepted with --allow-volatile-state/);
   }
 });
 
@@ -51,7 +57,7 @@ it('accepts a state on disk, and a state in RAM when the disk is as volatile', (
     '/dev/loop4': { name: 'loop4', backingFile: '/data/backing.img' },
   });
   const check = (statePath: string, diskPath: string, isBlockDevice: boolean) =>
-    checkStateDurability({ statePath, diskPath, isBlockDevice, allowVolatile: false }, probe);
+    checkStateLocation({ statePath, diskPath, isBlockDevice, allowVolatile: false }, probe);
   expect(check('/root/x.remap-state', '/dev/sdb', true)).toBeUndefined();
   expect(check('/data/disk.img.remap-state', '/data/disk.img', false)).toBeUndefined();
   expect(check('/ram/disk.img.remap-state', '/ram/disk.img', false)).toBeUndefined();
@@ -76,8 +82,6 @@ it('reads the file system of a path that does not exist yet from its nearest exi
   expect(ramFileSystemOf(new URL('../../../package.json', import.meta.url).pathname)).toBeUndefined();
 });
 
-const canAttachLoop =
-  process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], { timeout: 10_000 }).status === 0;
 
 it.runIf(canAttachLoop)('finds a loop device by its device number, and its backing file', () => {
   const dir = mkdtempSync('/dev/shm/nbd-remapper-');
@@ -87,6 +91,44 @@ it.runIf(canAttachLoop)('finds a loop device by its device number, and its backi
   try {
     expect(systemProbe.blockDevice(device)).toEqual({ name: device.replace('/dev/', ''), backingFile: backing });
     expect(volatileDiskReason(device, true)).toBe(`${device.replace('/dev/', '')}'s backing file is on tmpfs`);
+  } finally {
+    execFileSync('losetup', ['--detach', device], { timeout: 20_000 });
+    rmSync(dir, { recursive: true });
+  }
+});
+
+it('refuses a state on an NBD device: it may be the source export this server serves', () => {
+  const probe = fakeProbe({ '/dev/sdb': { name: 'sdb' } });
+  expect(nbdDeviceHolding('/mnt/old/sdb.remap-state', probe)).toBe('nbd0p1');
+  expect(nbdDeviceHolding('/root/sdb.remap-state', probe)).toBeUndefined();
+  for (const allowVolatile of [false, true]) {
+    expect(() => checkStateLocation({ statePath: '/mnt/old/sdb.remap-state', diskPath: '/dev/sdb', isBlockDevice: true, allowVolatile }, probe)).toThrow(
+      /the state file \/mnt\/old\/sdb.remap-state is on \/dev\/nbd0p1, an NBD device: if that is this server's source export/,
+    );
+  }
+  // Names of other devices that merely start alike are not NBD devices.
+  const lookalike: LocationProbe = { ...probe, deviceHolding: () => ({ name: 'nbdx' }) };
+  expect(nbdDeviceHolding('/x', lookalike)).toBeUndefined();
+});
+
+it.runIf(canAttachLoop)('finds the block device under a path from its device number: a file system mounted from a loop device', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-where-'));
+  const backing = join(dir, 'fs.img');
+  const mountPoint = join(dir, 'mnt');
+  mkdirSync(mountPoint);
+  writeFileSync(backing, Buffer.alloc(8 * 1024 * 1024));
+  execFileSync('mkfs.ext4', ['-q', '-F', backing], { timeout: 60_000 });
+  const device = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8', timeout: 20_000 }).trim();
+  try {
+    execFileSync('mount', [device, mountPoint], { timeout: 20_000 });
+    try {
+      // A state not created yet, under the mount point: the device is found from the nearest existing directory.
+      expect(systemProbe.deviceHolding(join(mountPoint, 'not', 'yet.remap-state'))).toEqual({ name: device.replace('/dev/', ''), backingFile: backing });
+      expect(nbdDeviceHolding(join(mountPoint, 'x.remap-state'))).toBeUndefined();
+    } finally {
+      execFileSync('umount', [mountPoint], { timeout: 20_000 });
+    }
+    expect(systemProbe.deviceHolding(join(mountPoint, 'x.remap-state'))?.name).not.toBe(device.replace('/dev/', ''));
   } finally {
     execFileSync('losetup', ['--detach', device], { timeout: 20_000 });
     rmSync(dir, { recursive: true });
