@@ -83,7 +83,8 @@ export function formatStatus(status: MigrationStatus): string {
 }
 
 interface Durability {
-  journal: { path: string; bytes: number; records: number; lastCommit: string | null } | null;
+  /** pathProblem is absent in the status of a server older than this CLI. */
+  journal: { path: string; bytes: number; records: number; lastCommit: string | null; pathProblem?: string | null } | null;
   heldInRamVolatile: number;
   recordsVolatile: number;
   /** Absent in the status of a server older than this CLI. */
@@ -101,6 +102,7 @@ function durabilityLines(s: Record<string, unknown>): string[] {
       ? `state file:   ${d.journal.path} (${formatBytes(d.journal.bytes)}, ${count(d.journal.records)} record(s), last commit ${d.journal.lastCommit ?? '-'})`
       : 'state file:   none — nothing survives a restart',
   );
+  if (d.journal?.pathProblem) lines.push(`WARNING:      the state file is not where a restart looks: ${d.journal.pathProblem}`);
   const stopped = d.failure != null && d.failure.final !== false;
   if (d.failure) {
     lines.push(stopped ? `FAILED:       ${d.failure.message}` : `commit failed: ${d.failure.message} (the next FLUSH tries again)`, `              fix: ${d.failure.fix}`);

@@ -56,6 +56,8 @@ export interface JournalInfo {
   lastCommit: string | null;
   /** Snapshots (compactions) written by this process. */
   compactions: number;
+  /** Why a restart now would not find the state at its path (removed, or a mount over its directory), or null. */
+  pathProblem: string | null;
 }
 
 /**

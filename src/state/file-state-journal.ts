@@ -126,6 +126,8 @@ export class FileStateJournal implements StateJournal {
   private directoryDevice: number | undefined;
   /** The last look found the directory covered by a mount (said once, until it is uncovered). */
   private covered = false;
+  /** What the last look at the path found wrong (for status), or null. */
+  private pathProblem: string | null = null;
 
   /**
    * Creates a new state file for `map` (atomically: temp file, sync, rename,
@@ -318,14 +320,17 @@ export class FileStateJournal implements StateJournal {
         );
       }
       this.covered = true;
+      this.pathProblem = `a file system is mounted over ${dirname(this.path)}, hiding the state file (commits go on into it): unmount it before any restart`;
       return true;
     }
     if (this.covered) this.log.info(`state file ${this.path}: its directory is no longer covered by a mount`);
     this.covered = false;
+    this.pathProblem = null;
     if (place === 'here') return false;
     this.log.error(`state file ${this.path} was removed or replaced while the server runs: writing the committed state there again`);
     await this.compact();
     if ((await this.whereIsPath()) !== 'here') {
+      this.pathProblem = `it was removed and could not be written again: the state exists only in this process; do not stop the server, make ${dirname(this.path)} writable again`;
       this.log.error(
         `state file ${this.path} could not be written again: the migration's state now exists only in this process. ` +
           `Do not stop the server; make ${dirname(this.path)} writable again (the next commit tries again)`,
@@ -412,7 +417,7 @@ export class FileStateJournal implements StateJournal {
   }
 
   info(): JournalInfo {
-    return { path: this.path, bytes: this.end, records: this.state.records, lastCommit: this.lastCommitAt, compactions: this.compactionCount };
+    return { path: this.path, bytes: this.end, records: this.state.records, lastCommit: this.lastCommitAt, compactions: this.compactionCount, pathProblem: this.pathProblem };
   }
 
   /** Commits nothing more; closes the file. Appended but uncommitted records are dropped. */

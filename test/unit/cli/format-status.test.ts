@@ -68,6 +68,9 @@ describe('formatStatus', () => {
     expect(volatile).toMatch(/hint:\s+run a checkpoint/);
     expect(volatile).toMatch(/\(the next FLUSH makes them so\)/);
     expect(volatile).not.toMatch(/FAILED/);
+    expect(volatile).not.toMatch(/WARNING/);
+    const hidden = formatStatus({ ...base, durability: { ...durable, journal: { ...durable.journal, pathProblem: 'a file system is mounted over /s, hiding the state file' } } });
+    expect(hidden).toMatch(/^WARNING:\s+the state file is not where a restart looks: a file system is mounted over \/s, hiding the state file$/m);
   });
 
   it('says when state commits fail, why, and what to do; when they have stopped it no longer promises the next FLUSH', () => {

@@ -85,6 +85,7 @@ describe('a state file removed or replaced while the server runs', () => {
       new RegExp(`state file ${path} could not be written again: the migration's state now exists only in this process\\. Do not stop the server; make ${sub} writable again \\(the next commit tries again\\)`),
     );
     expect(existsSync(path)).toBe(false);
+    expect(journal.info().pathProblem).toMatch(/removed and could not be written again: the state exists only in this process/);
 
     mkdirSync(sub);
     journal.append({ type: 'hold', dest: 3, data: held(3, 2) });
@@ -117,11 +118,17 @@ describe('a state file removed or replaced while the server runs', () => {
         expect(readdirSync(sub), 'nothing is written into the covering file system').toEqual([]);
         expect(log.errors).toHaveLength(1);
         expect(log.errors[0]).toMatch(new RegExp(`a file system was mounted over ${sub} while the server runs\. The state file is hidden under it`));
+        expect(journal.info().pathProblem).toMatch(/a file system is mounted over .* unmount it before any restart/);
       } finally {
         execFileSync('umount', [sub], { timeout: 20_000 });
       }
       journal.append({ type: 'hold', dest: 5, data: held(5, 3) });
-      await journal.commit();
+      // The next snapshot looks again: the mount is gone, and so is the problem.
+      for (let round = 0; round < 8 && journal.info().pathProblem !== null; round++) {
+        journal.append({ type: 'hold', dest: 5, data: held(5, 3) });
+        await journal.commit();
+      }
+      expect(journal.info().pathProblem).toBeNull();
       await journal.close();
       const holds = await reopenHolds(path);
       expect([...holds.keys()].sort()).toEqual([1, 2, 3, 4, 5]);
