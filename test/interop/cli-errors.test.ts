@@ -140,7 +140,7 @@ it('refuses a state file on tmpfs for a disk that survives a reboot, unless the 
     const refused = await cli(['serve', '--disk', disk, '--state', state, '--socket', onDisk.file('a.sock')]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`the state file ${state} is on tmpfs, which lives in RAM`);
-    expect(refused.stderr).toMatch(/fix: put --state on a disk-backed file system .* or accept the risk with --allow-volatile-state/);
+    expect(refused.stderr).toMatch(/fix: put --state on a local, disk-backed file system .* or accept the risk with --allow-volatile-state/);
     expect(existsSync(state), 'nothing is written to a refused state').toBe(false);
 
     const accepted = await startServerProcess(['serve', '--disk', disk, '--state', state, '--allow-volatile-state', '--socket', onDisk.file('b.sock')]);

@@ -19,6 +19,7 @@ import { parseSize } from '../parse-size.js';
 import { surviveOutputLoss } from '../output-loss.js';
 import { UserError } from '../user-error.js';
 import { checkStateLocation } from '../state-location.js';
+import { findUnpartitionedSpace, unpartitionedHintLines, type UnpartitionedSpace } from '../unpartitioned-hint.js';
 import type { ServeOptions } from './serve.js';
 
 export interface RunningServer {
@@ -127,7 +128,14 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   }
 
   const stateLine = migration ? `state: ${statePath} (${migration.resumed ? 'resumed' : 'new migration'})${options.safe ? '; safe mode' : ''}` : undefined;
-  printBanner(print, disk, stateLine, engine, table.list(), bound, options);
+  const outside =
+    engine?.phase === 'unsealed'
+      ? await findUnpartitionedSpace((offset, length) => disk.read(offset, length), disk.size, engine.map.extents, engine.map.blockSize).catch((err: unknown) => {
+          log.debug(`partition table not read: ${(err as Error).message}`);
+          return undefined;
+        })
+      : undefined;
+  printBanner(print, disk, stateLine, engine, table.list(), bound, options, outside);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -156,6 +164,7 @@ function printBanner(
   exports: readonly BlockExport[],
   bound: Endpoint[],
   options: ServeOptions,
+  outside: UnpartitionedSpace | undefined,
 ): void {
   print(`nbd-remapper: serving ${disk.path} (${formatBytes(disk.size)}, ${disk.size} bytes)${options.readOnly ? ', read-only' : ''}`);
   if (engine) {
@@ -176,6 +185,8 @@ function printBanner(
   if (engine) {
     print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${options.control})`);
     if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
+    // The attach commands above put source on /dev/nbd0 when it is listed first.
+    if (outside !== undefined) for (const line of unpartitionedHintLines(outside, `/dev/nbd${exports.findIndex((e) => e.name === 'source')}`)) print(line);
     if (engine.phase === 'finished') print('this migration is finished: destination is a plain view of the disk (remove the state file to start a new one)');
   }
   print('ready; Ctrl-C (SIGINT), SIGTERM or SIGHUP stops after answering requests in flight');
