@@ -5,9 +5,14 @@ the foreground: the kernel sends SIGHUP and every later read or write of the
 terminal fails with EIO.
 
 Prints the command's output as it comes, then "@@READY" once a line of it
-starts with "ready". A line "hangup" on stdin closes the terminal's master
-side; then it waits (30 s at most) for the command and prints "@@EXIT <code>"
-(minus the signal number when a signal ended it).
+starts with "ready". Lines on stdin:
+  pause   stop reading the terminal (a person's Ctrl-S, or an ssh session whose
+          network stalls): once its buffer is full, the command's writes to it
+          would block; prints "@@PAUSED"
+  resume  read it again; prints "@@RESUMED"
+  hangup  close the terminal's master side; then wait (30 s at most) for the
+          command and print "@@EXIT <code>" (minus the signal number when a
+          signal ended it)
 """
 import os
 import pty
@@ -21,8 +26,9 @@ if pid == 0:
 
 seen = b''
 ready = False
+paused = False
 while True:
-    readable, _, _ = select.select([master, sys.stdin], [], [], 1.0)
+    readable, _, _ = select.select([sys.stdin] if paused else [master, sys.stdin], [], [], 1.0)
     if master in readable:
         try:
             chunk = os.read(master, 65536)
@@ -40,6 +46,9 @@ while True:
         line = sys.stdin.readline()
         if line.strip() == 'hangup' or line == '':
             break
+        if line.strip() in ('pause', 'resume'):
+            paused = line.strip() == 'pause'
+            print('@@PAUSED' if paused else '@@RESUMED', flush=True)
 
 os.close(master)
 deadline = time.time() + 30

@@ -16,7 +16,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, local
 import { loadMapFile } from '../map-file.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { parseSize } from '../parse-size.js';
-import { surviveOutputLoss } from '../output-loss.js';
+import { serverOutput } from '../server-output.js';
 import { UserError } from '../user-error.js';
 import { checkStateLocation } from '../state-location.js';
 import { findUnpartitionedSpace, unpartitionedHintLines, type UnpartitionedSpace } from '../unpartitioned-hint.js';
@@ -217,20 +217,21 @@ function stopSignals(): { next(): Promise<NodeJS.Signals> } {
 
 /** Runs until SIGINT, SIGTERM or SIGHUP, then stops cleanly and exits 0. */
 export async function serveUntilSignalled(options: ServeOptions): Promise<void> {
-  const output = surviveOutputLoss();
-  const log = createLogger({ level: options.verbose ? 'debug' : 'info' });
+  const output = serverOutput();
+  const log = createLogger({ level: options.verbose ? 'debug' : 'info', write: (line) => output.line('stderr', line) });
   // Handlers go in before anything is printed: a supervisor that signals as soon as it reads
   // "ready" must get a clean stop, not the default kill.
   const signals = stopSignals();
   const signalled = signals.next();
-  const running = await startServer(options, (line) => process.stdout.write(line + '\n'), log);
+  const running = await startServer(options, (line) => output.line('stdout', line), log);
+  output.neverWait();
   const signal = await signalled;
   log.info(`${signal}: finishing requests in flight, flushing, exiting`);
   try {
     // A second signal gives up on a stop that waits for room in the state's file system.
     await running.stop(signals.next());
   } finally {
-    output.beforeExit();
+    await output.beforeExit();
   }
 }
 
