@@ -39,8 +39,12 @@ export interface ServerOutput {
    * is printed before it exits).
    */
   neverWait(): void;
-  /** Once the server has stopped: gives queued lines up to `waitMs` to leave, then readies the process to exit. */
-  beforeExit(waitMs?: number): Promise<void>;
+  /**
+   * Once the server has stopped: gives queued lines up to `waitMs` (default
+   * 1 s) to leave, then readies the process to exit; `hungUp` when the stop
+   * came from SIGHUP (the terminal may be gone).
+   */
+  beforeExit(options?: { hungUp?: boolean; waitMs?: number }): Promise<void>;
 }
 
 /** Output a reader has not taken, queued at most; 64 KiB is hundreds of log lines. */
@@ -75,7 +79,6 @@ export function serverOutput(streams: OutputStreams = process as unknown as Outp
       }
     });
   }
-  process.on('SIGHUP', () => (terminalHungUp = true));
 
   return {
     line(to, text) {
@@ -92,22 +95,11 @@ export function serverOutput(streams: OutputStreams = process as unknown as Outp
       stream.write(text + '\n');
     },
     neverWait: () => setBlocking(false),
-    async beforeExit(waitMs = 1000) {
+    async beforeExit({ hungUp = false, waitMs = 1000 } = {}) {
+      if (hungUp) terminalHungUp = true;
       const pending = (['stdout', 'stderr'] as const).filter((n) => !lost.has(n) && streams[n].writableLength > 0);
       if (pending.length > 0) {
-        await Promise.race([
-          Promise.all(pending.map((n) => new Promise<void>((resolve) => {
-            const stream = streams[n];
-            const done = (): void => {
-              stream.off('drain', done);
-              stream.off('error', done);
-              resolve();
-            };
-            stream.on('drain', done);
-            stream.on('error', done);
-          }))),
-          new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref()),
-        ]);
+        await Promise.race([Promise.all(pending.map((n) => drained(streams[n]))), new Promise<void>((resolve) => setTimeout(resolve, waitMs).unref())]);
       }
       setBlocking(true);
       // On exit Node restores the terminal's modes with tcsetattr and aborts when that fails, as it does
@@ -124,4 +116,17 @@ export function serverOutput(streams: OutputStreams = process as unknown as Outp
       }
     },
   };
+}
+
+/** Settles once the stream has written what it queued, or failed. */
+function drained(stream: OutputStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('error', done);
+  });
 }

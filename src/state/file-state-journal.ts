@@ -122,7 +122,7 @@ export class FileStateJournal implements StateJournal {
 
   /** When a commit last looked whether the path still names the state file (ms). */
   private pathCheckedAt = -Infinity;
-  /** The device of the state's directory, seen while the path named the open file: a different one later means a mount over it. */
+  /** The device of the state's directory when the path named the open file (at open, else at the first look that found it so). */
   private directoryDevice: number | undefined;
   /** The last look found the directory covered by a mount (said once, until it is uncovered). */
   private covered = false;
@@ -161,7 +161,9 @@ export class FileStateJournal implements StateJournal {
         await fs.remove(tmp).catch(() => undefined);
         throw stateWriteError(path, err, { creating: true });
       }
-      return new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock, options.pathCheckMs ?? PATH_CHECK_MS);
+      const journal = new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock, options.pathCheckMs ?? PATH_CHECK_MS);
+      await journal.rememberDirectory();
+      return journal;
     } catch (err) {
       await lock.release().catch(() => undefined);
       throw err;
@@ -230,6 +232,7 @@ export class FileStateJournal implements StateJournal {
         lock,
         options.pathCheckMs ?? PATH_CHECK_MS,
       );
+      await journal.rememberDirectory();
       return { journal, identity: parsed.identity, map: parsed.map, state: parsed.state, holds, cutBytes };
     } catch (err) {
       await file.close().catch(() => undefined);
@@ -337,6 +340,11 @@ export class FileStateJournal implements StateJournal {
       );
     }
     return true;
+  }
+
+  /** Where the state's directory is as the state is opened: a mount over it later changes its device. */
+  private async rememberDirectory(): Promise<void> {
+    this.directoryDevice = await this.fs.directoryDevice(this.path).catch(() => undefined);
   }
 
   /**

@@ -94,8 +94,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     } else {
       const map = options.map === undefined ? undefined : await loadMapFile(options.map, disk.size, options.blockSize);
       statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
-      const volatile = checkStateLocation({ statePath, diskPath: disk.path, isBlockDevice: disk.isBlockDevice, allowVolatile: options.allowVolatileState });
-      if (volatile !== undefined) log.warn(volatile);
+      const locationWarning = checkStateLocation({ statePath, diskPath: disk.path, isBlockDevice: disk.isBlockDevice, allowVolatile: options.allowVolatileState });
+      if (locationWarning !== undefined) log.warn(locationWarning);
       migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
       engine = migration.engine;
       // A finished migration has no source any more: the disk is the new layout.
@@ -231,7 +231,7 @@ export async function serveUntilSignalled(options: ServeOptions): Promise<void> 
     // A second signal gives up on a stop that waits for room in the state's file system.
     await running.stop(signals.next());
   } finally {
-    await output.beforeExit();
+    await output.beforeExit({ hungUp: signal === 'SIGHUP' });
   }
 }
 

@@ -55,7 +55,7 @@ it('before exit, gives queued lines time to leave, then writes synchronously aga
   const output = serverOutput({ stdout, stderr });
   output.neverWait();
   output.line('stdout', 'last words');
-  const exiting = output.beforeExit(5_000);
+  const exiting = output.beforeExit({ waitMs: 5_000 });
   let done = false;
   void exiting.then(() => (done = true));
   await new Promise((r) => setTimeout(r, 20));
@@ -68,7 +68,7 @@ it('before exit, gives queued lines time to leave, then writes synchronously aga
   vi.useFakeTimers();
   try {
     let left = false;
-    const leaving = output.beforeExit(50).then(() => (left = true));
+    const leaving = output.beforeExit({ waitMs: 50 }).then(() => (left = true));
     await vi.advanceTimersByTimeAsync(49);
     expect(left).toBe(false);
     await vi.advanceTimersByTimeAsync(1);
