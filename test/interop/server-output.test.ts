@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
 import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { mustRun, runTool, TOOL_ENV } from '../helpers/run-tool.js';
-import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { expectHeldDataKept, heldDataDisk, heldPattern } from '../helpers/held-data-disk.js';
 import { CLI, startServerProcess } from '../helpers/server-process.js';
 
 /**
@@ -14,47 +13,24 @@ import { CLI, startServerProcess } from '../helpers/server-process.js';
  * neither kill it in the middle of a migration nor turn its clean stop into a
  * crash: RAM-held data is carried into the state and the exit status is 0.
  */
-const MiB = 1024 * 1024;
 const cleanup = useCleanups();
 const IN_TERMINAL = fileURLToPath(new URL('../helpers/in-terminal.py', import.meta.url));
 
-/** A 4 MiB disk whose destination is shifted by 1 MiB: with the source unread, destination writes stay in RAM. */
-function shiftedDisk(prefix: string): { disk: string; args: (control: string) => string[]; socket: string } {
-  const dir = scratchDir(prefix);
-  cleanup(() => dir.cleanup());
-  const disk = dir.file('disk.img');
-  randomImage(disk, 4 * MiB);
-  const mapFile = dir.file('map.json');
-  writeFileSync(mapFile, JSON.stringify({ extents: [{ destOffset: 0, length: 3 * MiB, diskOffset: MiB }] }));
-  const socket = dir.file('nbd.sock');
-  return { disk, socket, args: (control) => ['serve', '--disk', disk, '--map', mapFile, '--socket', socket, '--control', control] };
-}
-
-const pattern = (seed: number): string => `bytes((i * 13 + ${seed}) & 0xff for i in range(${MiB}))`;
-
-async function expectHeldDataKept(args: string[], seed: number): Promise<void> {
-  const again = await startServerProcess(args);
-  cleanup(() => again.stop('SIGKILL'));
-  expect(again.stderr()).toMatch(/resumed the migration .*256 destination block\(s\) held \(256 in RAM from the state/);
-  await nbdshScript(again.uri('destination'), `assert h.pread(${MiB}, 0) == ${pattern(seed)}, "held data kept by the clean stop"`);
-  expect(await again.stop()).toBe(0);
-}
-
 it('a log pipe whose reader goes away neither stops the server nor its clean stop', async () => {
-  const { args: argsFor, disk } = shiftedDisk('nbd-remapper-epipe-');
+  const { args: argsFor, disk } = heldDataDisk('nbd-remapper-epipe-', cleanup);
   const args = argsFor(`${disk}.control.sock`);
   const server = await startServerProcess(args);
   cleanup(() => server.stop('SIGKILL'));
   // The reader of the server's log goes away; the next line the server logs meets EPIPE.
   server.child.stderr!.destroy();
   await mustRun(process.execPath, [CLI, 'seal', '--control', `${disk}.control.sock`], { timeoutMs: 30_000 });
-  await nbdshScript(server.uri('destination'), `h.pwrite(${pattern(1)}, 0)`);
+  await nbdshScript(server.uri('destination'), `h.pwrite(${heldPattern(1)}, 0)`);
   const status = JSON.parse(await mustRun(process.execPath, [CLI, 'status', '--json', '--control', `${disk}.control.sock`])) as { phase: string };
   expect(status.phase).toBe('sealed');
   expect(server.stdout()).toMatch(/warn {2}stderr is gone \(EPIPE\): the server goes on serving without it/);
 
   expect(await server.stop('SIGTERM')).toBe(0);
-  await expectHeldDataKept(args, 1);
+  await expectHeldDataKept(args, 1, cleanup);
 }, 60_000);
 
 /** The server on a terminal of its own (test/helpers/in-terminal.py), driven like a person's terminal. */
@@ -83,24 +59,24 @@ async function onTerminal(args: readonly string[]) {
 }
 
 it('a terminal that hangs up stops the server cleanly, exit status 0', async () => {
-  const { args: argsFor, disk } = shiftedDisk('nbd-remapper-hangup-');
+  const { args: argsFor, disk } = heldDataDisk('nbd-remapper-hangup-', cleanup);
   const control = `${disk}.control.sock`;
   const args = argsFor(control);
   const terminal = await onTerminal(args);
   await mustRun(process.execPath, [CLI, 'seal', '--control', control], { timeoutMs: 30_000 });
   const uri = `nbd+unix:///destination?socket=${args[args.indexOf('--socket') + 1]}`;
-  await nbdshScript(uri, `h.pwrite(${pattern(2)}, 0)`);
+  await nbdshScript(uri, `h.pwrite(${heldPattern(2)}, 0)`);
 
   terminal.tell('hangup');
   const [, code] = await terminal.until(/^@@EXIT (\S+)$/m);
   // Before: Node's exit aborted on the hung-up terminal's tcsetattr (SIGABRT, then SIGSEGV in the abort).
   expect(code, terminal.shown()).toBe('0');
   expect((await runTool('test', ['-e', control])).code, 'the control socket is removed by the clean stop').not.toBe(0);
-  await expectHeldDataKept(args, 2);
+  await expectHeldDataKept(args, 2, cleanup);
 }, 60_000);
 
 it('a terminal that stops reading (Ctrl-S, a stalled ssh session) does not stop the server: its lines are dropped, then counted', async () => {
-  const { args: argsFor, disk } = shiftedDisk('nbd-remapper-stalled-tty-');
+  const { args: argsFor, disk } = heldDataDisk('nbd-remapper-stalled-tty-', cleanup);
   const args = [...argsFor(`${disk}.control.sock`), '--verbose'];
   const socket = args[args.indexOf('--socket') + 1];
   const terminal = await onTerminal(args);

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CopyPlanError, wholeDiskPlan, type CopyMove, type CopyPlan } from '../../../src/client/copy/copy-plan.js';
 import { parseCopyPlan } from '../../../src/client/copy/parse-copy-plan.js';
-import { planBytes, planChunks } from '../../../src/client/copy/plan-chunks.js';
+import { planChunks } from '../../../src/client/copy/plan-chunks.js';
 import { validateCopyPlan, type PlanContext } from '../../../src/client/copy/validate-copy-plan.js';
 
 function planError(run: () => void): CopyPlanError {
