@@ -32,7 +32,7 @@ const count = (value: unknown): string => num(value).toLocaleString('en-US');
 
 /** The fields the summary below presents; anything else is listed after it as it is. */
 const SUMMARISED = new Set([
-  'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'released', 'confirmed', 'atRisk', 'checkpointNote', 'originalsOverwritten',
+  'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'declaredFree', 'released', 'confirmed', 'atRisk', 'checkpointNote', 'originalsOverwritten',
   'revisitCache', 'heldInRam', 'heldInRamBytes', 'cacheBytes', 'cacheLimitBytes', 'heldAsZero', 'spilled', 'landed',
   'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'clientsDroppedStalled', 'finish', 'stateRecords', 'durability',
 ]);
@@ -50,7 +50,9 @@ export function formatStatus(status: MigrationStatus): string {
   const lines = [
     `phase:        ${String(s.phase)}${s.safe ? ' (safe mode: unconfirmed originals are never overwritten)' : ''}`,
     `layout:       disk ${count(s.diskBlocks)} blocks (${formatBytes(num(s.diskBlocks) * B)}) → destination ${count(s.destinationBlocks)} blocks (${formatBytes(num(s.destinationBlocks) * B)}); block size ${formatBytes(B)}`,
-    `source:       released ${blocks(s.released)}, confirmed by checkpoint ${count(s.confirmed)}, originals overwritten ${count(s.originalsOverwritten)}`,
+    s.phase === 'unsealed'
+      ? `source:       declared free ${blocks(s.declaredFree)} by TRIM (fstrim, blkdiscard): released when sealed`
+      : `source:       released ${blocks(s.released)}, confirmed by checkpoint ${count(s.confirmed)}, originals overwritten ${count(s.originalsOverwritten)}`,
   ];
   if (typeof s.checkpointNote === 'string') lines.push(`              last checkpoint's note: ${s.checkpointNote}`);
   if (num(s.atRisk) > 0) lines.push(`              at risk: ${count(s.atRisk)} overwritten original(s) not confirmed — run \`nbd-remapper checkpoint\` after syncing the copy`);

@@ -32,6 +32,8 @@ export type RemapStatus = {
   diskBlocks: number;
   destinationBlocks: number;
   safe: boolean;
+  /** Before sealing: disk blocks declared free by a TRIM of source (fstrim, blkdiscard), released when sealed. */
+  declaredFree: number;
   /** Disk blocks whose original is no longer needed. */
   released: number;
   /** Released blocks a checkpoint has confirmed. */
@@ -71,6 +73,7 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
     diskBlocks: s.map.diskBlocks,
     destinationBlocks: s.map.destinationBlocks,
     safe: s.safe,
+    declaredFree: s.free.size,
     released: s.released.count,
     confirmed: s.released.count - s.unconfirmed.count,
     atRisk: s.atRisk,

@@ -53,6 +53,10 @@ it('names the space outside the old partitions before sealing; discarded as it s
 
   // What blkdiscard on the attached source sends: TRIM of the range, before sealing.
   await nbdshScript(followed.uri('source'), `h.trim(${length}, ${offset})`);
+  // Before sealing, status shows what the TRIM declared free.
+  const before = JSON.parse(await mustRun(process.execPath, [CLI, 'status', '--json', '--control', `${disks[0]}.control`])) as { declaredFree: number; released: number };
+  expect(before).toMatchObject({ declaredFree: length / 4096, released: 0 });
+  expect(await mustRun(process.execPath, [CLI, 'status', '--control', `${disks[0]}.control`])).toMatch(/declared free 11,776 \(46 MiB\) by TRIM/);
   const landed = await sealWriteAndLook(followed, `${disks[0]}.control`, offset + 8 * MiB);
   expect(landed).toMatchObject({ landed: 1024, heldInRam: 0 });
 

@@ -7,6 +7,7 @@ const base = {
   diskBlocks: 256,
   destinationBlocks: 128,
   safe: false,
+  declaredFree: 0,
   released: 64,
   confirmed: 10,
   atRisk: 0,
@@ -37,6 +38,13 @@ describe('formatStatus', () => {
     expect(text).toMatch(/re-reads served 7, lost 1/);
     expect(text).toMatch(/old layout can no longer be restored/);
     expect(text).not.toMatch(/ENOSPC|at risk/);
+    expect(text).not.toMatch(/declared free/);
+  });
+
+  it('before sealing, shows what TRIMs of source declared free (released only when sealed)', () => {
+    const text = formatStatus({ ...base, phase: 'unsealed', declaredFree: 48, released: 0, confirmed: 0 });
+    expect(text).toMatch(/^source:\s+declared free 48 \(192 KiB\) by TRIM \(fstrim, blkdiscard\): released when sealed$/m);
+    expect(text).not.toMatch(/released 0/);
   });
 
   it('shows RAM a commit in flight still takes from the cache', () => {
