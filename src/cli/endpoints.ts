@@ -2,6 +2,7 @@ import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import type { Endpoint } from '../server/nbd-server.js';
 import { UserError } from './user-error.js';
+import { shellQuote } from '../format/shell-quote.js';
 
 export const DEFAULT_PORT = 10809;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -73,7 +74,8 @@ export function unixEndpoint(path: string): Endpoint {
 
 /** The NBD URI of an export (the libnbd/QEMU convention). */
 export function nbdUri(endpoint: Endpoint, exportName: string): string {
-  if (endpoint.kind === 'unix') return `nbd+unix:///${exportName}?socket=${endpoint.path}`;
+  // Percent-encoded (slashes kept readable): a space or a `&` in the path would break the URI for every client.
+  if (endpoint.kind === 'unix') return `nbd+unix:///${exportName}?socket=${encodeURIComponent(endpoint.path).replace(/%2F/g, '/')}`;
   const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
   return `nbd://${host}:${endpoint.port}/${exportName}`;
 }
@@ -85,6 +87,6 @@ export function nbdUri(endpoint: Endpoint, exportName: string): string {
  * size would misplace every partition made for 512-byte sectors.
  */
 export function nbdClientCommand(endpoint: Endpoint, exportName: string, device: string): string {
-  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${endpoint.path} ${device} -t 60`;
+  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${shellQuote(endpoint.path)} ${device} -t 60`;
   return `nbd-client -N ${exportName} ${endpoint.host} ${endpoint.port} ${device} -t 60`;
 }

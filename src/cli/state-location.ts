@@ -1,6 +1,7 @@
 import { readFileSync, realpathSync, statfsSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { UserError } from './user-error.js';
+import { shellQuote } from '../format/shell-quote.js';
 
 /**
  * Where the state file may live. It is what puts a half-moved disk back
@@ -113,7 +114,7 @@ export function checkStateLocation(
   o: { statePath: string; diskPath: string; isBlockDevice: boolean; allowVolatile: boolean },
   probe: LocationProbe = systemProbe,
 ): string | undefined {
-  const elsewhere = `put --state on a local, disk-backed file system that is not on ${o.diskPath} (e.g. --state /root/${basename(o.diskPath)}.remap-state; a stopped migration's state may be moved there first)`;
+  const elsewhere = `put --state on a local, disk-backed file system that is not on ${o.diskPath} (e.g. --state ${shellQuote(`/root/${basename(o.diskPath)}.remap-state`)}; a stopped migration's state may be moved there first)`;
   const nbd = nbdDeviceHolding(o.statePath, probe);
   if (nbd !== undefined) {
     throw new UserError(

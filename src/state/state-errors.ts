@@ -1,4 +1,5 @@
 import { dirname, join } from 'node:path';
+import { shellQuote } from '../format/shell-quote.js';
 
 /**
  * Errors about the state file, for a person: `message` says what is wrong
@@ -78,7 +79,7 @@ export class StateInUseError extends StateError {
   ) {
     super(
       `state file ${path} is in use by another nbd-remapper (a server or an offline finish holds its lock ${lockPath})`,
-      `stop that process first (fuser -v ${lockPath} shows it); if this is another disk, give it its own --state: a state file belongs to one disk`,
+      `stop that process first (fuser -v ${shellQuote(lockPath)} shows it); if this is another disk, give it its own --state: a state file belongs to one disk`,
     );
     if (options?.cause !== undefined) this.cause = options.cause;
   }
@@ -94,7 +95,7 @@ export function stateAccessError(statePath: string, touched: string, err: unknow
     case 'ENOTDIR':
       error = new StateError(
         `cannot keep the state file ${statePath}: the directory ${dir} does not exist (${code})`,
-        `create it (mkdir -p ${dir}) or pass --state with a path in an existing directory — on a file system that is not on the disk being converted`,
+        `create it (mkdir -p ${shellQuote(dir)}) or pass --state with a path in an existing directory — on a file system that is not on the disk being converted`,
       );
       break;
     case 'EACCES':
@@ -188,7 +189,7 @@ export function stateWriteError(statePath: string, err: unknown, how: { creating
           : code === 'EDQUOT'
             ? 'the disk quota of this user is used up on the file system that holds it'
             : 'the file may not grow any larger (a file size limit)';
-      fix = `free space on the file system of ${dir} (df -h ${dir})${code === 'EFBIG' ? ' or raise the limit (ulimit -f)' : ''}${elsewhere}; ${resume}`;
+      fix = `free space on the file system of ${dir} (df -h ${shellQuote(dir)})${code === 'EFBIG' ? ' or raise the limit (ulimit -f)' : ''}${elsewhere}; ${resume}`;
       break;
     case 'EIO':
     case 'EROFS':

@@ -1,3 +1,5 @@
+import { shellQuote } from '../format/shell-quote.js';
+
 /**
  * Why a disk could not be opened or used, said for a person: `message` names
  * the path and the cause, `fix` says what to do. The CLI prints both and no
@@ -86,7 +88,7 @@ export function diskOpenError(path: string, err: unknown, readOnly: boolean, exc
     return new DiskLockedError(
       `the disk ${path} is in use (EBUSY): a filesystem on it or on one of its partitions is mounted, or another program holds it exclusively (another nbd-remapper, LVM, RAID, swap, mkfs)`,
       path,
-      `see what holds it with "findmnt -S ${path}", "lsblk ${path}" and "fuser -v ${path}"; unmount it (the old filesystems are mounted from the source export, never from the disk itself) or stop that program, then start again`,
+      `see what holds it with "findmnt -S ${shellQuote(path)}", "lsblk ${shellQuote(path)}" and "fuser -v ${shellQuote(path)}"; unmount it (the old filesystems are mounted from the source export, never from the disk itself) or stop that program, then start again`,
       { cause: err },
     );
   }
@@ -105,7 +107,7 @@ export function diskOpenError(path: string, err: unknown, readOnly: boolean, exc
       return new DiskPermissionError(
         `permission denied opening the disk ${path} for ${mode} (${code})`,
         path,
-        `run as root (sudo), or give this user ${readOnly ? 'read' : 'read and write'} access to it (ls -l ${path}; block devices usually need the "disk" group)`,
+        `run as root (sudo), or give this user ${readOnly ? 'read' : 'read and write'} access to it (ls -l ${shellQuote(path)}; block devices usually need the "disk" group)`,
         { cause: err },
       );
     case 'EROFS':
@@ -120,7 +122,7 @@ export function diskOpenError(path: string, err: unknown, readOnly: boolean, exc
       return new DiskLockedError(
         `the disk ${path} is locked: it is in use by another nbd-remapper (or another program holding a flock on it)`,
         path,
-        `find that process with "fuser -v ${path}" or "lsof ${path}", stop it, then try again`,
+        `find that process with "fuser -v ${shellQuote(path)}" or "lsof ${shellQuote(path)}", stop it, then try again`,
         { cause: err },
       );
     case 'EISDIR':

@@ -21,6 +21,7 @@ import { UserError } from '../user-error.js';
 import { checkStateLocation } from '../state-location.js';
 import { findUnpartitionedSpace, unpartitionedHintLines, type UnpartitionedSpace } from '../unpartitioned-hint.js';
 import type { ServeOptions } from './serve.js';
+import { shellQuote } from '../../format/shell-quote.js';
 
 export interface RunningServer {
   endpoints: Endpoint[];
@@ -183,7 +184,7 @@ function printBanner(
   const open = bound.find(isWildcard);
   if (open !== undefined) print(otherMachinesLine(open));
   if (engine) {
-    print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${options.control})`);
+    print(`control: ${options.control}  (nbd-remapper status|seal|checkpoint|finish --control ${shellQuote(options.control)})`);
     if (engine.phase === 'unsealed') print('next: mount the old filesystems from source, fstrim them, then `nbd-remapper seal`');
     // The attach commands above put source on /dev/nbd0 when it is listed first.
     if (outside !== undefined) for (const line of unpartitionedHintLines(outside, `/dev/nbd${exports.findIndex((e) => e.name === 'source')}`)) print(line);

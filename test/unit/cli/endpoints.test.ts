@@ -10,6 +10,10 @@ describe('listen addresses', () => {
     expect(nbdUri(localEndpoint(v4), 'source')).toBe('nbd://127.0.0.1:10809/source');
     expect(nbdUri(localEndpoint(v6), 'source')).toBe('nbd://[::1]:10809/source');
     expect(nbdClientCommand(localEndpoint(v4), 'destination', '/dev/nbd1')).toBe('nbd-client -N destination 127.0.0.1 10809 /dev/nbd1 -t 60');
+    // A socket path with a space and a `&`: percent-encoded in the URI (slashes kept), quoted for the shell in the command.
+    const odd = { kind: 'unix' as const, path: '/tmp/my dir/n&x.sock' };
+    expect(nbdUri(odd, 'source')).toBe('nbd+unix:///source?socket=/tmp/my%20dir/n%26x.sock');
+    expect(nbdClientCommand(odd, 'source', '/dev/nbd0')).toBe(`nbd-client -N source -u '/tmp/my dir/n&x.sock' /dev/nbd0 -t 60`);
     const specific = parseListen('192.0.2.7:10809');
     expect(localEndpoint(specific)).toEqual(specific);
   });
