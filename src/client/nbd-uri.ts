@@ -1,3 +1,5 @@
+import { unixSocketPathTooLong } from '../net/unix-socket-path.js';
+
 /**
  * NBD URIs as libnbd and QEMU write them (the NBD project's doc/uri.md):
  *
@@ -64,6 +66,8 @@ export function parseNbdUri(uri: string): NbdTarget {
       const socket = params.get('socket');
       for (const key of params.keys()) if (key !== 'socket') fail(`unknown query parameter '${key}' (only socket= is understood)`);
       if (socket === undefined || socket === '') fail('nbd+unix:// needs ?socket=PATH');
+      const tooLong = unixSocketPathTooLong(socket as string);
+      if (tooLong !== undefined) fail(tooLong);
       return { uri, transport: { kind: 'unix', path: socket as string }, exportName };
     }
     case 'nbds':

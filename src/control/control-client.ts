@@ -2,6 +2,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FinishProgress, MigrationStatus } from './migration-control.js';
+import { unixSocketPathTooLong } from '../net/unix-socket-path.js';
 
 /** One default that `serve` and every control command share, so none needs the other's arguments. */
 export function defaultControlPath(): string {
@@ -23,6 +24,8 @@ export class ControlError extends Error {
 
 function request(socketPath: string, method: string, path: string, onLine?: (line: string) => void, body?: unknown): Promise<{ code: number; body: string }> {
   return new Promise((resolve, reject) => {
+    const tooLong = unixSocketPathTooLong(socketPath);
+    if (tooLong !== undefined) return reject(new ControlError(tooLong, 'pass the --control path the server printed when it started; no server can listen on this one'));
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers = payload === undefined ? undefined : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
     const req = http.request({ socketPath, method, path, headers }, (res) => {

@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { fixOf, messageOf } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
 import type { FinishProgress, MigrationControl } from './migration-control.js';
+import { unixSocketPathTooLong } from '../net/unix-socket-path.js';
 
 /** Idle or slow clients must not pile up (G8): a local tool needs a handful of connections, and seconds per request. */
 export interface ControlLimits {
@@ -40,6 +41,8 @@ export class ControlServer {
   ) {}
 
   async listen(path: string): Promise<void> {
+    const tooLong = unixSocketPathTooLong(path);
+    if (tooLong !== undefined) throw Object.assign(new Error(tooLong), { fix: 'choose a shorter --control path, e.g. /run/nbd-remapper/control.sock' });
     mkdirSync(dirname(path), { recursive: true });
     if (existsSync(path)) {
       if (await socketAnswers(path)) {

@@ -9,6 +9,7 @@ import type { ExportTable } from './export-table.js';
 import { ListenError } from './listen-error.js';
 import { MemoryBudget } from './memory-budget.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, type Endpoint, type ServerOptions } from './server-options.js';
+import { unixSocketPathTooLong } from '../net/unix-socket-path.js';
 
 export { DEFAULT_SERVER_OPTIONS, type Endpoint, type ServerOptions } from './server-options.js';
 
@@ -72,7 +73,11 @@ export class NbdServer {
 
   /** Listen on a TCP address or unix socket; resolves with the bound endpoint (port 0 gets an ephemeral port). */
   async listen(endpoint: Endpoint): Promise<Endpoint> {
-    if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
+    if (endpoint.kind === 'unix') {
+      const tooLong = unixSocketPathTooLong(endpoint.path);
+      if (tooLong !== undefined) throw new ListenError(tooLong, 'choose a shorter --socket path, e.g. /run/nbd-remapper/nbd.sock');
+      await removeStaleSocket(endpoint.path);
+    }
     // Paused, so that nothing is read before the socket is adopted for receiving in place.
     const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {

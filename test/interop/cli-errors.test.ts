@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { ramFileSystemOf } from '../../src/cli/state-location.js';
@@ -156,5 +157,35 @@ it('refuses a state file on tmpfs for a disk that survives a reboot, unless the 
   } finally {
     onDisk.cleanup();
     inRam.cleanup();
+  }
+});
+
+it('refuses unix socket paths too long for a socket address instead of using them cut short', async () => {
+  const dir = scratchDir();
+  try {
+    // 60 + 60 characters of directories under the scratch dir: past the 107 bytes a socket address holds.
+    const deep = join(dir.path, 'x'.repeat(60), 'y'.repeat(60));
+    mkdirSync(deep, { recursive: true });
+    const disk = dir.file('disk.img');
+    randomImage(disk, 65536);
+    const longSocket = join(deep, 'nbd.sock');
+    const socket = await cli(['serve', '--disk', disk, '--socket', longSocket, '--control', dir.file('c.sock')]);
+    expect(socket.code).not.toBe(0);
+    expect(socket.stderr).toContain(`the unix socket path ${longSocket} is ${Buffer.byteLength(longSocket)} bytes long; a socket address holds at most 107`);
+    expect(socket.stderr).toMatch(/fix: choose a shorter --socket path/);
+    const control = await cli(['serve', '--disk', disk, '--socket', dir.file('n.sock'), '--control', join(deep, 'control.sock')]);
+    expect(control.code).not.toBe(0);
+    expect(control.stderr).toMatch(/fix: choose a shorter --control path/);
+    // Before, the server listened at the path cut to 107 bytes: a file named after the cut directory appeared.
+    expect(readdirSync(join(dir.path, 'x'.repeat(60)))).toEqual(['y'.repeat(60)]);
+
+    const status = await cli(['status', '--control', join(deep, 'control.sock')]);
+    expect(status.code).not.toBe(0);
+    expect(status.stderr).toMatch(/bytes long; a socket address holds at most 107/);
+    const copy = await cli(['copy', '--from', `nbd+unix:///source?socket=${longSocket}`, '--to', `nbd+unix:///destination?socket=${longSocket}`]);
+    expect(copy.code).toBe(2);
+    expect(copy.stderr).toMatch(/bytes long; a socket address holds at most 107/);
+  } finally {
+    dir.cleanup();
   }
 });
