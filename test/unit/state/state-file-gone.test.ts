@@ -120,7 +120,8 @@ describe('a state file removed or replaced while the server runs', () => {
         expect(log.errors[0]).toMatch(new RegExp(`a file system was mounted over ${sub} while the server runs\. The state file is hidden under it`));
         expect(journal.info().pathProblem).toMatch(/a file system is mounted over .* unmount it before any restart/);
       } finally {
-        execFileSync('umount', [sub], { timeout: 20_000 });
+        // Lazy: a failed run may have left a file open in the mount, which must not outlive the test.
+        execFileSync('umount', ['--lazy', sub], { timeout: 20_000 });
       }
       journal.append({ type: 'hold', dest: 5, data: held(5, 3) });
       // The next snapshot looks again: the mount is gone, and so is the problem.
