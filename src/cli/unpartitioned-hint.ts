@@ -32,6 +32,8 @@ export async function findUnpartitionedSpace(
   diskSize: number,
   homes: ReadonlyArray<{ diskOffset: number; length: number }>,
   blockSize: number,
+  /** Ranges declared free already (a restart after blkdiscard): not offered again. */
+  declaredFree: ReadonlyArray<Partition> = [],
 ): Promise<UnpartitionedSpace | undefined> {
   const table = await readPartitionTable(read, diskSize);
   if (table === undefined) return undefined;
@@ -39,7 +41,7 @@ export async function findUnpartitionedSpace(
   // The table's own sectors are read again (a partition scan of source): never offered for discarding.
   const tableArea = { start: 0, length: TABLE_AREA };
   const backupArea = table.kind === 'gpt' ? [{ start: diskSize - TABLE_AREA, length: TABLE_AREA }] : [];
-  for (const gap of rangesOutside([tableArea, ...table.partitions, ...backupArea], diskSize)) {
+  for (const gap of rangesOutside([tableArea, ...table.partitions, ...backupArea, ...declaredFree], diskSize)) {
     for (const home of homes) {
       // Only blocks the range covers entirely are marked free by a TRIM.
       const start = Math.ceil(Math.max(gap.start, home.diskOffset) / blockSize) * blockSize;

@@ -131,7 +131,13 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   const stateLine = migration ? `state: ${statePath} (${migration.resumed ? 'resumed' : 'new migration'})${options.safe ? '; safe mode' : ''}` : undefined;
   const outside =
     engine?.phase === 'unsealed'
-      ? await findUnpartitionedSpace((offset, length) => disk.read(offset, length), disk.size, engine.map.extents, engine.map.blockSize).catch((err: unknown) => {
+      ? await findUnpartitionedSpace(
+          (offset, length) => disk.read(offset, length),
+          disk.size,
+          engine.map.extents,
+          engine.map.blockSize,
+          engine.declaredFreeIn(0, disk.size),
+        ).catch((err: unknown) => {
           log.debug(`partition table not read: ${(err as Error).message}`);
           return undefined;
         })
