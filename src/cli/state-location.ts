@@ -114,7 +114,10 @@ export function checkStateLocation(
   o: { statePath: string; diskPath: string; isBlockDevice: boolean; allowVolatile: boolean },
   probe: LocationProbe = systemProbe,
 ): string | undefined {
-  const elsewhere = `put --state on a local, disk-backed file system that is not on ${o.diskPath} (e.g. --state ${shellQuote(`/root/${basename(o.diskPath)}.remap-state`)}; a stopped migration's state may be moved there first)`;
+  const example = shellQuote(`/root/${basename(o.diskPath)}.remap-state`);
+  const elsewhere =
+    `put --state on a local, disk-backed file system that is not on ${o.diskPath} ` +
+    `(e.g. --state ${example}; a stopped migration's state may be moved there first)`;
   const nbd = nbdDeviceHolding(o.statePath, probe);
   if (nbd !== undefined) {
     throw new UserError(

@@ -161,7 +161,20 @@ export class FileStateJournal implements StateJournal {
         await fs.remove(tmp).catch(() => undefined);
         throw stateWriteError(path, err, { creating: true });
       }
-      const journal = new FileStateJournal(path, fs, file, identity, state, 0, end, end, options.log ?? silentLogger, options.compactBytes ?? DEFAULT_COMPACT_BYTES, lock, options.pathCheckMs ?? PATH_CHECK_MS);
+      const journal = new FileStateJournal(
+        path,
+        fs,
+        file,
+        identity,
+        state,
+        0,
+        end,
+        end,
+        options.log ?? silentLogger,
+        options.compactBytes ?? DEFAULT_COMPACT_BYTES,
+        lock,
+        options.pathCheckMs ?? PATH_CHECK_MS,
+      );
       await journal.rememberDirectory();
       return journal;
     } catch (err) {
