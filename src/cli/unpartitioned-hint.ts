@@ -54,11 +54,12 @@ export async function findUnpartitionedSpace(
   return total >= MIN_TOTAL ? { kind: table.kind, ranges, total } : undefined;
 }
 
-/** What to tell a person before sealing; `sourceDevice` is where the banner's attach command puts source. */
+/** What to tell a person before mounting and sealing; `sourceDevice` is where the banner's attach command puts source. */
 export function unpartitionedHintLines(space: UnpartitionedSpace, sourceDevice: string): string[] {
   const lines = [
     `hint: ${formatBytes(space.total)} of the old disk lies outside its partitions (the ${space.kind.toUpperCase()} table), where new data would wait ` +
-      `(RAM, then spill) until finish: no copy reads it. If nothing there is needed, discard it on source before sealing, and new data there lands at once:`,
+      `(RAM, then spill) until finish: no copy reads it. If nothing there is needed, discard it on source once attached and BEFORE mounting anything ` +
+      `from it (blkdiscard opens the whole device exclusively: a mounted partition makes it fail with EBUSY), and new data there lands at once:`,
   ];
   for (const r of space.ranges.slice(0, MAX_COMMANDS)) lines.push(`  blkdiscard -o ${r.start} -l ${r.length} ${sourceDevice}`);
   const more = space.ranges.length - MAX_COMMANDS;

@@ -65,6 +65,11 @@ interface RelayoutCase {
   /** Copy batches: each is cp -a of /mnt/old/<src> into <destDir>. */
   batches: Array<[src: string, destDir: string]>;
   readback: boolean;
+  /**
+   * Do what serve's hint says of the space outside the old partition: blkdiscard it on source before the
+   * mount (the other cases leave it alone, so that data whose home is there is held and spills).
+   */
+  discardOutside?: boolean;
   /** Assert that held data spilled (a cache far below the overlap). */
   expectSpills?: boolean;
   /** serve --safe. */
@@ -137,6 +142,8 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
     const state = dir.file('remap-state');
     const server = await RemapperServer.start({ disk, control, map: mapFile, cache: c.cache, state, safe: c.safe, extraArgs: c.crashDuringCopy ? ['--verbose'] : [] });
     console.info(`${c.name}: ${server.description}`);
+    // Read before any restart: a sealed server offers no hint.
+    const discards = c.discardOutside ? server.discardHint() : [];
     server.startPolling();
     const forwards: VmForward[] = [
       { guestPort: NBD_PORT, hostTarget: `tcp:127.0.0.1:${server.port}` },
@@ -176,6 +183,8 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
             CRASH_BATCH: c.crashDuringCopy?.batch ?? 0,
             CRASH_AFTER_KIB: c.crashDuringCopy?.afterKiB ?? 0,
             CRASH_PORT,
+            // The server's hint for the space outside the old partition, done as a person would: blkdiscard on source before sealing.
+            DISCARDS: discards.map((d) => `${d.offset}:${d.length}`).join(' '),
           }),
           'new-table.sfdisk': sfdiskScript(c.layout),
           'batches.txt': c.batches.map(([src, to]) => `${src} ${to}\n`).join(''),
@@ -192,6 +201,13 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
       // A partition the kernel did not scan in time was asked for again (vm-lib.sh wait_for_dev): shown, not hidden.
       if (copy.reports.reread_partitions !== undefined) console.info(`${c.name}: ${copy.reports.reread_partitions}`);
       expect(copy.reports.old_partition_bytes, 'the guest sees the old partition at another size').toBe(String(c.oldPartition.size));
+      // The old partition leaves the end of the disk outside it: the server's hint names it, and the kernel's
+      // discards of it (blkdiscard on source) reach the server as TRIMs that declare exactly those blocks free.
+      if (c.discardOutside) {
+        const hinted = discards.reduce((sum, d) => sum + d.length, 0);
+        expect(hinted, `no blkdiscard hint in the server's output:\n${server.log()}`).toBeGreaterThanOrEqual(c.diskSize - c.oldPartition.start - c.oldPartition.size - MiB);
+        expect(copy.reports.declared_free_by_discard).toBe(String(hinted / 4096));
+      }
       if (c.crashDuringCopy) {
         expect(crashes.length, `the guest did not get the server killed (helper calls: ${helper?.calls.join(' ')})`).toBe(1);
         for (const crash of crashes) printStatus(`${c.name} status right after the restart (${crash.restartMs.toFixed(0)} ms after SIGKILL)`, crash.statusAfter);
@@ -332,9 +348,9 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
   };
 
   it(
-    're-layout: MBR + ext4 → GPT with ext4 + xfs on the identity map, cp -a, finish; image verified',
+    're-layout: MBR + ext4 → GPT with ext4 + xfs on the identity map, blkdiscard of the space outside the old partition, cp -a, finish; image verified',
     async () => {
-      await runRelayout({ ...base, name: 'relayout', files: { a: 48 * MiB, b: 64 * MiB }, readback: false });
+      await runRelayout({ ...base, name: 'relayout', files: { a: 48 * MiB, b: 64 * MiB }, readback: false, discardOutside: true });
     },
     TEST_TIMEOUT_MS,
   );

@@ -102,6 +102,11 @@ export class RemapperServer {
     return `nbd-remapper ${RemapperServer.args(this.options, this.port).join(' ')}`;
   }
 
+  /** The `blkdiscard -o OFFSET -l LENGTH` ranges the server's start-up hint offered (space outside the old partitions). */
+  discardHint(): Array<{ offset: number; length: number }> {
+    return [...this.proc.stdout().matchAll(/^ {2}blkdiscard -o (\d+) -l (\d+) \S+$/gm)].map((m) => ({ offset: Number(m[1]), length: Number(m[2]) }));
+  }
+
   /** Everything the server printed, all incarnations. */
   log(): string {
     return [...this.logs, `${this.proc.stdout()}${this.proc.stderr()}`].join('\n----- server restarted -----\n');

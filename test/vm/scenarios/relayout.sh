@@ -10,7 +10,7 @@
 # The host then runs finish and checks the image.
 #
 # Host gives (/vm/files):
-#   params.sh        NBD_PORT, CONTROL_PORT, REATTACH (1: ioctl-mode nbd-client, the old ext4 on a dm-linear device,
+#   params.sh        NBD_PORT, CONTROL_PORT, DISCARDS ("OFFSET:LENGTH …", the server's blkdiscard hint), REATTACH (1: ioctl-mode nbd-client, the old ext4 on a dm-linear device,
 #                    both exports re-attached after a crash), READBACK (1: sha256sum -c
 #                    through destination after the copy), CRASH_BATCH (n>0: ask the host to kill and
 #                    restart the server while batch n copies; CRASH_PORT is the host helper's port),
@@ -78,6 +78,16 @@ report destination_size "$(device_size "$dst")"
 blockdev --rereadpt "$src" || die "cannot read the partition table of $src"
 wait_for_dev "${src}p1"
 report old_partition_bytes "$(device_size "${src}p1")"
+
+step "discard what the server's hint names: space outside the old partition"
+# blkdiscard on the attached source sends TRIMs: the server counts those blocks as declared free (released at seal).
+# Before the mount: blkdiscard opens the whole device exclusively, and a mounted partition makes that fail (EBUSY).
+declared() { status_line | sed -n 's/.*"declaredFree":\([0-9]*\).*/\1/p'; }
+before=$(declared)
+for range in ${DISCARDS:-}; do
+  blkdiscard -o "${range%%:*}" -l "${range##*:}" "$src" || die "blkdiscard -o ${range%%:*} -l ${range##*:} $src failed"
+done
+report declared_free_by_discard "$(( $(declared) - before ))"
 
 step "mount the old ext4 from source, fstrim it, remount read-only"
 old_dev="${src}p1"
