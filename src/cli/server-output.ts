@@ -48,7 +48,7 @@ export interface ServerOutput {
 }
 
 /** Output a reader has not taken, queued at most; 64 KiB is hundreds of log lines. */
-export const MAX_UNWRITTEN = 64 * 1024;
+const MAX_UNWRITTEN = 64 * 1024;
 
 const STDIO_FDS = [0, 1, 2] as const;
 type Name = 'stdout' | 'stderr';

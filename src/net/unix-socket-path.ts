@@ -5,7 +5,7 @@
  * named — even an existing socket of someone else. So a path that does not
  * fit is refused before anything binds, connects or removes a stale socket.
  */
-export const MAX_UNIX_SOCKET_PATH_BYTES = 107;
+const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 
 /** Why `path` cannot be a unix socket's address, or undefined when it fits. */
 export function unixSocketPathTooLong(path: string): string | undefined {

@@ -191,10 +191,10 @@ export class RemapEngine implements MigrationControl {
     return { kind: loc.kind };
   }
 
-  /** Before sealing: the byte ranges of [offset, offset+length) a TRIM of source has declared free. */
-  declaredFreeIn(offset: number, length: number): Array<{ start: number; length: number }> {
+  /** Before sealing: the byte ranges of the disk a TRIM of source has declared free (none once sealed). */
+  declaredFree(): Array<{ start: number; length: number }> {
     const B = this.s.B;
-    return this.s.free.runsIn(Math.floor(offset / B), Math.ceil((offset + length) / B)).map((r) => ({ start: r.start * B, length: (r.end - r.start) * B }));
+    return [...this.s.free.all()].map((r) => ({ start: r.start * B, length: (r.end - r.start) * B }));
   }
 
   status(): RemapStatus {

@@ -136,7 +136,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
           disk.size,
           engine.map.extents,
           engine.map.blockSize,
-          engine.declaredFreeIn(0, disk.size),
+          engine.declaredFree(),
         ).catch((err: unknown) => {
           log.debug(`partition table not read: ${(err as Error).message}`);
           return undefined;
