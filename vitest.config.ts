@@ -3,9 +3,10 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   resolve: {
-    // Tests run against the protocol package's sources, so a change there needs no rebuild to be tested.
+    // Tests run against the workspace packages' sources, so a change there needs no rebuild to be tested.
     alias: {
       'nbd-protocol-ts': fileURLToPath(new URL('./packages/nbd-protocol-ts/src/index.ts', import.meta.url)),
+      'socket-send-buffer': fileURLToPath(new URL('./packages/socket-send-buffer/src/index.ts', import.meta.url)),
     },
   },
   test: {

@@ -2,6 +2,7 @@ import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { adoptAcceptedSocket } from '../net/adopt-accepted-socket.js';
+import { widenUnixSendBuffer } from '../net/unix-send-buffer.js';
 import { SocketReader } from '../net/socket-reader.js';
 import { BufferPool } from './buffer-pool.js';
 import { Connection } from './connection.js';
@@ -26,6 +27,8 @@ export class NbdServer {
   /** Looks for clients that hold memory others wait for without progress (sweepStalled). */
   private readonly stallSweep: NodeJS.Timeout;
   private stalledDrops = 0;
+  /** A missing send-buffer widening is said once, not per client. */
+  private toldNarrowSendBuffer = false;
 
   constructor(
     private readonly exports: ExportTable,
@@ -79,7 +82,7 @@ export class NbdServer {
       await removeStaleSocket(endpoint.path);
     }
     // Paused, so that nothing is read before the socket is adopted for receiving in place.
-    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket, endpoint.kind));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(ListenError.from(err, endpoint)));
       if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, () => resolve());
@@ -101,7 +104,7 @@ export class NbdServer {
     await Promise.all([...this.connections].map((c) => c.shutdown()));
   }
 
-  private accept(accepted: net.Socket): void {
+  private accept(accepted: net.Socket, transport: Endpoint['kind']): void {
     const peer = accepted.remoteAddress ? `${accepted.remoteAddress}:${accepted.remotePort}` : 'unix';
     if (this.stopping) {
       accepted.destroy();
@@ -119,6 +122,13 @@ export class NbdServer {
     const socket = adopted ?? accepted;
     reader.attach(socket, adopted ? 'onread' : 'data');
     log.debug(`client connected from ${peer}${adopted ? '' : " (payloads gathered from 'data' chunks: this Node cannot receive in place)"}`);
+    if (transport === 'unix') {
+      const sendBuffer = widenUnixSendBuffer(socket);
+      if (!sendBuffer.widened && !this.toldNarrowSendBuffer) {
+        this.toldNarrowSendBuffer = true;
+        log.warn(`replies on unix sockets leave through the kernel's default send buffer (~208 KiB), which slows sequential reads: ${sendBuffer.why}`);
+      }
+    }
     const connection = new Connection(id, socket, reader, this.exports, this.options, log, this.buffers, this.budget);
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));

@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { sendBufferSize } from 'socket-send-buffer';
+import { UNIX_SEND_BUFFER_REQUEST, widenUnixSendBuffer } from '../../../src/net/unix-send-buffer.js';
+
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const close of closers.splice(0)) close();
+});
+
+async function acceptedUnixSocket(): Promise<net.Socket> {
+  const path = join(tmpdir(), `sndbuf-${process.pid}-${Math.random().toString(16).slice(2)}.sock`);
+  const server = net.createServer();
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  closers.push(() => server.close());
+  const client = net.connect(path);
+  closers.push(() => client.destroy());
+  const socket = await accepted;
+  closers.push(() => socket.destroy());
+  return socket;
+}
+
+const fdOf = (socket: net.Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;
+
+it("widens a live unix socket to the kernel's double of the request, capped by net.core.wmem_max", async () => {
+  const socket = await acceptedUnixSocket();
+  const wmemMax = Number(readFileSync('/proc/sys/net/core/wmem_max', 'utf8').trim());
+  const expected = 2 * Math.min(UNIX_SEND_BUFFER_REQUEST, wmemMax);
+  expect(widenUnixSendBuffer(socket)).toEqual({ widened: true, bytes: expected });
+  expect(sendBufferSize(fdOf(socket))).toBe(expected);
+});
+
+it('says why, and does not throw, when the socket has no descriptor any more', async () => {
+  const socket = await acceptedUnixSocket();
+  socket.destroy();
+  const outcome = widenUnixSendBuffer(socket);
+  expect(outcome.widened).toBe(false);
+  expect(outcome).toMatchObject({ why: expect.stringMatching(/file descriptor/) });
+});
