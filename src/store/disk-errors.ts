@@ -1,4 +1,5 @@
 import { shellQuote } from '../format/shell-quote.js';
+import type { LoopAttachment } from './loop-attachments.js';
 
 /**
  * Why a disk could not be opened or used, said for a person: `message` names
@@ -27,6 +28,11 @@ export class DiskPermissionError extends DiskError {
 
 export class DiskLockedError extends DiskError {
   override readonly name = 'DiskLockedError';
+}
+
+/** An image file that a loop device also exposes: the kernel could write it (a mount) behind the server's back. */
+export class DiskAttachedError extends DiskError {
+  override readonly name = 'DiskAttachedError';
 }
 
 export class DiskNotUsableError extends DiskError {
@@ -79,6 +85,24 @@ export class DiskNoProgressError extends Error {
 function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** An image file opened for writing that loop devices expose (loopAttachmentsOf): the person must detach them first. */
+export function loopAttachedError(path: string, attachments: readonly LoopAttachment[]): DiskAttachedError {
+  const described = attachments
+    .map((a) => `${a.device}${a.readOnly ? ' (read-only)' : ''}${a.mountedAt.length > 0 ? `, mounted at ${a.mountedAt.join(', ')}` : ''}`)
+    .join('; ');
+  const mounts = attachments.flatMap((a) => a.mountedAt);
+  const steps = [
+    ...(mounts.length > 0 ? [`unmount it (${mounts.map((m) => `umount ${shellQuote(m)}`).join('; ')})`] : []),
+    `detach it (${attachments.map((a) => `losetup -d ${a.device}`).join('; ')})`,
+  ];
+  const only = attachments[0].device;
+  return new DiskAttachedError(
+    `the image ${path} is also attached as a loop device: ${described}. Through it the kernel can write the image behind the server's back, and a filesystem read through it bypasses the source export (its reads release nothing, and after blocks move it reads the new layout)`,
+    path,
+    `${steps.join(', then ')}, and start again; the old filesystems are mounted from the source export, never from the image. Or serve the loop device itself (--disk ${attachments.length === 1 ? only : '/dev/loopN'}), which the server claims exclusively`,
+  );
 }
 
 /** Turns the failure of stat/open/flock on `path` into the error a person can act on. */

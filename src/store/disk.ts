@@ -4,7 +4,8 @@ import { seek } from 'fs-ext';
 import { flockAsync } from './flock.js';
 import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
-import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, notUsable } from './disk-errors.js';
+import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, loopAttachedError, notUsable } from './disk-errors.js';
+import { loopAttachmentsOf } from './loop-attachments.js';
 import { IoPathChooser } from './io-path-chooser.js';
 import {
   readFully,
@@ -101,6 +102,11 @@ export class Disk {
         throw diskOpenError(path, err, readOnly);
       }
       const isBlockDevice = stats.isBlockDevice();
+      // What O_EXCL does for a block device, done by hand for an image: a loop device on it is another way in.
+      if (!readOnly && stats.isFile()) {
+        const attachments = loopAttachmentsOf(stats);
+        if (attachments.length > 0) throw loopAttachedError(path, attachments);
+      }
       // fstat reports 0 bytes for block devices; seeking to the end gives their size.
       const size = isBlockDevice ? await seekAsync(fd, 0, SEEK_END) : stats.size;
       if (size <= 0) throw notUsable(path, isBlockDevice ? 'is a block device of size 0 (no medium?)' : 'is empty (0 bytes)');

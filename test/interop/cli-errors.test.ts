@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -186,6 +187,29 @@ it('refuses unix socket paths too long for a socket address instead of using the
     expect(copy.code).toBe(2);
     expect(copy.stderr).toMatch(/bytes long; a socket address holds at most 107/);
   } finally {
+    dir.cleanup();
+  }
+});
+
+const canAttachLoop =
+  process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], { timeout: 10_000 }).status === 0;
+
+it.runIf(canAttachLoop)('refuses to serve an image for writing while a loop device exposes it, and serves it read-only', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * 1024 * 1024);
+  const device = execFileSync('losetup', ['--find', '--show', disk], { encoding: 'utf8', timeout: 20_000 }).trim();
+  try {
+    const refused = await cli(['serve', '--disk', disk, '--socket', dir.file('a.sock')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`the image ${disk} is also attached as a loop device: ${device}.`);
+    expect(refused.stderr).toContain(`fix: detach it (losetup -d ${device}), and start again`);
+    expect(refused.stderr).not.toMatch(/\n\s+at /);
+    expect(readdirSync(dir.path).filter((f) => f.includes('remap-state')), 'nothing is written for a refused disk').toEqual([]);
+    const readOnly = await startServerProcess(['serve', '--disk', disk, '--read-only', '--socket', dir.file('b.sock')]);
+    expect(await readOnly.stop()).toBe(0);
+  } finally {
+    spawnSync('losetup', ['-d', device]);
     dir.cleanup();
   }
 });

@@ -1,0 +1,82 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** A loop device whose backing file is the one asked about; `mountedAt` lists where it or a partition of it is mounted. */
+export interface LoopAttachment {
+  device: string;
+  readOnly: boolean;
+  mountedAt: string[];
+}
+
+/**
+ * The loop devices backed by the file with this device and inode number,
+ * found through sysfs (`/sys/block/loopN/loop/backing_file`, a path as the
+ * kernel resolved it at attach time). A backing file deleted or moved since
+ * cannot be matched by path and is not found; neither is one attached in
+ * another mount namespace under a path this one does not share.
+ */
+export function loopAttachmentsOf(file: { dev: number; ino: number }, sysBlock = '/sys/block', mountInfo = '/proc/self/mountinfo'): LoopAttachment[] {
+  let names: string[];
+  try {
+    names = readdirSync(sysBlock).filter((n) => n.startsWith('loop'));
+  } catch {
+    return []; // no sysfs: nothing to find
+  }
+  const found: LoopAttachment[] = [];
+  for (const name of names) {
+    const backing = readIfPresent(join(sysBlock, name, 'loop', 'backing_file'));
+    if (backing === undefined) continue; // not attached
+    const path = backing.replace(/ \(deleted\)$/, '');
+    let same = false;
+    try {
+      const s = statSync(path);
+      same = s.dev === file.dev && s.ino === file.ino;
+    } catch {
+      // Gone or unreachable from here: not provably ours.
+    }
+    if (!same) continue;
+    found.push({
+      device: `/dev/${name}`,
+      readOnly: readIfPresent(join(sysBlock, name, 'ro')) === '1',
+      mountedAt: mountPointsOf(name, sysBlock, mountInfo),
+    });
+  }
+  return found;
+}
+
+/** Where the block device `name` or one of its partitions is mounted, from mountinfo's major:minor column. */
+function mountPointsOf(name: string, sysBlock: string, mountInfo: string): string[] {
+  const numbers = new Set<string>();
+  const own = readIfPresent(join(sysBlock, name, 'dev'));
+  if (own) numbers.add(own);
+  try {
+    for (const entry of readdirSync(join(sysBlock, name))) {
+      if (!entry.startsWith(name)) continue; // partitions are named loop0p1 …
+      const partition = readIfPresent(join(sysBlock, name, entry, 'dev'));
+      if (partition) numbers.add(partition);
+    }
+  } catch {
+    // The device went away while we looked.
+  }
+  const info = readIfPresent(mountInfo);
+  if (info === undefined) return [];
+  const points: string[] = [];
+  for (const line of info.split('\n')) {
+    const fields = line.split(' ');
+    if (fields.length > 4 && numbers.has(fields[2])) points.push(unescapeMountPath(fields[4]));
+  }
+  return points;
+}
+
+/** mountinfo writes space, tab, newline and backslash in paths as octal escapes. */
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+function readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
