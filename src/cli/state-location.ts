@@ -1,7 +1,8 @@
-import { readFileSync, realpathSync, statfsSync, statSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { UserError } from './user-error.js';
 import { shellQuote } from '../format/shell-quote.js';
+import { sysfsBlockDevice, type BlockDeviceInfo } from '../store/sysfs-block-device.js';
 
 /**
  * Where the state file may live. It is what puts a half-moved disk back
@@ -24,12 +25,6 @@ const RAM_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
   [0x858458f6, 'ramfs'],
 ]);
 
-export interface BlockDeviceInfo {
-  /** The kernel's name (sysfs), e.g. sdb, sdb1, nbd0p1, loop3. */
-  name: string;
-  /** A loop device's backing file. */
-  backingFile?: string;
-}
 
 export interface LocationProbe {
   /** f_type of the file system holding `path`, or that would hold it (a new state file). */
@@ -50,26 +45,6 @@ function existingAncestor(path: string): string {
       if (dirname(at) === at) return at;
     }
   }
-}
-
-/** The sysfs view of the block device numbered `dev` (a glibc dev_t). */
-function sysfsBlockDevice(dev: number): BlockDeviceInfo | undefined {
-  // glibc's dev_t: major in bits 8–19 and 44–63, minor in bits 0–7 and 20–43.
-  const major = (Math.floor(dev / 2 ** 8) % 2 ** 12) + (Math.floor(dev / 2 ** 44) % 2 ** 20) * 2 ** 12;
-  const minor = (dev % 2 ** 8) + (Math.floor(dev / 2 ** 20) % 2 ** 24) * 2 ** 8;
-  let sys: string;
-  try {
-    sys = realpathSync(`/sys/dev/block/${major}:${minor}`);
-  } catch {
-    return undefined; // not a block device (tmpfs, overlayfs, NFS …)
-  }
-  let backingFile: string | undefined;
-  try {
-    backingFile = readFileSync(`${sys}/loop/backing_file`, 'utf8').trim();
-  } catch {
-    // Not a loop device.
-  }
-  return { name: basename(sys), backingFile };
 }
 
 export const systemProbe: LocationProbe = {

@@ -88,7 +88,7 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 /** An image file opened for writing that loop devices expose (loopAttachmentsOf): the person must detach them first. */
-export function loopAttachedError(path: string, attachments: readonly LoopAttachment[]): DiskAttachedError {
+export function loopAttachedError(path: string, attachments: readonly LoopAttachment[], backingFile?: string): DiskAttachedError {
   const described = attachments
     .map((a) => `${a.device}${a.readOnly ? ' (read-only)' : ''}${a.mountedAt.length > 0 ? `, mounted at ${a.mountedAt.join(', ')}` : ''}`)
     .join('; ');
@@ -99,9 +99,9 @@ export function loopAttachedError(path: string, attachments: readonly LoopAttach
   ];
   const only = attachments[0].device;
   return new DiskAttachedError(
-    `the image ${path} is also attached as a loop device: ${described}. Through it the kernel can write the image behind the server's back, and a filesystem read through it bypasses the source export (its reads release nothing, and after blocks move it reads the new layout)`,
+    `${backingFile === undefined ? `the image ${path} is` : `the loop device ${path} serves the image ${backingFile}, which is`} also attached as ${attachments.length === 1 ? `${backingFile === undefined ? 'a' : 'another'} loop device` : `${backingFile === undefined ? '' : 'other '}loop devices`}: ${described}. Through it the kernel can write the image behind the server's back, and a filesystem read through it bypasses the source export (its reads release nothing, and after blocks move it reads the new layout)`,
     path,
-    `${steps.join(', then ')}, and start again; the old filesystems are mounted from the source export, never from the image. Or serve the loop device itself (--disk ${attachments.length === 1 ? only : '/dev/loopN'}), which the server claims exclusively`,
+    `${steps.join(', then ')}, and start again; the old filesystems are mounted from the source export, never from the image.${backingFile === undefined ? ` Or serve the loop device itself (--disk ${attachments.length === 1 ? only : '/dev/loopN'}), which the server claims exclusively` : ''}`,
   );
 }
 

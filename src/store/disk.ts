@@ -1,11 +1,12 @@
-import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, writev, type Stats } from 'node:fs';
+import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, statSync, write, writev, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { seek } from 'fs-ext';
 import { flockAsync } from './flock.js';
 import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, loopAttachedError, notUsable } from './disk-errors.js';
-import { loopAttachmentsOf } from './loop-attachments.js';
+import { loopAttachmentsOf, type LoopAttachment } from './loop-attachments.js';
+import { sysfsBlockDevice } from './sysfs-block-device.js';
 import { IoPathChooser } from './io-path-chooser.js';
 import {
   readFully,
@@ -102,10 +103,11 @@ export class Disk {
         throw diskOpenError(path, err, readOnly);
       }
       const isBlockDevice = stats.isBlockDevice();
-      // What O_EXCL does for a block device, done by hand for an image: a loop device on it is another way in.
-      if (!readOnly && stats.isFile()) {
-        const attachments = loopAttachmentsOf(stats);
-        if (attachments.length > 0) throw loopAttachedError(path, attachments);
+      // What O_EXCL does for a block device, done by hand for an image: a loop device on it is another way in,
+      // and so is a second loop device on the image behind a loop device (O_EXCL claims only the one opened).
+      if (!readOnly) {
+        const attached = otherLoopAttachments(stats);
+        if (attached !== undefined) throw loopAttachedError(path, attached.attachments, attached.backingFile);
       }
       // fstat reports 0 bytes for block devices; seeking to the end gives their size.
       const size = isBlockDevice ? await seekAsync(fd, 0, SEEK_END) : stats.size;
@@ -277,3 +279,28 @@ export class Disk {
 
   private readonly seekAsync: SeekFn = (position, whence) => seekAsync(this.fd, position, whence);
 }
+
+/**
+ * Loop devices other than the disk itself that expose the disk's data: those
+ * on an image file, or, for a loop device, those on its backing file (named
+ * then, since the person knows the disk by the device).
+ */
+function otherLoopAttachments(stats: Stats): { attachments: LoopAttachment[]; backingFile?: string } | undefined {
+  if (stats.isFile()) {
+    const attachments = loopAttachmentsOf(stats);
+    return attachments.length > 0 ? { attachments } : undefined;
+  }
+  if (!stats.isBlockDevice()) return undefined;
+  const device = sysfsBlockDevice(stats.rdev);
+  if (device?.backingFile === undefined) return undefined;
+  const backingFile = device.backingFile.replace(/ \(deleted\)$/, '');
+  let backing: Stats;
+  try {
+    backing = statSync(backingFile);
+  } catch {
+    return undefined; // deleted or out of this mount namespace: nothing else can be found by it
+  }
+  const attachments = loopAttachmentsOf(backing).filter((a) => a.device !== `/dev/${device.name}`);
+  return attachments.length > 0 ? { attachments, backingFile } : undefined;
+}
+

@@ -120,3 +120,38 @@ it.runIf(canAttachLoop)('refuses to open an attached image for writing, says how
   expect(disk).toBeDefined();
   await disk!.close();
 });
+
+it.runIf(canAttachLoop)('refuses a loop device whose image a second loop device also exposes, and opens it once that one is gone', async () => {
+  const dir = scratchDir('nbd-remapper-looptwice-');
+  cleanup(() => dir.cleanup());
+  const image = dir.file('disk.img');
+  execFileSync('truncate', ['-s', '8M', image]);
+  const attach = (): string => {
+    const device = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8', timeout: 20_000 }).trim();
+    cleanup(() => void spawnSync('losetup', ['-d', device]));
+    return device;
+  };
+  const served = attach();
+  // Alone on its image, a loop device opens as any block device.
+  await (await Disk.open(served, { readOnly: false })).close();
+  const second = attach();
+  const refused = await Disk.open(served, { readOnly: false }).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(refused).toBeInstanceOf(DiskAttachedError);
+  expect((refused as DiskAttachedError).message).toContain(`the loop device ${served} serves the image ${image}, which is also attached as another loop device: ${second}.`);
+  expect((refused as DiskAttachedError).fix).toContain(`losetup -d ${second}`);
+  expect((refused as DiskAttachedError).fix).not.toContain(`losetup -d ${served}`);
+  execFileSync('losetup', ['-d', second]);
+  let disk: Disk | undefined;
+  for (let look = 0; look < 50 && disk === undefined; look++) {
+    disk = await Disk.open(served, { readOnly: false }).catch(async (err: unknown) => {
+      if (!(err instanceof DiskAttachedError)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return undefined;
+    });
+  }
+  expect(disk).toBeDefined();
+  await disk!.close();
+});

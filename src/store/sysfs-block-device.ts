@@ -1,0 +1,29 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import { basename } from 'node:path';
+
+export interface BlockDeviceInfo {
+  /** The kernel's name (sysfs), e.g. sdb, sdb1, nbd0p1, loop3. */
+  name: string;
+  /** A loop device's backing file, as the kernel resolved it when it was attached. */
+  backingFile?: string;
+}
+
+/** The sysfs view of the block device numbered `dev` (a glibc dev_t: `st_dev` of a file, `st_rdev` of a device node). */
+export function sysfsBlockDevice(dev: number): BlockDeviceInfo | undefined {
+  // glibc's dev_t: major in bits 8–19 and 44–63, minor in bits 0–7 and 20–43.
+  const major = (Math.floor(dev / 2 ** 8) % 2 ** 12) + (Math.floor(dev / 2 ** 44) % 2 ** 20) * 2 ** 12;
+  const minor = (dev % 2 ** 8) + (Math.floor(dev / 2 ** 20) % 2 ** 24) * 2 ** 8;
+  let sys: string;
+  try {
+    sys = realpathSync(`/sys/dev/block/${major}:${minor}`);
+  } catch {
+    return undefined; // not a block device (tmpfs, overlayfs, NFS …)
+  }
+  let backingFile: string | undefined;
+  try {
+    backingFile = readFileSync(`${sys}/loop/backing_file`, 'utf8').trim();
+  } catch {
+    // Not a loop device.
+  }
+  return { name: basename(sys), backingFile };
+}
