@@ -6,7 +6,7 @@ export default defineConfig({
     // Tests run against the workspace packages' sources, so a change there needs no rebuild to be tested.
     alias: {
       'nbd-protocol-ts': fileURLToPath(new URL('./packages/nbd-protocol-ts/src/index.ts', import.meta.url)),
-      'socket-send-buffer': fileURLToPath(new URL('./packages/socket-send-buffer/src/index.ts', import.meta.url)),
+      'linux-io': fileURLToPath(new URL('./packages/linux-io/src/index.ts', import.meta.url)),
     },
   },
   test: {

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 
 /**
  * The file descriptor under a connected socket, for the system calls Node
- * does not make (packages/socket-send-buffer). Node internals
+ * does not make (packages/linux-io). Node internals
  * (`_handle.fd`, present on Unix since Node 0.x): undefined where missing or
  * once the socket is closed.
  */

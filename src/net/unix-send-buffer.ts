@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { setSendBufferSize, unavailableReason } from 'socket-send-buffer';
+import { setSendBufferSize, unavailableReason } from 'linux-io';
 import { socketFd } from './socket-fd.js';
 
 /**
@@ -25,12 +25,12 @@ export type SendBufferOutcome = { widened: true; bytes: number } | { widened: fa
  * the reason.
  */
 export function widenUnixSendBuffer(socket: Socket, request = UNIX_SEND_BUFFER_REQUEST): SendBufferOutcome {
-  if (unavailableReason !== undefined) return { widened: false, why: `the socket-send-buffer addon did not load (${unavailableReason})` };
+  if (unavailableReason !== undefined) return { widened: false, why: `the linux-io addon did not load (${unavailableReason})` };
   const fd = socketFd(socket);
   if (fd === undefined) return { widened: false, why: 'the socket has no file descriptor (closed, or this Node does not show it)' };
   try {
     const bytes = setSendBufferSize(fd, request);
-    return bytes === undefined ? { widened: false, why: 'the socket-send-buffer addon is missing' } : { widened: true, bytes };
+    return bytes === undefined ? { widened: false, why: 'the linux-io addon is missing' } : { widened: true, bytes };
   } catch (err) {
     return { widened: false, why: err instanceof Error ? err.message : String(err) };
   }

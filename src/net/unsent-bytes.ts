@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { sendQueueBytes } from 'socket-send-buffer';
+import { sendQueueBytes } from 'linux-io';
 import { socketFd } from './socket-fd.js';
 
 /**

@@ -7,6 +7,7 @@ import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-
 import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, loopAttachedError, notUsable } from './disk-errors.js';
 import { loopAttachmentsOf, type LoopAttachment } from './loop-attachments.js';
 import { sysfsBlockDevice } from './sysfs-block-device.js';
+import { canReadWithoutWaiting, readCached, type CachedRead } from 'linux-io';
 import { IoPathChooser } from './io-path-chooser.js';
 import {
   readFully,
@@ -60,6 +61,8 @@ export class Disk {
   private closing: Promise<void> | undefined;
   private inFlight = 0;
   private readonly readPath = new IoPathChooser();
+  /** Page-cache reads without waiting (preadv2 RWF_NOWAIT) are offered here; false on a file system that refuses them (tmpfs). */
+  private cachedReads = canReadWithoutWaiting;
   private onIdle: (() => void) | undefined;
 
   private constructor(
@@ -128,11 +131,30 @@ export class Disk {
 
   /**
    * Fills `buffer` with the bytes at `offset` (zeroes past the end of the disk).
-   * Small reads run synchronously while they keep hitting the page cache (see IoPathChooser).
+   * Reads up to a size the event loop may spend on a copy take what the page
+   * cache holds at once (preadv2 RWF_NOWAIT) and leave only the rest to the
+   * thread pool, so a read never waits for the device on the event loop.
+   * Where that is not offered, small reads run synchronously while they keep
+   * proving fast (IoPathChooser).
    * A file that ends before the size it had when opened fails the read (DiskShrunkError).
    */
   async readInto(buffer: Buffer, offset: number): Promise<void> {
     assertSpan(offset, buffer.length);
+    if (this.cachedReads && this.readPath.fitsEventLoop(buffer.length)) {
+      if (this.closeRequested) throw new DiskClosedError(this.path);
+      const cached = this.readFromPageCache(buffer, offset);
+      if (cached !== undefined) {
+        if (cached.endOfFile) {
+          buffer.fill(0, cached.bytes);
+        } else if (cached.bytes < buffer.length) {
+          const rest = await this.tracked(() => readFully(this.preadAsync, buffer.subarray(cached.bytes), offset + cached.bytes));
+          this.checkWhole(cached.bytes + rest, buffer.length, offset);
+          return;
+        }
+        this.checkWhole(cached.bytes, buffer.length, offset);
+        return;
+      }
+    }
     if (this.readPath.useSync(buffer.length)) {
       if (this.closeRequested) throw new DiskClosedError(this.path);
       const started = process.hrtime.bigint();
@@ -144,6 +166,17 @@ export class Disk {
     this.checkWhole(await this.tracked(() => readFully(this.preadAsync, buffer, offset)), buffer.length, offset);
   }
 
+  /** What the page cache holds of the range, or undefined when this disk's file system cannot say without waiting (then never asked again). */
+  private readFromPageCache(buffer: Buffer, offset: number): CachedRead | undefined {
+    try {
+      return readCached(this.fd, buffer, offset);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EOPNOTSUPP') throw err;
+      this.cachedReads = false;
+      return undefined;
+    }
+  }
+
   /**
    * Zeroes where data should be would be served as data: an image file that
    * ends before the size it had when opened was truncated (or replaced) by
@@ -151,17 +184,6 @@ export class Disk {
    */
   private checkWhole(got: number, length: number, offset: number): void {
     if (got < Math.min(length, this.size - offset)) throw new DiskShrunkError(this.path, this.size, offset + got);
-  }
-
-  /**
-   * readInto without the thread-pool hop: for small requests that the page
-   * cache almost always answers, the hop costs more than the read (PERFORMANCE.md).
-   * It blocks the event loop, so keep it to small buffers.
-   */
-  readIntoSync(buffer: Buffer, offset: number): void {
-    assertSpan(offset, buffer.length);
-    if (this.closeRequested) throw new DiskClosedError(this.path);
-    this.checkWhole(readFullySync(this.preadSync, buffer, offset), buffer.length, offset);
   }
 
   async write(offset: number, data: Buffer): Promise<void> {

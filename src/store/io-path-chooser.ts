@@ -1,6 +1,9 @@
 /**
  * Chooses, per request, between a synchronous read on the event loop and an
- * asynchronous one through libuv's thread pool.
+ * asynchronous one through libuv's thread pool — where reads that never wait
+ * for the device (preadv2 RWF_NOWAIT, Disk.readInto) are not offered: without
+ * the linux-io addon, or on a file system that refuses them (tmpfs). Its
+ * size bound applies to those reads too.
  *
  * Measured on these machines (shared/PERFORMANCE.md, and nbdcopy -C 1 of a
  * page-cached 1 GiB image): page-cached reads answer faster with readSync at
@@ -37,8 +40,13 @@ export class IoPathChooser {
 
   constructor(private readonly policy: IoPathPolicy = DEFAULT_IO_PATH_POLICY) {}
 
+  /** A read of this size may be copied on the event loop (when it need not wait for the device). */
+  fitsEventLoop(length: number): boolean {
+    return length <= this.policy.maxSyncBytes;
+  }
+
   useSync(length: number): boolean {
-    if (length > this.policy.maxSyncBytes) return false;
+    if (!this.fitsEventLoop(length)) return false;
     if (this.asyncLeft > 0) {
       this.asyncLeft--;
       return false;

@@ -22,9 +22,10 @@ export interface ServerProcess {
  * Starts the real CLI (`nbd-remapper <args>`) from the build and waits until it
  * says it is ready. Rejects with everything it printed if it exits first.
  */
-export function startServerProcess(args: readonly string[], timeoutMs = 20_000, launcher: readonly string[] = []): Promise<ServerProcess> {
+export function startServerProcess(args: readonly string[], timeoutMs = 20_000, launcher: readonly string[] = [], cli = CLI): Promise<ServerProcess> {
   // `launcher`: a command that runs the server, e.g. prlimit with a resource limit (it must exec it: signals go to its pid).
-  const command = [...launcher, process.execPath, CLI, ...withPrivateControl(args)];
+  // `cli`: another build of main.js (one without the native addon).
+  const command = [...launcher, process.execPath, cli, ...withPrivateControl(args)];
   const child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

@@ -22,6 +22,7 @@ import { checkStateLocation } from '../state-location.js';
 import { findUnpartitionedSpace, unpartitionedHintLines, type UnpartitionedSpace } from '../unpartitioned-hint.js';
 import type { ServeOptions } from './serve.js';
 import { shellQuote } from '../../format/shell-quote.js';
+import { unavailableReason as linuxIoMissing } from 'linux-io';
 
 export interface RunningServer {
   endpoints: Endpoint[];
@@ -77,6 +78,9 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   const endpoints = endpointsOf(options);
   const sizes = checkOptions(options);
   if (sizes.tight !== undefined) log.warn(sizes.tight);
+  if (linuxIoMissing !== undefined) {
+    log.warn(`the linux-io addon did not load (${linuxIoMissing}): a read that misses the page cache holds up every client while the disk answers, and unix-socket reads are slower; rebuild it with npm ci (it needs g++, make and python3)`);
+  }
   const disk = await Disk.open(options.disk, { readOnly: options.readOnly });
   const table = new ExportList();
   let migration: OpenedMigration | undefined;

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { sendBufferSize } from 'socket-send-buffer';
+import { sendBufferSize } from 'linux-io';
 import { UNIX_SEND_BUFFER_REQUEST, widenUnixSendBuffer } from '../../../src/net/unix-send-buffer.js';
 
 const closers: (() => void)[] = [];

@@ -1,0 +1,53 @@
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "napi_helpers.h"
+
+static const char *errno_name(int err) {
+  switch (err) {
+    case EBADF: return "EBADF";
+    case ENOTSOCK: return "ENOTSOCK";
+    case ENOTTY: return "ENOTTY";
+    case EINVAL: return "EINVAL";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EIO: return "EIO";
+    case EISDIR: return "EISDIR";
+    case EFAULT: return "EFAULT";
+    default: return "ESYSCALL";
+  }
+}
+
+napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  char message[160];
+  snprintf(message, sizeof message, "%s: %s", syscall, strerror(err));
+  napi_value code, text, error, number;
+  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &text);
+  napi_create_error(env, code, text, &error);
+  napi_create_int32(env, err, &number);
+  napi_set_named_property(env, error, "errno", number);
+  napi_throw(env, error);
+  return NULL;
+}
+
+int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t *out) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (count > 4 || napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
+    napi_throw_type_error(env, NULL, "missing argument");
+    return 0;
+  }
+  for (size_t i = 0; i < count; i++) {
+    if (napi_get_value_int32(env, argv[i], &out[i]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "arguments must be integers");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+  napi_value value;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &value);
+  napi_set_named_property(env, exports, name, value);
+}

@@ -1,0 +1,19 @@
+/* What every function of the addon needs: errors that carry errno, integer arguments. */
+#ifndef LINUX_IO_NAPI_HELPERS_H
+#define LINUX_IO_NAPI_HELPERS_H
+#define NAPI_VERSION 8
+#include <stdint.h>
+#include <node_api.h>
+
+/* Throws an Error whose message names the call, with `code` (e.g. "EBADF") and `errno`; returns NULL for the caller to return. */
+napi_value throw_errno(napi_env env, const char *syscall, int err);
+
+/* Reads `count` int32 arguments into `out`; throws a TypeError and returns 0 when one is missing or not an integer. */
+int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t *out);
+
+/* Adds `fn` to `exports` as `name`. */
+void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn);
+
+napi_value register_socket_send_buffer(napi_env env, napi_value exports);
+napi_value register_pread_nowait(napi_env env, napi_value exports);
+#endif

@@ -1,0 +1,3 @@
+export { unavailableReason } from './addon.js';
+export { sendBufferSize, sendQueueBytes, setSendBufferSize } from './send-buffer.js';
+export { canReadWithoutWaiting, readCached, type CachedRead } from './pread-nowait.js';
