@@ -97,11 +97,16 @@ export function loopAttachedError(path: string, attachments: readonly LoopAttach
     ...(mounts.length > 0 ? [`unmount it (${mounts.map((m) => `umount ${shellQuote(m)}`).join('; ')})`] : []),
     `detach it (${attachments.map((a) => `losetup -d ${a.device}`).join('; ')})`,
   ];
-  const only = attachments[0].device;
+  const many = attachments.length > 1;
+  // An image names itself; a loop device names the image behind it, which the other devices share.
+  const subject = backingFile === undefined ? `the image ${path} is` : `the loop device ${path} serves the image ${backingFile}, which is`;
+  const as = backingFile === undefined ? (many ? 'loop devices' : 'a loop device') : many ? 'other loop devices' : 'another loop device';
+  const orServeTheDevice =
+    backingFile === undefined ? ` Or serve the loop device itself (--disk ${many ? '/dev/loopN' : attachments[0].device}), which the server claims exclusively` : '';
   return new DiskAttachedError(
-    `${backingFile === undefined ? `the image ${path} is` : `the loop device ${path} serves the image ${backingFile}, which is`} also attached as ${attachments.length === 1 ? `${backingFile === undefined ? 'a' : 'another'} loop device` : `${backingFile === undefined ? '' : 'other '}loop devices`}: ${described}. Through it the kernel can write the image behind the server's back, and a filesystem read through it bypasses the source export (its reads release nothing, and after blocks move it reads the new layout)`,
+    `${subject} also attached as ${as}: ${described}. Through it the kernel can write the image behind the server's back, and a filesystem read through it bypasses the source export (its reads release nothing, and after blocks move it reads the new layout)`,
     path,
-    `${steps.join(', then ')}, and start again; the old filesystems are mounted from the source export, never from the image.${backingFile === undefined ? ` Or serve the loop device itself (--disk ${attachments.length === 1 ? only : '/dev/loopN'}), which the server claims exclusively` : ''}`,
+    `${steps.join(', then ')}, and start again; the old filesystems are mounted from the source export, never from the image.${orServeTheDevice}`,
   );
 }
 

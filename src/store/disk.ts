@@ -1,13 +1,13 @@
 import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, statSync, write, writev, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { seek } from 'fs-ext';
+import { canReadWithoutWaiting, readCached, type CachedRead } from 'linux-io';
 import { flockAsync } from './flock.js';
 import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, loopAttachedError, notUsable } from './disk-errors.js';
 import { loopAttachmentsOf, type LoopAttachment } from './loop-attachments.js';
 import { sysfsBlockDevice } from './sysfs-block-device.js';
-import { canReadWithoutWaiting, readCached, type CachedRead } from 'linux-io';
 import { IoPathChooser } from './io-path-chooser.js';
 import {
   readFully,
