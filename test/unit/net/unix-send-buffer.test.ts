@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { sendBufferSize } from 'linux-io';
 import { UNIX_SEND_BUFFER_REQUEST, widenUnixSendBuffer } from '../../../src/net/unix-send-buffer.js';
+import { unixSocketPair } from '../../helpers/unix-socket-pair.js';
 
 const closers: (() => void)[] = [];
 afterEach(() => {
@@ -12,16 +11,9 @@ afterEach(() => {
 });
 
 async function acceptedUnixSocket(): Promise<net.Socket> {
-  const path = join(tmpdir(), `sndbuf-${process.pid}-${Math.random().toString(16).slice(2)}.sock`);
-  const server = net.createServer();
-  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  closers.push(() => server.close());
-  const client = net.connect(path);
-  closers.push(() => client.destroy());
-  const socket = await accepted;
-  closers.push(() => socket.destroy());
-  return socket;
+  const pair = await unixSocketPair();
+  closers.push(() => pair.close());
+  return pair.accepted;
 }
 
 const fdOf = (socket: net.Socket): number => (socket as unknown as { _handle: { fd: number } })._handle.fd;

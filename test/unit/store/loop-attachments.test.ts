@@ -18,6 +18,19 @@ const cleanup = useCleanups();
 const canAttachLoop =
   process.getuid?.() === 0 && existsSync('/dev/loop-control') && spawnSync('losetup', ['--version'], { timeout: 10_000 }).status === 0;
 
+/** Opens `path` for writing once `losetup -d` has taken effect: the kernel lets go of a backing file asynchronously (bounded: 50 looks). */
+async function openOnceDetached(path: string): Promise<Disk> {
+  for (let look = 0; look < 50; look++) {
+    const disk = await Disk.open(path, { readOnly: false }).catch((err: unknown) => {
+      if (!(err instanceof DiskAttachedError)) throw err;
+      return undefined;
+    });
+    if (disk !== undefined) return disk;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${path} still refused 5 s after its loop device was detached`);
+}
+
 /** A sysfs and mountinfo written by hand: the parsing, everywhere (no root needed). */
 function fakeSysfs(dir: string, devices: Record<string, { backing?: string; ro?: boolean; dev: string; partitions?: Record<string, string> }>): string {
   const sys = join(dir, 'sys-block');
@@ -108,17 +121,7 @@ it.runIf(canAttachLoop)('refuses to open an attached image for writing, says how
   await expect(Disk.open(image, { readOnly: false })).rejects.toThrow(new RegExp(`attached as a loop device: ${device}\\. `));
   execFileSync('losetup', ['-d', device]);
   attached = false;
-  // The kernel lets go of the backing file asynchronously; a few looks at most.
-  let disk: Disk | undefined;
-  for (let look = 0; look < 50 && disk === undefined; look++) {
-    disk = await Disk.open(image, { readOnly: false }).catch(async (err: unknown) => {
-      if (!(err instanceof DiskAttachedError)) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      return undefined;
-    });
-  }
-  expect(disk).toBeDefined();
-  await disk!.close();
+  await (await openOnceDetached(image)).close();
 });
 
 it.runIf(canAttachLoop)('refuses a loop device whose image a second loop device also exposes, and opens it once that one is gone', async () => {
@@ -144,14 +147,5 @@ it.runIf(canAttachLoop)('refuses a loop device whose image a second loop device 
   expect((refused as DiskAttachedError).fix).toContain(`losetup -d ${second}`);
   expect((refused as DiskAttachedError).fix).not.toContain(`losetup -d ${served}`);
   execFileSync('losetup', ['-d', second]);
-  let disk: Disk | undefined;
-  for (let look = 0; look < 50 && disk === undefined; look++) {
-    disk = await Disk.open(served, { readOnly: false }).catch(async (err: unknown) => {
-      if (!(err instanceof DiskAttachedError)) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      return undefined;
-    });
-  }
-  expect(disk).toBeDefined();
-  await disk!.close();
+  await (await openOnceDetached(served)).close();
 });
