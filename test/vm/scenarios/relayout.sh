@@ -145,9 +145,13 @@ while read -r from to; do
       sleep 0.1
       tries=$((tries + 1))
     done
+    # Held still while the host kills the server: otherwise a fast enough copy finishes the batch in the
+    # time the request takes, and nothing is interrupted. Let go, it needs data no longer served.
+    kill -STOP "$copier"
     report crash_at_kib "$(copied_kib)"
     control GET /crash "$CRASH_PORT" >/tmp/crash.out || die "the host could not crash and restart the server: $(cat /tmp/crash.out)"
     report crash "$(tr -d '\n' </tmp/crash.out)"
+    kill -CONT "$copier"
     if wait "$copier"; then report crash_copy ok; else report crash_copy "failed $?"; fi
     step "server restarted: treat the new filesystems as power-cut (shut down, remount = log replay)"
     # Acknowledged but unflushed writes may be gone, so nothing the kernel still holds for the new
