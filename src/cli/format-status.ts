@@ -34,7 +34,7 @@ const count = (value: unknown): string => num(value).toLocaleString('en-US');
 const SUMMARISED = new Set([
   'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'declaredFree', 'released', 'confirmed', 'atRisk', 'checkpointNote', 'originalsOverwritten',
   'revisitCache', 'heldInRam', 'heldInRamBytes', 'cacheBytes', 'cacheLimitBytes', 'heldAsZero', 'spilled', 'landed',
-  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'clientsDroppedStalled', 'finish', 'stateRecords', 'durability',
+  'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'clientsDroppedStalled', 'finish', 'stateRecords', 'durability', 'diskAlsoAttached',
 ]);
 
 /**
@@ -79,6 +79,7 @@ export function formatStatus(status: MigrationStatus): string {
   const finish = s.finish as { done?: number; total?: number } | null | undefined;
   if (finish) lines.push(`finish:       ${count(finish.done)} of ${count(finish.total)} block(s) moved`);
   lines.push(...durabilityLines(s));
+  if (typeof s.diskAlsoAttached === 'string') lines.push(`WARNING:      ${s.diskAlsoAttached}`);
   const rest = Object.fromEntries(Object.entries(s).filter(([key]) => !SUMMARISED.has(key)));
   if (Object.keys(rest).length > 0) lines.push(...formatFields(rest, ''));
   return lines.join('\n');

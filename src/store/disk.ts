@@ -71,6 +71,8 @@ export class Disk {
     readonly size: number,
     readonly isBlockDevice: boolean,
     readonly readOnly: boolean,
+    /** fstat at open: which file or device this is, whatever its path names later. */
+    private readonly opened: Stats,
   ) {}
 
   static async open(path: string, options: DiskOpenOptions): Promise<Disk> {
@@ -115,11 +117,20 @@ export class Disk {
       // fstat reports 0 bytes for block devices; seeking to the end gives their size.
       const size = isBlockDevice ? await seekAsync(fd, 0, SEEK_END) : stats.size;
       if (size <= 0) throw notUsable(path, isBlockDevice ? 'is a block device of size 0 (no medium?)' : 'is empty (0 bytes)');
-      return new Disk(path, fd, size, isBlockDevice, readOnly);
+      return new Disk(path, fd, size, isBlockDevice, readOnly, stats);
     } catch (err) {
       await closeAsync(fd).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * The loop devices that expose this disk's data besides the disk itself,
+   * looked up now (as Disk.open does before it opens for writing): nothing
+   * stops `losetup` from attaching one while the disk is served.
+   */
+  otherLoopAttachments(): { attachments: LoopAttachment[]; backingFile?: string } | undefined {
+    return otherLoopAttachments(this.opened);
   }
 
   /** `length` bytes at `offset`; bytes past the end of the disk read as zeroes. */

@@ -213,3 +213,30 @@ it.runIf(canAttachLoop)('refuses to serve an image for writing while a loop devi
     dir.cleanup();
   }
 });
+
+it.runIf(canAttachLoop)('says at once, in the log and in status, when a loop device is attached to the image while it is served', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * 1024 * 1024);
+  const control = dir.file('control.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control]);
+  let device: string | undefined;
+  try {
+    device = execFileSync('losetup', ['--find', '--show', disk], { encoding: 'utf8', timeout: 20_000 }).trim();
+    // The watch looks every 2 s: bounded wait, 100 looks of 100 ms.
+    for (let look = 0; look < 100 && !server.stderr().includes(`while serving: the image ${disk} is also attached`); look++) await new Promise((r) => setTimeout(r, 100));
+    expect(server.stderr()).toContain(`error while serving: the image ${disk} is also attached as a loop device: ${device}.`);
+    expect(server.stderr()).toMatch(new RegExp(`error\\s+fix: detach it \\(losetup -d ${device}\\)`));
+    const status = await cli(['status', '--control', control]);
+    expect(status.stdout).toContain(`WARNING:      the image ${disk} is also attached as a loop device: ${device}.`);
+    execFileSync('losetup', ['-d', device]);
+    device = undefined;
+    for (let look = 0; look < 100 && !server.stderr().includes('no loop device other than the disk exposes'); look++) await new Promise((r) => setTimeout(r, 100));
+    expect(server.stderr()).toContain(`no loop device other than the disk exposes ${disk} any more`);
+    expect((await cli(['status', '--control', control])).stdout).not.toContain('WARNING');
+  } finally {
+    if (device !== undefined) spawnSync('losetup', ['-d', device]);
+    expect(await server.stop()).toBe(0);
+    dir.cleanup();
+  }
+});

@@ -19,6 +19,7 @@ import { parseSize } from '../parse-size.js';
 import { serverOutput } from '../server-output.js';
 import { UserError } from '../user-error.js';
 import { checkStateLocation } from '../state-location.js';
+import { watchLoopAttachments } from '../loop-watch.js';
 import { findUnpartitionedSpace, unpartitionedHintLines, type UnpartitionedSpace } from '../unpartitioned-hint.js';
 import type { ServeOptions } from './serve.js';
 import { shellQuote } from '../../format/shell-quote.js';
@@ -82,6 +83,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     log.warn(`the linux-io addon did not load (${linuxIoMissing}): a read that misses the page cache holds up every client while the disk answers, and unix-socket reads are slower; rebuild it with npm ci (it needs g++, make and python3)`);
   }
   const disk = await Disk.open(options.disk, { readOnly: options.readOnly });
+  const loopWatch = options.readOnly ? undefined : watchLoopAttachments(disk, log);
   const table = new ExportList();
   let migration: OpenedMigration | undefined;
   let statePath: string | undefined;
@@ -113,7 +115,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       const remap = engine;
       control = new ControlServer(
         {
-          status: () => ({ ...remap.status(), clientsDroppedStalled: server.droppedStalled }),
+          status: () => ({ ...remap.status(), clientsDroppedStalled: server.droppedStalled, diskAlsoAttached: loopWatch?.problem() ?? null }),
           seal: () => remap.seal(),
           checkpoint: (note) => remap.checkpoint(note),
           finish: (onProgress) => remap.finish(onProgress),
@@ -125,6 +127,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
     for (const open of bound.filter(isReachableFromElsewhere)) log.warn(openPortWarning(open, options.readOnly));
   } catch (err) {
+    loopWatch?.stop();
     await server.close();
     await control?.close();
     await migration?.close();
@@ -153,6 +156,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     endpoints: bound,
     stop(giveUp) {
       stopping ??= (async () => {
+        loopWatch?.stop();
         await server.close();
         // A finish in progress stops between waves (its client is told how to resume) before the state closes.
         await engine?.stopFinish();

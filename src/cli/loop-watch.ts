@@ -1,0 +1,46 @@
+import type { Logger } from '../log/logger.js';
+import type { Disk } from '../store/disk.js';
+import { loopAttachedError } from '../store/disk-errors.js';
+
+/** How often the watch looks: a readdir of /sys/block and a few small reads, ~0.1 ms. */
+export const LOOP_WATCH_INTERVAL_MS = 2000;
+
+export interface LoopWatch {
+  /** What is wrong now (for `status`), or undefined. */
+  problem(): string | undefined;
+  stop(): void;
+}
+
+/**
+ * Disk.open refuses a disk that a loop device also exposes; this looks again
+ * while it is served, since `losetup` ignores the server's lock. A loop
+ * device attached now cannot be refused, but a filesystem mounted from it
+ * would be written behind the server's back and read around the source
+ * export: the log says so at once (and `status` while it lasts), naming the
+ * device and how to let go of it.
+ */
+export function watchLoopAttachments(disk: Disk, log: Logger, everyMs = LOOP_WATCH_INTERVAL_MS): LoopWatch {
+  let seen = '';
+  let problem: string | undefined;
+  const look = (): void => {
+    const found = disk.otherLoopAttachments();
+    const devices = found?.attachments.map((a) => `${a.device}@${a.mountedAt.join(',')}`).join(' ') ?? '';
+    if (devices === seen) return;
+    seen = devices;
+    if (found === undefined) {
+      problem = undefined;
+      log.info(`no loop device other than the disk exposes ${disk.path} any more`);
+      return;
+    }
+    const error = loopAttachedError(disk.path, found.attachments, found.backingFile);
+    problem = `${error.message}; fix: ${error.fix}`;
+    log.error(`while serving: ${error.message}`);
+    log.error(`  fix: ${error.fix}`);
+  };
+  const timer = setInterval(look, everyMs);
+  timer.unref();
+  return {
+    problem: () => problem,
+    stop: () => clearInterval(timer),
+  };
+}
