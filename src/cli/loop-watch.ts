@@ -22,8 +22,9 @@ export interface LoopWatch {
 export function watchLoopAttachments(disk: Disk, log: Logger, everyMs = LOOP_WATCH_INTERVAL_MS): LoopWatch {
   let seen = '';
   let problem: string | undefined;
-  const look = (): void => {
-    const found = disk.otherLoopAttachments();
+  let looking = false;
+  const look = async (): Promise<void> => {
+    const found = await disk.otherLoopAttachments();
     const devices = found?.attachments.map((a) => `${a.device}@${a.mountedAt.join(',')}`).join(' ') ?? '';
     if (devices === seen) return;
     seen = devices;
@@ -37,7 +38,14 @@ export function watchLoopAttachments(disk: Disk, log: Logger, everyMs = LOOP_WAT
     log.error(`while serving: ${error.message}`);
     log.error(`  fix: ${error.fix}`);
   };
-  const timer = setInterval(look, everyMs);
+  // One look at a time: a backing file's stat that hangs holds one thread-pool thread, not one per interval.
+  const timer = setInterval(() => {
+    if (looking) return;
+    looking = true;
+    look()
+      .catch((err: unknown) => log.debug(`loop device look failed: ${err instanceof Error ? err.message : String(err)}`))
+      .finally(() => (looking = false));
+  }, everyMs);
   timer.unref();
   return {
     problem: () => problem,

@@ -1,4 +1,4 @@
-import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, statSync, write, writev, type Stats } from 'node:fs';
+import { constants as fsConstants, close, fdatasync, fstat, open, read, readSync, stat, write, writev, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { seek } from 'fs-ext';
 import { canReadWithoutWaiting, readCached, type CachedRead } from 'linux-io';
@@ -111,7 +111,7 @@ export class Disk {
       // What O_EXCL does for a block device, done by hand for an image: a loop device on it is another way in,
       // and so is a second loop device on the image behind a loop device (O_EXCL claims only the one opened).
       if (!readOnly) {
-        const attached = otherLoopAttachments(stats);
+        const attached = await otherLoopAttachments(stats);
         if (attached !== undefined) throw loopAttachedError(path, attached.attachments, attached.backingFile);
       }
       // fstat reports 0 bytes for block devices; seeking to the end gives their size.
@@ -129,7 +129,7 @@ export class Disk {
    * looked up now (as Disk.open does before it opens for writing): nothing
    * stops `losetup` from attaching one while the disk is served.
    */
-  otherLoopAttachments(): { attachments: LoopAttachment[]; backingFile?: string } | undefined {
+  otherLoopAttachments(): Promise<{ attachments: LoopAttachment[]; backingFile?: string } | undefined> {
     return otherLoopAttachments(this.opened);
   }
 
@@ -318,9 +318,9 @@ export class Disk {
  * on an image file, or, for a loop device, those on its backing file (named
  * then, since the person knows the disk by the device).
  */
-function otherLoopAttachments(stats: Stats): { attachments: LoopAttachment[]; backingFile?: string } | undefined {
+async function otherLoopAttachments(stats: Stats): Promise<{ attachments: LoopAttachment[]; backingFile?: string } | undefined> {
   if (stats.isFile()) {
-    const attachments = loopAttachmentsOf(stats);
+    const attachments = await loopAttachmentsOf(stats);
     return attachments.length > 0 ? { attachments } : undefined;
   }
   if (!stats.isBlockDevice()) return undefined;
@@ -329,11 +329,11 @@ function otherLoopAttachments(stats: Stats): { attachments: LoopAttachment[]; ba
   const backingFile = device.backingFile.replace(/ \(deleted\)$/, '');
   let backing: Stats;
   try {
-    backing = statSync(backingFile);
+    backing = await statAsync(backingFile);
   } catch {
     return undefined; // deleted or out of this mount namespace: nothing else can be found by it
   }
-  const attachments = loopAttachmentsOf(backing).filter((a) => a.device !== `/dev/${device.name}`);
+  const attachments = (await loopAttachmentsOf(backing)).filter((a) => a.device !== `/dev/${device.name}`);
   return attachments.length > 0 ? { attachments, backingFile } : undefined;
 }
 

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** A loop device whose backing file is the one asked about; `mountedAt` lists where it or a partition of it is mounted. */
@@ -13,9 +14,12 @@ export interface LoopAttachment {
  * found through sysfs (`/sys/block/loopN/loop/backing_file`, a path as the
  * kernel resolved it at attach time). A backing file deleted or moved since
  * cannot be matched by path and is not found; neither is one attached in
- * another mount namespace under a path this one does not share.
+ * another mount namespace under a path this one does not share. The backing
+ * files are looked at on the thread pool: any of them may sit on a file
+ * system that hangs (a dead NFS server), which must not stop the event loop
+ * of a server that looks while it serves. sysfs and procfs are read in place.
  */
-export function loopAttachmentsOf(file: { dev: number; ino: number }, sysBlock = '/sys/block', mountInfo = '/proc/self/mountinfo'): LoopAttachment[] {
+export async function loopAttachmentsOf(file: { dev: number; ino: number }, sysBlock = '/sys/block', mountInfo = '/proc/self/mountinfo'): Promise<LoopAttachment[]> {
   let names: string[];
   try {
     names = readdirSync(sysBlock).filter((n) => n.startsWith('loop'));
@@ -29,7 +33,7 @@ export function loopAttachmentsOf(file: { dev: number; ino: number }, sysBlock =
     const path = backing.replace(/ \(deleted\)$/, '');
     let same = false;
     try {
-      const s = statSync(path);
+      const s = await stat(path);
       same = s.dev === file.dev && s.ino === file.ino;
     } catch {
       // Gone or unreachable from here: not provably ours.

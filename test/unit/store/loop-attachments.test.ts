@@ -48,7 +48,7 @@ function fakeSysfs(dir: string, devices: Record<string, { backing?: string; ro?:
   return sys;
 }
 
-it('matches by device and inode, not by path, and finds the mounts of the device and its partitions', () => {
+it('matches by device and inode, not by path, and finds the mounts of the device and its partitions', async () => {
   const dir = scratchDir('nbd-remapper-loopscan-');
   cleanup(() => dir.cleanup());
   const image = dir.file('disk.img');
@@ -73,12 +73,12 @@ it('matches by device and inode, not by path, and finds the mounts of the device
       '24 1 8:1 / / rw - ext4 /dev/sda1 rw',
     ].join('\n'),
   );
-  expect(loopAttachmentsOf(statSync(image), sys, mountInfo)).toEqual([
+  expect(await loopAttachmentsOf(statSync(image), sys, mountInfo)).toEqual([
     { device: '/dev/loop0', readOnly: false, mountedAt: ['/mnt/old root'] },
     { device: '/dev/loop3', readOnly: true, mountedAt: [] },
   ]);
-  expect(loopAttachmentsOf(statSync(dir.file('mountinfo')), sys, mountInfo)).toEqual([]);
-  expect(loopAttachmentsOf(statSync(image), dir.file('no-sysfs'), mountInfo)).toEqual([]);
+  expect(await loopAttachmentsOf(statSync(dir.file('mountinfo')), sys, mountInfo)).toEqual([]);
+  expect(await loopAttachmentsOf(statSync(image), dir.file('no-sysfs'), mountInfo)).toEqual([]);
 });
 
 it.runIf(canAttachLoop)('refuses to open an attached image for writing, says how to free it, and opens it once detached', async () => {
