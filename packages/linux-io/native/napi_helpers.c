@@ -26,6 +26,11 @@ napi_value throw_errno(napi_env env, const char *syscall, int err) {
   napi_create_error(env, code, text, &error);
   napi_create_int32(env, err, &number);
   napi_set_named_property(env, error, "errno", number);
+  /* Node's own system errors carry `syscall` too, and callers tell them from other failures by it. */
+  size_t name_length = strcspn(syscall, "(");
+  napi_value name;
+  napi_create_string_utf8(env, syscall, name_length, &name);
+  napi_set_named_property(env, error, "syscall", name);
   napi_throw(env, error);
   return NULL;
 }

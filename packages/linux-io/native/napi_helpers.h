@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <node_api.h>
 
-/* Throws an Error whose message names the call, with `code` (e.g. "EBADF") and `errno`; returns NULL for the caller to return. */
+/* Throws an Error whose message names the call, with `code` (e.g. "EBADF"), `errno` and `syscall` (the name before any "("), as Node's own system errors; returns NULL for the caller to return. */
 napi_value throw_errno(napi_env env, const char *syscall, int err);
 
 /* Reads `count` int32 arguments into `out`; throws a TypeError and returns 0 when one is missing or not an integer. */

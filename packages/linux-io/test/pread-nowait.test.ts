@@ -65,7 +65,7 @@ it('names what refuses: EOPNOTSUPP on tmpfs, EBADF on a closed descriptor, Range
     writeFileSync(path, Buffer.alloc(4096, 1));
     const fd = openSync(path, 'r');
     cleanups.push(() => closeSync(fd));
-    expect(() => readCached(fd, Buffer.alloc(4096), 0)).toThrow(expect.objectContaining({ code: 'EOPNOTSUPP', message: expect.stringMatching(/^preadv2\(RWF_NOWAIT\): /) }));
+    expect(() => readCached(fd, Buffer.alloc(4096), 0)).toThrow(expect.objectContaining({ code: 'EOPNOTSUPP', syscall: 'preadv2', message: expect.stringMatching(/^preadv2\(RWF_NOWAIT\): /) }));
   }
   const { path } = evictedFile(4096);
   const fd = openSync(path, 'r');

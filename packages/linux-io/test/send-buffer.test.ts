@@ -77,7 +77,7 @@ it('shows what the peer has not read yet, and nothing once it has', async () => 
 it('names the failure: ENOTSOCK (or the ioctl\'s ENOTTY) for a file, EBADF for a closed descriptor', () => {
   const fd = openSync('/proc/self/status', 'r');
   try {
-    expect(() => setSendBufferSize(fd, 65536)).toThrow(expect.objectContaining({ code: 'ENOTSOCK', errno: 88, message: expect.stringMatching(/setsockopt\(SO_SNDBUF\): Socket operation on non-socket/) }));
+    expect(() => setSendBufferSize(fd, 65536)).toThrow(expect.objectContaining({ code: 'ENOTSOCK', errno: 88, syscall: 'setsockopt', message: expect.stringMatching(/setsockopt\(SO_SNDBUF\): Socket operation on non-socket/) }));
     expect(() => sendBufferSize(fd)).toThrow(expect.objectContaining({ code: 'ENOTSOCK' }));
     expect(() => sendQueueBytes(fd)).toThrow(expect.objectContaining({ message: expect.stringMatching(/^ioctl\(SIOCOUTQ\): /) }));
   } finally {
