@@ -33,16 +33,23 @@ function fileReader(path: string): ReadAt {
   };
 }
 
-it('reads a GPT: partitions in bytes, in order, whatever the order of the entries', async () => {
-  const size = 256 * MiB;
-  const { read } = imageWith('label: gpt\nstart=100000, size=20000, type=L\nstart=2048, size=65536, type=L\n', size);
-  expect(await readPartitionTable(read, size)).toEqual({
+it.each([
+  {
+    what: 'a GPT: partitions in bytes, in order, whatever the order of the entries',
+    script: 'label: gpt\nstart=100000, size=20000, type=L\nstart=2048, size=65536, type=L\n',
     kind: 'gpt',
-    partitions: [
-      { start: 2048 * 512, length: 65536 * 512 },
-      { start: 100000 * 512, length: 20000 * 512 },
-    ],
-  });
+    sectors: [[2048, 65536], [100000, 20000]],
+  },
+  {
+    what: 'an MBR; an extended partition counts whole (its logical ones live inside it)',
+    script: 'label: dos\nstart=2048, size=65536, type=83\nstart=100000, size=200000, type=5\nstart=102048, size=50000, type=83\n',
+    kind: 'mbr',
+    sectors: [[2048, 65536], [100000, 200000]],
+  },
+])('reads $what', async ({ script, kind, sectors }) => {
+  const size = 256 * MiB;
+  const { read } = imageWith(script, size);
+  expect(await readPartitionTable(read, size)).toEqual({ kind, partitions: sectors.map(([start, count]) => ({ start: start * 512, length: count * 512 })) });
 });
 
 // sfdisk writes a 4Kn table only onto a device with 4096-byte sectors: a loop device made so (root, as CI is).
@@ -63,17 +70,6 @@ it.runIf(canAttachLoop)('reads a GPT of a disk with 4096-byte sectors (its heade
   expect(await readPartitionTable(fileReader(path), size)).toEqual({ kind: 'gpt', partitions: [{ start: 256 * 4096, length: 8192 * 4096 }] });
 });
 
-it('reads an MBR; an extended partition counts whole (its logical ones live inside it)', async () => {
-  const size = 256 * MiB;
-  const { read } = imageWith('label: dos\nstart=2048, size=65536, type=83\nstart=100000, size=200000, type=5\nstart=102048, size=50000, type=83\n', size);
-  expect(await readPartitionTable(read, size)).toEqual({
-    kind: 'mbr',
-    partitions: [
-      { start: 2048 * 512, length: 65536 * 512 },
-      { start: 100000 * 512, length: 200000 * 512 },
-    ],
-  });
-});
 
 it('finds no table on a disk without one, or with a filesystem straight on it', async () => {
   const size = 64 * MiB;
