@@ -38,7 +38,7 @@ async function sampleFile(seed: number, compactBytes: number): Promise<Sample> {
   const scenario = { ...scenarioFrom(random), compactBytes, cacheBlocks: 3 };
   const run = new CrashRun(scenario);
   run.sampleEvery = 1 << 30;
-  await run.run(randomOps(scenario, run.map, random, { finish: false, length: 40 }));
+  await run.run(randomOps(run.map, random, { finish: false, length: 40 }));
   await run.migration?.close();
   const bytes = Buffer.from(run.fs.contents(STATE_PATH) as Buffer);
   const parsed = parseStateFile(STATE_PATH, bytes);

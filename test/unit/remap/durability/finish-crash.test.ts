@@ -19,7 +19,7 @@ describe('crash during finish, then resume', () => {
     while (single < 600) {
       const scenario = { ...scenarioFrom(random), cacheBlocks: 1 + Math.floor(random() * 3) };
       const run = new CrashRun(scenario);
-      const ops: CrashOp[] = randomOps(scenario, run.map, random, { finish: true, length: 40 });
+      const ops: CrashOp[] = randomOps(run.map, random, { finish: true, length: 40 });
       const finishAt = ops.length - 1;
       let served: Buffer[] = [];
       await run.run(ops, async (i) => {

@@ -21,7 +21,7 @@ async function hunt(install: (run: CrashRun, violations: string[]) => void, work
     const run = new CrashRun(scenario);
     run.sampleEvery = 1 << 30;
     install(run, violations);
-    const ops = randomOps(scenario, run.map, random, { finish: random() < 0.5, length: 30 });
+    const ops = randomOps(run.map, random, { finish: random() < 0.5, length: 30 });
     await run.run(ops).catch((err: unknown) => violations.push(`workload failed: ${(err as Error).message}`));
   }
   return violations;

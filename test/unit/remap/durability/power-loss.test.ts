@@ -33,7 +33,7 @@ describe('simulated power loss', () => {
     while (states < TARGET) {
       const scenario = scenarioFrom(random);
       const run = new CrashRun(scenario);
-      const ops = randomOps(scenario, run.map, random, { finish: random() < 0.5, length: 10 + Math.floor(random() * 40) });
+      const ops = randomOps(run.map, random, { finish: random() < 0.5, length: 10 + Math.floor(random() * 40) });
       workloads++;
       try {
         await run.run(ops);

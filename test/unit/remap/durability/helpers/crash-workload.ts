@@ -77,7 +77,7 @@ export interface CrashPoint {
 }
 
 /** Random operations for a scenario (sequential: each completes before the next). */
-export function randomOps(s: CrashScenario, map: RemapMap, random: () => number, opts: { finish: boolean; length: number }): CrashOp[] {
+export function randomOps(map: RemapMap, random: () => number, opts: { finish: boolean; length: number }): CrashOp[] {
   const P = map.diskBlocks;
   const D = map.destinationBlocks;
   const int = (n: number): number => Math.floor(random() * n);
