@@ -333,7 +333,7 @@ async function otherLoopAttachments(stats: Stats): Promise<{ attachments: LoopAt
   } catch {
     return undefined; // deleted or out of this mount namespace: nothing else can be found by it
   }
-  const attachments = (await loopAttachmentsOf(backing)).filter((a) => a.device !== `/dev/${device.name}`);
+  const attachments = (await loopAttachmentsOf(backing)).filter((a) => a.device !== `/dev/${device.wholeDevice}`);
   return attachments.length > 0 ? { attachments, backingFile } : undefined;
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { checkStateLocation, nbdDeviceHolding, ramFileSystemOf, systemProbe, volatileDiskReason, type LocationProbe } from '../../../src/cli/state-location.js';
+import type { BlockDeviceInfo } from '../../../src/store/sysfs-block-device.js';
 import { UserError } from '../../../src/cli/user-error.js';
 
 const canAttachLoop =
@@ -15,10 +16,11 @@ const EXT4 = 0xef53;
 
 /** Paths under /ram are on tmpfs, under /initrd on ramfs, under /mnt/old on nbd0p1, the rest on ext4 on sda1; block devices as listed. */
 function fakeProbe(devices: Record<string, { name: string; backingFile?: string }> = {}): LocationProbe {
+  const device = (name: string, backingFile?: string): BlockDeviceInfo => ({ name, wholeDevice: name.replace(/p?\d+$/, ''), backingFile });
   return {
     fileSystemType: (path) => (path.startsWith('/ram') ? TMPFS : path.startsWith('/initrd') ? RAMFS : EXT4),
-    deviceHolding: (path) => (path.startsWith('/ram') || path.startsWith('/initrd') ? undefined : { name: path.startsWith('/mnt/old') ? 'nbd0p1' : 'sda1' }),
-    blockDevice: (path) => devices[path],
+    deviceHolding: (path) => (path.startsWith('/ram') || path.startsWith('/initrd') ? undefined : device(path.startsWith('/mnt/old') ? 'nbd0p1' : 'sda1')),
+    blockDevice: (path) => (devices[path] === undefined ? undefined : device(devices[path].name, devices[path].backingFile)),
   };
 }
 
@@ -89,7 +91,7 @@ it.runIf(canAttachLoop)('finds a loop device by its device number, and its backi
   writeFileSync(backing, Buffer.alloc(1024 * 1024));
   const device = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8', timeout: 20_000 }).trim();
   try {
-    expect(systemProbe.blockDevice(device)).toEqual({ name: device.replace('/dev/', ''), backingFile: backing });
+    expect(systemProbe.blockDevice(device)).toEqual({ name: device.replace('/dev/', ''), wholeDevice: device.replace('/dev/', ''), backingFile: backing });
     expect(volatileDiskReason(device, true)).toBe(`${device.replace('/dev/', '')}'s backing file is on tmpfs`);
   } finally {
     execFileSync('losetup', ['--detach', device], { timeout: 20_000 });
@@ -107,7 +109,7 @@ it('refuses a state on an NBD device: it may be the source export this server se
     );
   }
   // Names of other devices that merely start alike are not NBD devices.
-  const lookalike: LocationProbe = { ...probe, deviceHolding: () => ({ name: 'nbdx' }) };
+  const lookalike: LocationProbe = { ...probe, deviceHolding: () => ({ name: 'nbdx', wholeDevice: 'nbdx' }) };
   expect(nbdDeviceHolding('/x', lookalike)).toBeUndefined();
 });
 
@@ -123,7 +125,7 @@ it.runIf(canAttachLoop)('finds the block device under a path from its device num
     execFileSync('mount', [device, mountPoint], { timeout: 20_000 });
     try {
       // A state not created yet, under the mount point: the device is found from the nearest existing directory.
-      expect(systemProbe.deviceHolding(join(mountPoint, 'not', 'yet.remap-state'))).toEqual({ name: device.replace('/dev/', ''), backingFile: backing });
+      expect(systemProbe.deviceHolding(join(mountPoint, 'not', 'yet.remap-state'))).toEqual({ name: device.replace('/dev/', ''), wholeDevice: device.replace('/dev/', ''), backingFile: backing });
       expect(nbdDeviceHolding(join(mountPoint, 'x.remap-state'))).toBeUndefined();
     } finally {
       execFileSync('umount', [mountPoint], { timeout: 20_000 });
@@ -134,3 +136,4 @@ it.runIf(canAttachLoop)('finds the block device under a path from its device num
     rmSync(dir, { recursive: true });
   }
 });
+
