@@ -6,8 +6,7 @@ import { flockAsync } from './flock.js';
 import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, loopAttachedError, notUsable } from './disk-errors.js';
-import { loopAttachmentsOf, type LoopAttachment } from './loop-attachments.js';
-import { sysfsBlockDevice } from './sysfs-block-device.js';
+import { otherLoopAttachments, type LoopAttachment } from './loop-attachments.js';
 import { IoPathChooser } from './io-path-chooser.js';
 import {
   readFully,
@@ -312,28 +311,3 @@ export class Disk {
 
   private readonly seekAsync: SeekFn = (position, whence) => seekAsync(this.fd, position, whence);
 }
-
-/**
- * Loop devices other than the disk itself that expose the disk's data: those
- * on an image file, or, for a loop device, those on its backing file (named
- * then, since the person knows the disk by the device).
- */
-async function otherLoopAttachments(stats: Stats): Promise<{ attachments: LoopAttachment[]; backingFile?: string } | undefined> {
-  if (stats.isFile()) {
-    const attachments = await loopAttachmentsOf(stats);
-    return attachments.length > 0 ? { attachments } : undefined;
-  }
-  if (!stats.isBlockDevice()) return undefined;
-  const device = sysfsBlockDevice(stats.rdev);
-  if (device?.backingFile === undefined) return undefined;
-  const backingFile = device.backingFile.replace(/ \(deleted\)$/, '');
-  let backing: Stats;
-  try {
-    backing = await statAsync(backingFile);
-  } catch {
-    return undefined; // deleted or out of this mount namespace: nothing else can be found by it
-  }
-  const attachments = (await loopAttachmentsOf(backing)).filter((a) => a.device !== `/dev/${device.wholeDevice}`);
-  return attachments.length > 0 ? { attachments, backingFile } : undefined;
-}
-

@@ -1,6 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, type Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { loopBackingFile, sysfsBlockDevice } from './sysfs-block-device.js';
 
 /** A loop device whose backing file is the one asked about; `mountedAt` lists where it or a partition of it is mounted. */
 export interface LoopAttachment {
@@ -27,10 +28,10 @@ export async function loopAttachmentsOf(file: { dev: number; ino: number }, sysB
     return []; // no sysfs: nothing to find
   }
   const found: LoopAttachment[] = [];
+  let mounts: string[] | undefined;
   for (const name of names) {
-    const backing = readIfPresent(join(sysBlock, name, 'loop', 'backing_file'));
-    if (backing === undefined) continue; // not attached
-    const path = backing.replace(/ \(deleted\)$/, '');
+    const path = loopBackingFile(join(sysBlock, name));
+    if (path === undefined) continue; // not attached
     let same = false;
     try {
       const s = await stat(path);
@@ -42,14 +43,14 @@ export async function loopAttachmentsOf(file: { dev: number; ino: number }, sysB
     found.push({
       device: `/dev/${name}`,
       readOnly: readIfPresent(join(sysBlock, name, 'ro')) === '1',
-      mountedAt: mountPointsOf(name, sysBlock, mountInfo),
+      mountedAt: mountPointsOf(name, sysBlock, (mounts ??= (readIfPresent(mountInfo) ?? '').split('\n'))),
     });
   }
   return found;
 }
 
 /** Where the block device `name` or one of its partitions is mounted, from mountinfo's major:minor column. */
-function mountPointsOf(name: string, sysBlock: string, mountInfo: string): string[] {
+function mountPointsOf(name: string, sysBlock: string, mountInfoLines: readonly string[]): string[] {
   const numbers = new Set<string>();
   const own = readIfPresent(join(sysBlock, name, 'dev'));
   if (own) numbers.add(own);
@@ -62,10 +63,8 @@ function mountPointsOf(name: string, sysBlock: string, mountInfo: string): strin
   } catch {
     // The device went away while we looked.
   }
-  const info = readIfPresent(mountInfo);
-  if (info === undefined) return [];
   const points: string[] = [];
-  for (const line of info.split('\n')) {
+  for (const line of mountInfoLines) {
     const fields = line.split(' ');
     if (fields.length > 4 && numbers.has(fields[2])) points.push(unescapeMountPath(fields[4]));
   }
@@ -83,4 +82,29 @@ function readIfPresent(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The loop devices that expose the data of the disk `stats` describes, other
+ * than the disk itself: those on an image file, or, for a loop device (or a
+ * partition of one), those on its backing file — named then, since the person
+ * knows the disk by the device.
+ */
+export async function otherLoopAttachments(stats: Stats): Promise<{ attachments: LoopAttachment[]; backingFile?: string } | undefined> {
+  if (stats.isFile()) {
+    const attachments = await loopAttachmentsOf(stats);
+    return attachments.length > 0 ? { attachments } : undefined;
+  }
+  if (!stats.isBlockDevice()) return undefined;
+  const device = sysfsBlockDevice(stats.rdev);
+  if (device?.backingFile === undefined) return undefined;
+  const { backingFile } = device;
+  let backing: Stats;
+  try {
+    backing = await stat(backingFile);
+  } catch {
+    return undefined; // deleted or out of this mount namespace: nothing else can be found by it
+  }
+  const attachments = (await loopAttachmentsOf(backing)).filter((a) => a.device !== `/dev/${device.wholeDevice}`);
+  return attachments.length > 0 ? { attachments, backingFile } : undefined;
 }

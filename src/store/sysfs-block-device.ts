@@ -23,11 +23,18 @@ export function sysfsBlockDevice(dev: number, sysfs = '/sys'): BlockDeviceInfo |
   }
   // A partition's sysfs directory sits inside its whole device's.
   const whole = existsSync(`${sys}/partition`) ? dirname(sys) : sys;
-  let backingFile: string | undefined;
+  return { name: basename(sys), wholeDevice: basename(whole), backingFile: loopBackingFile(whole) };
+}
+
+/**
+ * The backing file of the loop device whose sysfs directory is `deviceDir`,
+ * or undefined when it is not an attached loop device. The kernel marks a
+ * file deleted since with " (deleted)"; the path without the mark is given.
+ */
+export function loopBackingFile(deviceDir: string): string | undefined {
   try {
-    backingFile = readFileSync(`${whole}/loop/backing_file`, 'utf8').trim();
+    return readFileSync(`${deviceDir}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
   } catch {
-    // Not a loop device.
+    return undefined; // not a loop device, or not attached
   }
-  return { name: basename(sys), wholeDevice: basename(whole), backingFile };
 }
