@@ -25,12 +25,12 @@ export type SendBufferOutcome = { widened: true; bytes: number } | { widened: fa
  * the reason.
  */
 export function widenUnixSendBuffer(socket: Socket, request = UNIX_SEND_BUFFER_REQUEST): SendBufferOutcome {
-  if (unavailableReason !== undefined) return { widened: false, why: `the linux-io addon did not load (${unavailableReason})` };
   const fd = socketFd(socket);
   if (fd === undefined) return { widened: false, why: 'the socket has no file descriptor (closed, or this Node does not show it)' };
   try {
+    // undefined only without the addon.
     const bytes = setSendBufferSize(fd, request);
-    return bytes === undefined ? { widened: false, why: 'the linux-io addon is missing' } : { widened: true, bytes };
+    return bytes === undefined ? { widened: false, why: `the linux-io addon did not load (${unavailableReason})` } : { widened: true, bytes };
   } catch (err) {
     return { widened: false, why: err instanceof Error ? err.message : String(err) };
   }
