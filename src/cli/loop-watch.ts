@@ -19,7 +19,7 @@ export interface LoopWatch {
  * export: the log says so at once (and `status` while it lasts), naming the
  * device and how to let go of it.
  */
-export function watchLoopAttachments(disk: Disk, log: Logger, everyMs = LOOP_WATCH_INTERVAL_MS): LoopWatch {
+export function watchLoopAttachments(disk: Pick<Disk, 'path' | 'otherLoopAttachments'>, log: Logger, everyMs = LOOP_WATCH_INTERVAL_MS): LoopWatch {
   let seen = '';
   let problem: string | undefined;
   let looking = false;
