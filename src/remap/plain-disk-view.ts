@@ -1,5 +1,5 @@
 import { AllocationFlag, Errno, NbdError, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
-import type { BlockExport, ExportCapabilities, WriteOptions, ZeroOptions } from '../server/block-export.js';
+import type { BlockExport, ExportCapabilities, FileSpan, WriteOptions, ZeroOptions } from '../server/block-export.js';
 import type { Disk } from '../store/disk.js';
 
 export const DEFAULT_BLOCK_SIZE_CONSTRAINTS: BlockSizeConstraints = {
@@ -45,6 +45,11 @@ export class PlainDiskView implements BlockExport {
 
   readInto(buffer: Buffer, offset: number): Promise<void> {
     return this.disk.readInto(buffer, offset);
+  }
+
+  /** Every byte here changes only by a client's own writes to this view: the server may send reads from the page cache. */
+  fileSpan(offset: number, length: number): FileSpan | undefined {
+    return this.disk.region(offset, length);
   }
 
   async write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {

@@ -24,6 +24,16 @@ export interface BlockExport {
    * BufferPool), so an export must not keep it.
    */
   readInto(buffer: Buffer, offset: number): Promise<void>;
+  /**
+   * Where the bytes of [offset, offset+length) lie in a file, so the server
+   * may send them from the page cache without reading them into a buffer
+   * (sendfile), or undefined when they must be read with readInto. The socket
+   * then holds the file's pages until the client reads them: an export
+   * offers this only where nothing but a client's own writes can change those
+   * bytes — a client that writes what it has not finished reading has asked
+   * for either version.
+   */
+  fileSpan?(offset: number, length: number): FileSpan | undefined;
   /** `data` is the server's too: it is reused once the returned promise settles, so an export copies what it keeps. */
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /**
@@ -44,6 +54,12 @@ export interface BlockExport {
   /** A client finished the handshake on this export / went away. Views use this (e.g. finish refuses while source has clients). */
   attach?(clientId: string): void;
   detach?(clientId: string): void;
+}
+
+/** Bytes of an export as they lie in a file: the descriptor stays open while the export serves. */
+export interface FileSpan {
+  fd: number;
+  position: number;
 }
 
 export interface ExportCapabilities {

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { canSendFromFile, readCached, sendFromFile, writtenBefore } from 'linux-io';
 import {
   ReplyFlag,
   encodeBlockStatus,
@@ -9,25 +10,80 @@ import {
   type ErrnoValue,
   type StatusDescriptor,
 } from 'nbd-protocol-ts';
+import { socketFd } from '../net/socket-fd.js';
+import type { FileSpan } from './block-export.js';
+
+/**
+ * What became of a READ reply sent from a file: all of it went; none did
+ * (reply with data() as usual); or the file could not give the last `rest`
+ * bytes without waiting, and finishFileReply must bring them before any
+ * other reply can go.
+ */
+export type FileReplyOutcome = { sent: 'all' } | { sent: 'none' } | { sent: 'part'; rest: number };
+
+const SENT_ALL: FileReplyOutcome = { sent: 'all' };
+const SENT_NONE: FileReplyOutcome = { sent: 'none' };
+const NO_BYTES = Buffer.alloc(0);
+/** The peer is gone: the reply has nowhere to go. */
+const PEER_GONE = new Set(['EPIPE', 'ECONNRESET', 'ENOTCONN']);
+/**
+ * When the socket fills in the middle of a reply from a file, this much of
+ * the rest is copied and queued, so that libuv tells us when the socket takes
+ * more (Node says nothing of a socket with nothing queued). A unix socket
+ * wakes its writer with three quarters of its buffer free: sendfile then
+ * fills that without copying.
+ */
+const WAKE_PIECE_BYTES = 16 * 1024;
+
+/** A reply from a file that the socket has not taken whole yet; every other reply waits behind it. */
+interface FileReplyInProgress {
+  headerRest: Buffer;
+  fd: number;
+  position: number;
+  left: number;
+  /** The file could not give `left` without waiting: the session reads it (finishFileReply). */
+  copying: boolean;
+  settle: (outcome: FileReplyOutcome) => void;
+  held: Array<() => void>;
+}
 
 /**
  * Encodes replies for one connection in the negotiated style. A reply's
  * header and payload are written back to back (JS runs one reply at a time,
  * so replies never interleave), and the replies of one event-loop turn leave
- * together in one writev.
+ * together in one writev. A READ reply may instead go straight from the page
+ * cache (dataFromFile); when the socket takes only part of it, every other
+ * reply waits until its rest is written.
  */
 export class ReplyWriter {
   private batching = false;
   /** Replies the socket has handed to the kernel: the client is reading them. */
   private flushedCount = 0;
-  private readonly onFlushed = (): void => {
+  /** A reply left: count it, and let replies from files go once nothing waits in the socket's queue. */
+  private readonly afterWrite = (): void => {
     this.flushedCount++;
+    if (this.socketWaiters.length > 0 && this.inProgress === undefined && this.socket.writableLength === 0) this.wakeSocketWaiters();
   };
+  /** Replies from files are possible here until the kernel refuses one for good. */
+  private fileReplies: boolean;
+  private inProgress: FileReplyInProgress | undefined;
+  /** Replies from files waiting for the socket's own queue to empty. */
+  private socketWaiters: Array<() => void> = [];
 
   constructor(
     private readonly socket: Socket,
     private readonly structured: boolean,
-  ) {}
+    /** Told once why replies from files stopped on this connection (they go the copying way after). */
+    private readonly onFileRepliesOff: (why: string) => void = () => undefined,
+  ) {
+    this.fileReplies = canSendFromFile;
+    socket.once('close', () => this.wakeSocketWaiters());
+  }
+
+  /** Whether dataFromFile may be tried at all on this connection. */
+  get sendsFromFiles(): boolean {
+    return this.fileReplies;
+  }
 
   get flushed(): number {
     return this.flushedCount;
@@ -61,6 +117,169 @@ export class ReplyWriter {
     }
   }
 
+  /**
+   * A READ reply whose data the kernel sends from the page cache (sendfile),
+   * never copied through this process. It goes only when nothing waits in
+   * the socket's own queue, so it cannot land inside another reply: until
+   * then it waits. A reply whose pages are not all cached is not sent
+   * ('none'): sendfile would wait for the device on the event loop. When the
+   * socket fills part way, the rest follows as the socket takes it, and the
+   * other replies wait behind it.
+   */
+  async dataFromFile(cookie: bigint, offset: number, length: number, span: FileSpan): Promise<FileReplyOutcome> {
+    while (this.fileReplies && this.isOpen() && (this.inProgress !== undefined || this.socket.writableLength > 0)) {
+      await new Promise<void>((resolve) => this.socketWaiters.push(resolve));
+    }
+    const fd = socketFd(this.socket);
+    if (!this.fileReplies || !this.isOpen() || fd === undefined) return SENT_NONE;
+    const header = this.structured ? encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, length) : encodeSimpleReply(cookie, 0);
+    const written = this.sendFromFile(fd, header, span.fd, span.position, length);
+    if (written === 'peer gone') return SENT_ALL;
+    if (written < 0) return SENT_NONE;
+    if (written === header.length + length) {
+      this.afterWrite();
+      return SENT_ALL;
+    }
+    const sentData = Math.max(0, written - header.length);
+    return new Promise((settle) => {
+      this.inProgress = {
+        headerRest: header.subarray(Math.min(written, header.length)),
+        fd: span.fd,
+        position: span.position + sentData,
+        left: length - sentData,
+        copying: false,
+        settle,
+        held: [],
+      };
+      this.queueWakePiece();
+    });
+  }
+
+  /** The last bytes of a reply from a file that the file could not give without waiting ('part'); the replies held behind it follow. */
+  finishFileReply(rest: Buffer, sent?: () => void): void {
+    const reply = this.inProgress;
+    if (reply === undefined || !reply.copying) throw new Error('finishFileReply without a reply from a file waiting for its rest');
+    this.inProgress = undefined;
+    this.send(reply.headerRest, rest, sent);
+    this.releaseHeld(reply);
+  }
+
+  /** The rest of a reply from a file cannot be had: the stream is broken mid-reply, so the connection goes. */
+  abandonFileReply(): void {
+    const reply = this.inProgress;
+    if (reply === undefined) return;
+    this.inProgress = undefined;
+    this.socket.destroy();
+    this.releaseHeld(reply);
+  }
+
+  /**
+   * Shutdown: no reply may wait on a client that does not read. Replies from
+   * files waiting for the socket, and the rest of one under way, go into the
+   * socket's queue as copies like any other reply, so the requests in flight
+   * end; a client that never reads is then cut off by the shutdown's grace.
+   */
+  stopWaitingForClient(): void {
+    this.fileReplies = false;
+    this.wakeSocketWaiters();
+    const reply = this.inProgress;
+    if (reply !== undefined && !reply.copying) {
+      reply.copying = true;
+      reply.settle({ sent: 'part', rest: reply.left });
+    }
+  }
+
+  /** sendFromFile's count, or 'peer gone' (the socket is destroyed). An error that is not the peer's turns replies from files off here. */
+  private sendFromFile(socketFd: number, header: Buffer, fileFd: number, position: number, length: number): number | 'peer gone' {
+    try {
+      return sendFromFile(socketFd, header, fileFd, position, length);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && PEER_GONE.has(code)) {
+        this.socket.destroy();
+        return 'peer gone';
+      }
+      this.fileReplies = false;
+      this.onFileRepliesOff(err instanceof Error ? err.message : String(err));
+      return writtenBefore(err);
+    }
+  }
+
+  /** Queues the next bytes of the reply in progress (the header's rest, or a piece of data), to hear when the socket takes more. */
+  private queueWakePiece(): void {
+    const reply = this.inProgress as FileReplyInProgress;
+    let piece = reply.headerRest;
+    if (piece.length > 0) {
+      reply.headerRest = NO_BYTES;
+    } else {
+      piece = Buffer.allocUnsafe(Math.min(reply.left, WAKE_PIECE_BYTES));
+      let got = 0;
+      try {
+        got = readCached(reply.fd, piece, reply.position).bytes;
+      } catch {
+        // Not this way, then: the session reads the rest.
+      }
+      if (got === 0) {
+        reply.copying = true;
+        reply.settle({ sent: 'part', rest: reply.left });
+        return;
+      }
+      piece = piece.subarray(0, got);
+      reply.position += got;
+      reply.left -= got;
+    }
+    this.socket.write(piece, this.onWakePieceWritten);
+  }
+
+  private readonly onWakePieceWritten = (err?: Error | null): void => {
+    const reply = this.inProgress;
+    if (reply === undefined || reply.copying) return;
+    if (err || !this.isOpen()) {
+      this.settleInProgress(reply, SENT_ALL);
+      return;
+    }
+    if (reply.left > 0) {
+      const fd = socketFd(this.socket);
+      const written = fd === undefined ? 'peer gone' : this.sendFromFile(fd, NO_BYTES, reply.fd, reply.position, reply.left);
+      if (written === 'peer gone') {
+        this.settleInProgress(reply, SENT_ALL);
+        return;
+      }
+      if (written < 0 || (written === 0 && !this.fileReplies)) {
+        reply.copying = true;
+        reply.settle({ sent: 'part', rest: reply.left });
+        return;
+      }
+      reply.position += written;
+      reply.left -= written;
+      if (reply.left > 0) {
+        this.queueWakePiece();
+        return;
+      }
+    }
+    this.afterWrite();
+    this.settleInProgress(reply, SENT_ALL);
+  };
+
+  private settleInProgress(reply: FileReplyInProgress, outcome: FileReplyOutcome): void {
+    this.inProgress = undefined;
+    reply.settle(outcome);
+    this.releaseHeld(reply);
+  }
+
+  private releaseHeld(reply: FileReplyInProgress): void {
+    for (const send of reply.held) send();
+    if (this.socket.writableLength === 0) this.wakeSocketWaiters();
+  }
+
+  private wakeSocketWaiters(): void {
+    for (const wake of this.socketWaiters.splice(0)) wake();
+  }
+
+  private isOpen(): boolean {
+    return !this.socket.destroyed && this.socket.writable;
+  }
+
   ok(cookie: bigint): void {
     this.send(encodeSimpleReply(cookie, 0));
   }
@@ -75,23 +294,27 @@ export class ReplyWriter {
   }
 
   private send(header: Buffer, payload?: Buffer, sent?: () => void): void {
-    if (this.socket.destroyed || !this.socket.writable) {
+    if (this.inProgress !== undefined) {
+      this.inProgress.held.push(() => this.send(header, payload, sent));
+      return;
+    }
+    if (!this.isOpen()) {
       sent?.();
       return;
     }
     this.batch();
     const done =
       sent === undefined
-        ? this.onFlushed
+        ? this.afterWrite
         : (): void => {
-            this.onFlushed();
+            this.afterWrite();
             sent();
           };
     if (!payload || payload.length === 0) {
       this.socket.write(header, done);
       return;
     }
-    this.socket.write(header);
+    if (header.length > 0) this.socket.write(header);
     this.socket.write(payload, done);
   }
 }

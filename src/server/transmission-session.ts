@@ -84,7 +84,9 @@ export class TransmissionSession {
         return payload;
       },
     });
-    this.replies = new ReplyWriter(socket, negotiated.structuredReplies);
+    this.replies = new ReplyWriter(socket, negotiated.structuredReplies, (why) =>
+      log.warn(`read replies are copied through the server from now on: sending them from the page cache failed (${why})`),
+    );
     for (const [id, name] of negotiated.metaContexts) if (name === BASE_ALLOCATION) this.blockStatusContextId = id;
     const capabilities: ExportCapabilities = exp.capabilities();
     this.validation = {
@@ -149,6 +151,7 @@ export class TransmissionSession {
   quiesce(): Promise<void> {
     this.disconnecting = true;
     this.reader.discardRest();
+    this.replies.stopWaitingForClient();
     return this.whenDrained();
   }
 
@@ -280,6 +283,7 @@ export class TransmissionSession {
           this.replies.data(cookie, offset, Buffer.alloc(0));
           return;
         }
+        if (this.replies.sendsFromFiles && (await this.replyFromFile(cookie, offset, length))) return;
         // Held until the reply has left: a client that does not read its replies keeps it.
         const buffer = this.acquireBuffer(length);
         const done = (): void => this.releaseBuffer(buffer);
@@ -321,6 +325,31 @@ export class TransmissionSession {
       }
     }
     this.replies.ok(cookie);
+  }
+
+  /**
+   * Sends a READ reply from the page cache where the export says where its
+   * bytes lie (BlockExport.fileSpan); false when it went nowhere and must be
+   * read into a buffer. When the file could not give all of it without
+   * waiting, the rest is read and written before any other reply.
+   */
+  private async replyFromFile(cookie: bigint, offset: number, length: number): Promise<boolean> {
+    const span = this.exp.fileSpan?.(offset, length);
+    if (span === undefined) return false;
+    const outcome = await this.replies.dataFromFile(cookie, offset, length, span);
+    if (outcome.sent === 'none') return false;
+    if (outcome.sent === 'all') return true;
+    const buffer = this.acquireBuffer(outcome.rest);
+    try {
+      await this.exp.readInto(buffer, offset + length - outcome.rest);
+    } catch (err) {
+      this.releaseBuffer(buffer);
+      // Part of the reply is on the wire: an error reply cannot follow it.
+      this.replies.abandonFileReply();
+      throw err;
+    }
+    this.replies.finishFileReply(buffer, () => this.releaseBuffer(buffer));
+    return true;
   }
 
   private failWith(request: Request, err: unknown): void {

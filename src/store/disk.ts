@@ -55,6 +55,12 @@ function assertSpan(offset: number, length: number): void {
  * blocks of the same disk. Positional I/O only: the file offset is never used,
  * so any number of requests may be in flight at once.
  */
+/** A range of the disk as its descriptor and position (Disk.region). */
+export interface DiskRegion {
+  fd: number;
+  position: number;
+}
+
 export class Disk {
   private closeRequested = false;
   private closing: Promise<void> | undefined;
@@ -174,6 +180,17 @@ export class Disk {
       return;
     }
     this.checkWhole(await this.tracked(() => readFully(this.preadAsync, buffer, offset)), buffer.length, offset);
+  }
+
+  /**
+   * Where the bytes at `offset` lie for a system call that reads them itself
+   * (sendfile): this disk's descriptor, valid until close(). Undefined once
+   * close() was asked, as the number may then name another file.
+   */
+  region(offset: number, length: number): DiskRegion | undefined {
+    assertSpan(offset, length);
+    if (this.closeRequested) return undefined;
+    return { fd: this.fd, position: offset };
   }
 
   /** What the page cache holds of the range, or undefined when this disk's file system cannot say without waiting (then never asked again). */

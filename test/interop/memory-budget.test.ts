@@ -44,7 +44,9 @@ describe('memory of all connections together is bounded (G8)', () => {
   beforeAll(async () => {
     content = randomImage(disk, 64 * MiB);
     // Stalled clients are not dropped here (--stall-timeout): these cases measure what the budget alone bounds.
-    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only', '--stall-timeout', '600']);
+    // The source before sealing copies what it reads into request memory (a read-only serve sends cached data
+    // without it: the last case).
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--stall-timeout', '600']);
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
@@ -91,13 +93,57 @@ describe('memory of all connections together is bounded (G8)', () => {
    * A server of its own, on a disk of its own (the first holds its disk's lock), so that nothing
    * an earlier case left behind is counted.
    */
-  async function ownServer(name: string, stallTimeout: string): Promise<{ path: string; ownContent: Buffer; own: ServerProcess }> {
+  async function ownServer(name: string, stallTimeout: string, mode: string[] = []): Promise<{ path: string; ownContent: Buffer; own: ServerProcess }> {
     const path = dir.file(`${name}.sock`);
     const ownDisk = dir.file(`${name}.img`);
     const ownContent = randomImage(ownDisk, 64 * MiB);
-    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--read-only', '--stall-timeout', stallTimeout]);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, ...mode, '--stall-timeout', stallTimeout]);
     return { path, ownContent, own };
   }
+
+  it('a read-only serve sends cached data from the page cache: clients that do not read hold no request memory, get every byte once they read, and do not hold up shutdown', async () => {
+    const { path, ownContent, own } = await ownServer('page-cache', '600', ['--read-only']);
+    const pid = own.child.pid as number;
+    let stopped = false;
+    try {
+      // Warm: the page cache holds the image (randomImage wrote it), and the server has its code and buffers.
+      await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${path}`, 'null:']);
+      const before = await settledRss(pid);
+      const hogs: RawNbdClient[] = [];
+      for (let i = 0; i < HOGS; i++) {
+        const c = await RawNbdClient.connect({ path });
+        await c.greet();
+        await c.go('source');
+        c.socket.pause();
+        for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
+        hogs.push(c);
+      }
+      const held = (await settledRss(pid)) - before;
+      // Copied into request memory, the same hogs take the whole budget (256 MiB; the first case).
+      console.log(`${HOGS} clients not reading cached data: server RSS grew ${(held / MiB).toFixed(0)} MiB`);
+      expect(held).toBeLessThan(32 * MiB);
+
+      // One hog reads after all: its four replies arrive whole and in the stream's order, each with its own data.
+      const reader = hogs[0] as RawNbdClient;
+      reader.socket.resume();
+      const seen = new Set<bigint>();
+      for (let k = 0; k < 4; k++) {
+        const reply = await reader.readSimpleReply(32 * MiB);
+        expect(reply.error).toBe(0);
+        const at = Number(reply.cookie) * 8 * MiB;
+        expect(reply.data.equals(ownContent.subarray(at, at + 32 * MiB))).toBe(true);
+        seen.add(reply.cookie);
+      }
+      expect(seen.size).toBe(4);
+
+      // The others still read nothing: shutdown answers what they asked (copied now) and cuts them off, instead of waiting for them.
+      expect(await own.stop()).toBe(0);
+      stopped = true;
+      for (const c of hogs) c.close();
+    } finally {
+      if (!stopped) expect(await own.stop()).toBe(0);
+    }
+  }, 90_000);
 
   it('clients that send most of a large write and stall hold at most the budget, and give it all back when they go', async () => {
     const { path, ownContent, own } = await ownServer('writes', '600');

@@ -13,11 +13,16 @@ static const char *errno_name(int err) {
     case EIO: return "EIO";
     case EISDIR: return "EISDIR";
     case EFAULT: return "EFAULT";
+    case ENOSYS: return "ENOSYS";
+    case EPIPE: return "EPIPE";
+    case ECONNRESET: return "ECONNRESET";
+    case ENOTCONN: return "ENOTCONN";
+    case EAGAIN: return "EAGAIN";
     default: return "ESYSCALL";
   }
 }
 
-napi_value throw_errno(napi_env env, const char *syscall, int err) {
+napi_value errno_error(napi_env env, const char *syscall, int err) {
   char message[160];
   snprintf(message, sizeof message, "%s: %s", syscall, strerror(err));
   napi_value code, text, error, number;
@@ -31,7 +36,11 @@ napi_value throw_errno(napi_env env, const char *syscall, int err) {
   napi_value name;
   napi_create_string_utf8(env, syscall, name_length, &name);
   napi_set_named_property(env, error, "syscall", name);
-  napi_throw(env, error);
+  return error;
+}
+
+napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  napi_throw(env, errno_error(env, syscall, err));
   return NULL;
 }
 

@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <node_api.h>
 
+/* An Error whose message names the call, with `code`, `errno` and `syscall`, for the caller to add to before throwing it. */
+napi_value errno_error(napi_env env, const char *syscall, int err);
+
 /* Throws an Error whose message names the call, with `code` (e.g. "EBADF"), `errno` and `syscall` (the name before any "("), as Node's own system errors; returns NULL for the caller to return. */
 napi_value throw_errno(napi_env env, const char *syscall, int err);
 
@@ -16,4 +19,5 @@ void export_function(napi_env env, napi_value exports, const char *name, napi_ca
 
 napi_value register_socket_send_buffer(napi_env env, napi_value exports);
 napi_value register_pread_nowait(napi_env env, napi_value exports);
+napi_value register_send_from_file(napi_env env, napi_value exports);
 #endif

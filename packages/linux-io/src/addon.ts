@@ -6,9 +6,10 @@ export interface LinuxIoAddon {
   setSendBufferSize(fd: number, bytes: number): number;
   sendQueueBytes(fd: number): number;
   preadNoWait(fd: number, buffer: Uint8Array, position: number): number;
+  sendFromFile(socketFd: number, header: Uint8Array, fileFd: number, position: number, length: number): number;
 }
 
-const FUNCTIONS = ['sendBufferSize', 'setSendBufferSize', 'sendQueueBytes', 'preadNoWait'] as const;
+const FUNCTIONS = ['sendBufferSize', 'setSendBufferSize', 'sendQueueBytes', 'preadNoWait', 'sendFromFile'] as const;
 
 function isLinuxIoAddon(value: unknown): value is LinuxIoAddon {
   if (typeof value !== 'object' || value === null) return false;

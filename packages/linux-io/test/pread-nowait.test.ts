@@ -1,34 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { canReadWithoutWaiting, readCached } from '../src/index.js';
+import { cleanups, evictedFile } from './helpers.js';
 
 const MiB = 1024 * 1024;
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-});
-
-/** Beside the package, not in the system's temporary directory: that may be a tmpfs, which refuses RWF_NOWAIT. */
-const SCRATCH = fileURLToPath(new URL('../.test-scratch/', import.meta.url));
-
-/** A file of random bytes, written back and then dropped from the page cache (dd's nocache is posix_fadvise DONTNEED). */
-function evictedFile(size: number): { path: string; fd: number; data: Buffer } {
-  mkdirSync(SCRATCH, { recursive: true });
-  const dir = mkdtempSync(join(SCRATCH, 'pread-nowait-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'f.bin');
-  const data = randomBytes(size);
-  writeFileSync(path, data);
-  const fd = openSync(path, 'r');
-  cleanups.push(() => closeSync(fd));
-  fsyncSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
-  return { path, fd, data };
-}
 
 it('is offered: npm ci builds the addon', () => {
   expect(canReadWithoutWaiting).toBe(true);

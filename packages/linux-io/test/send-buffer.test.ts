@@ -1,41 +1,12 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, expect, it } from 'vitest';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { expect, it } from 'vitest';
 import { sendBufferSize, sendQueueBytes, setSendBufferSize, unavailableReason } from '../src/index.js';
-
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c();
-});
+import { connectedUnixPair, fdOf } from './helpers.js';
 
 /** The kernel caps a request at net.core.wmem_max and doubles it. */
 function kernelFigure(request: number): number {
   const wmemMax = Number(readFileSync('/proc/sys/net/core/wmem_max', 'utf8').trim());
   return 2 * Math.min(request, wmemMax);
-}
-
-function fdOf(socket: net.Socket): number {
-  const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd;
-  expect(fd).toBeGreaterThanOrEqual(0);
-  return fd;
-}
-
-async function connectedUnixPair(): Promise<{ client: net.Socket; accepted: net.Socket }> {
-  const dir = mkdtempSync(join(tmpdir(), 'send-buffer-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 's.sock');
-  const server = net.createServer();
-  const acceptedP = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  cleanups.push(() => server.close());
-  const client = net.connect(path);
-  cleanups.push(() => client.destroy());
-  await new Promise<void>((resolve) => client.once('connect', resolve));
-  const accepted = await acceptedP;
-  cleanups.push(() => accepted.destroy());
-  return { client, accepted };
 }
 
 it('loads: npm ci builds the addon', () => {
