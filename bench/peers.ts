@@ -27,4 +27,25 @@ export const QEMU_NBD: Peer = {
 
 export const ALL_PEERS: readonly Peer[] = [OURS, NBDKIT_FILE, QEMU_NBD];
 
+/**
+ * The same servers exporting read-only: ours serves a plain view (no remap
+ * engine), which sends cached reads from the page cache (sendfile).
+ */
+export const OURS_READ_ONLY: Peer = {
+  name: 'nbd-remapper --read-only',
+  start: (image, socket, dir) => startServer(process.execPath, [CLI, 'serve', '--disk', image, '--read-only', '--socket', socket, '--control', join(dir, 'control.sock')], socket),
+};
+
+export const NBDKIT_FILE_READ_ONLY: Peer = {
+  name: 'nbdkit -r file',
+  start: (image, socket) => startServer('nbdkit', ['-f', '-r', '-U', socket, '-e', 'source', 'file', `file=${image}`], socket),
+};
+
+export const QEMU_NBD_READ_ONLY: Peer = {
+  name: 'qemu-nbd -r',
+  start: (image, socket) => startServer('qemu-nbd', ['-r', '-f', 'raw', '-x', 'source', '-k', socket, '--persistent', '--cache=writeback', image], socket),
+};
+
+export const READ_ONLY_PEERS: readonly Peer[] = [OURS_READ_ONLY, NBDKIT_FILE_READ_ONLY, QEMU_NBD_READ_ONLY];
+
 export const uriOf = (socket: string, exportName = 'source'): string => `nbd+unix:///${exportName}?socket=${socket}`;
