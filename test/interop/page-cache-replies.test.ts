@@ -40,7 +40,7 @@ describe('read replies sent from the page cache', () => {
 
   beforeAll(async () => {
     content = randomImage(disk, SIZE);
-    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only']);
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--listen', '127.0.0.1:0', '--read-only']);
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
@@ -99,6 +99,14 @@ describe('read replies sent from the page cache', () => {
     expect(readFileSync(copy).equals(content)).toBe(true);
     // Once all of it is cached, every reply can go from the page cache.
     await mustRun('nbdcopy', ['-C', '4', `nbd+unix:///source?socket=${socketPath}`, copy]);
+    expect(readFileSync(copy).equals(content)).toBe(true);
+  });
+
+  it('over TCP too: qemu-img compares the image through the server, half of it uncached', async () => {
+    cacheOnly(disk, SIZE / 2);
+    await mustRun('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', disk, server.uri('source', 'tcp')]);
+    const copy = dir.file('tcp-copy.img');
+    await mustRun('nbdcopy', ['-C', '2', server.uri('source', 'tcp'), copy]);
     expect(readFileSync(copy).equals(content)).toBe(true);
   });
 });
