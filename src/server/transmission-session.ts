@@ -283,7 +283,8 @@ export class TransmissionSession {
           this.replies.data(cookie, offset, Buffer.alloc(0));
           return;
         }
-        if (this.replies.sendsFromFiles && (await this.replyFromFile(cookie, offset, length))) return;
+        // Only exports that say where their bytes lie, so reads of the others take no extra await.
+        if (this.exp.fileSpan !== undefined && this.replies.sendsFromFiles && (await this.replyFromFile(cookie, offset, length))) return;
         // Held until the reply has left: a client that does not read its replies keeps it.
         const buffer = this.acquireBuffer(length);
         const done = (): void => this.releaseBuffer(buffer);
