@@ -35,6 +35,14 @@ const PEER_GONE = new Set(['EPIPE', 'ECONNRESET', 'ENOTCONN']);
  */
 const WAKE_PIECE_BYTES = 16 * 1024;
 
+/**
+ * Why the kernel refused a reply from a file (no cachestat before Linux 6.5,
+ * a file sendfile cannot read), once for the whole process: its connections
+ * serve the same disk and would each be refused alike, and the log says it
+ * once.
+ */
+let fileRepliesRefused: string | undefined;
+
 /** A reply from a file that the socket has not taken whole yet; every other reply waits behind it. */
 interface FileReplyInProgress {
   headerRest: Buffer;
@@ -73,10 +81,10 @@ export class ReplyWriter {
   constructor(
     private readonly socket: Socket,
     private readonly structured: boolean,
-    /** Told once why replies from files stopped on this connection (they go the copying way after). */
+    /** Told why the kernel refused a reply from a file, by the first connection it happens to (all copy from then on). */
     private readonly onFileRepliesOff: (why: string) => void = () => undefined,
   ) {
-    this.fileReplies = canSendFromFile;
+    this.fileReplies = canSendFromFile && fileRepliesRefused === undefined;
     socket.once('close', () => this.wakeSocketWaiters());
   }
 
@@ -189,7 +197,7 @@ export class ReplyWriter {
     }
   }
 
-  /** sendFromFile's count, or 'peer gone' (the socket is destroyed). An error that is not the peer's turns replies from files off here. */
+  /** sendFromFile's count, or 'peer gone' (the socket is destroyed). An error that is not the peer's turns replies from files off for good. */
   private sendFromFile(socketFd: number, header: Buffer, fileFd: number, position: number, length: number): number | 'peer gone' {
     try {
       return sendFromFile(socketFd, header, fileFd, position, length);
@@ -200,7 +208,10 @@ export class ReplyWriter {
         return 'peer gone';
       }
       this.fileReplies = false;
-      this.onFileRepliesOff(err instanceof Error ? err.message : String(err));
+      if (fileRepliesRefused === undefined) {
+        fileRepliesRefused = err instanceof Error ? err.message : String(err);
+        this.onFileRepliesOff(fileRepliesRefused);
+      }
       return writtenBefore(err);
     }
   }

@@ -85,7 +85,7 @@ export class TransmissionSession {
       },
     });
     this.replies = new ReplyWriter(socket, negotiated.structuredReplies, (why) =>
-      log.warn(`read replies are copied through the server from now on: sending them from the page cache failed (${why})`),
+      log.warn(`read replies are copied through the server from now on, on every connection: sending them from the page cache failed (${why})`),
     );
     for (const [id, name] of negotiated.metaContexts) if (name === BASE_ALLOCATION) this.blockStatusContextId = id;
     const capabilities: ExportCapabilities = exp.capabilities();
