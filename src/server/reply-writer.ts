@@ -138,8 +138,10 @@ export class ReplyWriter {
     while (this.fileReplies && this.isOpen() && (this.inProgress !== undefined || this.socket.writableLength > 0)) {
       await new Promise<void>((resolve) => this.socketWaiters.push(resolve));
     }
+    // Gone while it waited: nothing to send, and nothing to read for it.
+    if (!this.isOpen()) return SENT_ALL;
     const fd = socketFd(this.socket);
-    if (!this.fileReplies || !this.isOpen() || fd === undefined) return SENT_NONE;
+    if (!this.fileReplies || fd === undefined) return SENT_NONE;
     const header = this.structured ? encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, length) : encodeSimpleReply(cookie, 0);
     const written = this.sendFromFile(fd, header, span.fd, span.position, length);
     if (written === 'peer gone') return SENT_ALL;
