@@ -34,6 +34,14 @@ export class RawNbdClient {
     });
   }
 
+  /** Connected, greeted, and in the transmission phase of `exportName` (simple replies). */
+  static async attach(target: { path: string } | { host: string; port: number }, exportName: string): Promise<RawNbdClient> {
+    const c = await RawNbdClient.connect(target);
+    await c.greet();
+    await c.go(exportName);
+    return c;
+  }
+
   get isClosed(): boolean {
     return this.ended;
   }

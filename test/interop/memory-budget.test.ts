@@ -34,6 +34,18 @@ async function settledRss(pid: number): Promise<number> {
   return last;
 }
 
+/** HOGS clients that each ask for four 32 MiB reads and from then on read nothing: the server's replies pile up on its side. */
+async function readHogs(path: string): Promise<RawNbdClient[]> {
+  const hogs: RawNbdClient[] = [];
+  for (let i = 0; i < HOGS; i++) {
+    const c = await RawNbdClient.attach({ path }, 'source');
+    c.socket.pause();
+    for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
+    hogs.push(c);
+  }
+  return hogs;
+}
+
 describe('memory of all connections together is bounded (G8)', () => {
   const dir = scratchDir();
   const disk = dir.file('disk.img');
@@ -59,16 +71,7 @@ describe('memory of all connections together is bounded (G8)', () => {
     await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${socketPath}`, 'null:']);
     const before = rssOf(pid);
 
-    const hogs: RawNbdClient[] = [];
-    for (let i = 0; i < HOGS; i++) {
-      const c = await RawNbdClient.connect({ path: socketPath });
-      await c.greet();
-      await c.go('source');
-      // From here on the hog reads nothing: the server's replies pile up on its side.
-      c.socket.pause();
-      for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
-      hogs.push(c);
-    }
+    const hogs = await readHogs(socketPath);
     const held = (await settledRss(pid)) - before;
     // Without the budget each hog holds ~64 MiB (two 32 MiB reads in flight, their replies queued): ~770 MiB here.
     // With it: the budget, one request over it, the guaranteed request per connection, and the idle pool's 64 MiB.
@@ -109,15 +112,7 @@ describe('memory of all connections together is bounded (G8)', () => {
       // Warm: the page cache holds the image (randomImage wrote it), and the server has its code and buffers.
       await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${path}`, 'null:']);
       const before = await settledRss(pid);
-      const hogs: RawNbdClient[] = [];
-      for (let i = 0; i < HOGS; i++) {
-        const c = await RawNbdClient.connect({ path });
-        await c.greet();
-        await c.go('source');
-        c.socket.pause();
-        for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
-        hogs.push(c);
-      }
+      const hogs = await readHogs(path);
       const held = (await settledRss(pid)) - before;
       // Copied into request memory, the same hogs take the whole budget (256 MiB; the first case).
       console.log(`${HOGS} clients not reading cached data: server RSS grew ${(held / MiB).toFixed(0)} MiB`);
@@ -157,19 +152,9 @@ describe('memory of all connections together is bounded (G8)', () => {
   it('clients that hold the budget and make no progress are disconnected after --stall-timeout while others wait: large requests are served again', async () => {
     const { path, ownContent, own } = await ownServer('stall', '1');
     try {
-      const hogs: RawNbdClient[] = [];
-      for (let i = 0; i < HOGS; i++) {
-        const c = await RawNbdClient.connect({ path });
-        await c.greet();
-        await c.go('source');
-        c.socket.pause();
-        for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
-        hogs.push(c);
-      }
+      const hogs = await readHogs(path);
       // One that stalls in the middle of a write's payload instead.
-      const writer = await RawNbdClient.connect({ path });
-      await writer.greet();
-      await writer.go('source');
+      const writer = await RawNbdClient.attach({ path }, 'source');
       writer.sendRequest({ type: WRITE, cookie: 1n, offset: 0, length: 32 * MiB });
       writer.write(Buffer.alloc(31 * MiB));
       hogs.push(writer);
@@ -196,9 +181,7 @@ describe('memory of all connections together is bounded (G8)', () => {
     const part = Buffer.alloc(31 * MiB);
     const hogs: RawNbdClient[] = [];
     for (let i = 0; i < 16; i++) {
-      const c = await RawNbdClient.connect({ path: socketPath });
-      await c.greet();
-      await c.go('source');
+      const c = await RawNbdClient.attach({ path: socketPath }, 'source');
       // 31 of the write's 32 MiB, then nothing: its payload buffer waits, half received, for bytes that never come.
       c.sendRequest({ type: WRITE, cookie: 1n, offset: 0, length: 32 * MiB });
       c.write(part);

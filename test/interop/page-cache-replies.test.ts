@@ -50,9 +50,7 @@ describe('read replies sent from the page cache', () => {
   it('a client that reads late gets every reply whole, cached and uncached data and errors mixed', async () => {
     // The first half cached, the second not: replies of both kinds, and some that span the two.
     cacheOnly(disk, SIZE / 2);
-    const client = await RawNbdClient.connect({ path: socketPath });
-    await client.greet();
-    await client.go('source');
+    const client = await RawNbdClient.attach({ path: socketPath }, 'source');
     client.socket.pause();
     const sizes = [1, 4095, 65536, MiB, 3 * MiB + 17, 16 * MiB];
     const asked = new Map<bigint, { offset: number; length: number }>();

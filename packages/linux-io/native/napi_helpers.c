@@ -60,6 +60,19 @@ int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t
   return 1;
 }
 
+int bytes_argument(napi_env env, napi_value value, const char *what, void **data, size_t *length) {
+  napi_typedarray_type type;
+  napi_value arraybuffer;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, value, &type, length, data, &arraybuffer, &byte_offset) != napi_ok || type != napi_uint8_array) {
+    char message[96];
+    snprintf(message, sizeof message, "%s must be a Uint8Array or Buffer", what);
+    napi_throw_type_error(env, NULL, message);
+    return 0;
+  }
+  return 1;
+}
+
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
   napi_value value;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &value);

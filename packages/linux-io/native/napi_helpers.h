@@ -14,6 +14,9 @@ napi_value throw_errno(napi_env env, const char *syscall, int err);
 /* Reads `count` int32 arguments into `out`; throws a TypeError and returns 0 when one is missing or not an integer. */
 int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t *out);
 
+/* The memory of a Uint8Array (or Buffer) argument; throws a TypeError naming `what` and returns 0 when it is not one. */
+int bytes_argument(napi_env env, napi_value value, const char *what, void **data, size_t *length);
+
 /* Adds `fn` to `exports` as `name`. */
 void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn);
 

@@ -27,19 +27,13 @@ static napi_value pread_nowait(napi_env env, napi_callback_info info) {
   }
   int32_t fd;
   int64_t position;
-  napi_typedarray_type type;
   size_t length;
   void *data;
-  napi_value arraybuffer;
-  size_t byte_offset;
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0) {
     napi_throw_type_error(env, NULL, "fd and position must be non-negative integers");
     return NULL;
   }
-  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &arraybuffer, &byte_offset) != napi_ok || type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "buffer must be a Uint8Array or Buffer");
-    return NULL;
-  }
+  if (!bytes_argument(env, argv[1], "buffer", &data, &length)) return NULL;
   struct iovec vector = { .iov_base = data, .iov_len = length };
   ssize_t got;
   do {

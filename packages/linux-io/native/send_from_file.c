@@ -70,15 +70,9 @@ static napi_value send_from_file(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "descriptors must be integers, position non-negative and length positive");
     return NULL;
   }
-  napi_typedarray_type type;
   size_t header_length;
   void *header;
-  napi_value arraybuffer;
-  size_t byte_offset;
-  if (napi_get_typedarray_info(env, argv[1], &type, &header_length, &header, &arraybuffer, &byte_offset) != napi_ok || type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "header must be a Uint8Array or Buffer");
-    return NULL;
-  }
+  if (!bytes_argument(env, argv[1], "header", &header, &header_length)) return NULL;
 
   int cached = range_cached(file_fd, position, length);
   if (cached < 0) return throw_errno(env, "cachestat", errno);

@@ -32,10 +32,8 @@ class UnreadableFileExport extends MemoryExport {
 }
 
 async function attach(path: string): Promise<RawNbdClient> {
-  const c = await RawNbdClient.connect({ path });
+  const c = await RawNbdClient.attach({ path }, 'mem');
   cleanups.push(() => c.close());
-  await c.greet();
-  await c.go('mem');
   return c;
 }
 

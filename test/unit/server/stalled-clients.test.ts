@@ -35,10 +35,8 @@ async function serve(): Promise<{ path: string; warnings: string[]; data: Buffer
 }
 
 async function attach(path: string): Promise<RawNbdClient> {
-  const c = await RawNbdClient.connect({ path });
+  const c = await RawNbdClient.attach({ path }, 'mem');
   cleanups.push(() => c.close());
-  await c.greet();
-  await c.go('mem');
   return c;
 }
 
