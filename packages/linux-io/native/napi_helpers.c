@@ -44,13 +44,22 @@ napi_value throw_errno(napi_env env, const char *syscall, int err) {
   return NULL;
 }
 
-int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t *out) {
-  size_t argc = 4;
-  napi_value argv[4];
-  if (count > 4 || napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
-    napi_throw_type_error(env, NULL, "missing argument");
+int get_arguments(napi_env env, napi_callback_info info, size_t count, napi_value *argv, const char *usage) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
+    napi_throw_type_error(env, NULL, usage);
     return 0;
   }
+  return 1;
+}
+
+int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t *out) {
+  napi_value argv[4];
+  if (count > 4) {
+    napi_throw_type_error(env, NULL, "too many arguments");
+    return 0;
+  }
+  if (!get_arguments(env, info, count, argv, "missing argument")) return 0;
   for (size_t i = 0; i < count; i++) {
     if (napi_get_value_int32(env, argv[i], &out[i]) != napi_ok) {
       napi_throw_type_error(env, NULL, "arguments must be integers");

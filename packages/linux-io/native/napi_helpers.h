@@ -11,6 +11,9 @@ napi_value errno_error(napi_env env, const char *syscall, int err);
 /* Throws an Error whose message names the call, with `code` (e.g. "EBADF"), `errno` and `syscall` (the name before any "("), as Node's own system errors; returns NULL for the caller to return. */
 napi_value throw_errno(napi_env env, const char *syscall, int err);
 
+/* The first `count` arguments into `argv`; throws a TypeError with `usage` and returns 0 when fewer were given. */
+int get_arguments(napi_env env, napi_callback_info info, size_t count, napi_value *argv, const char *usage);
+
 /* Reads `count` int32 arguments into `out`; throws a TypeError and returns 0 when one is missing or not an integer. */
 int int32_arguments(napi_env env, napi_callback_info info, size_t count, int32_t *out);
 

@@ -19,12 +19,8 @@
  * file system without non-blocking buffered reads).
  */
 static napi_value pread_nowait(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
-    napi_throw_type_error(env, NULL, "preadNoWait(fd, buffer, position)");
-    return NULL;
-  }
+  if (!get_arguments(env, info, 3, argv, "preadNoWait(fd, buffer, position)")) return NULL;
   int32_t fd;
   int64_t position;
   size_t length;

@@ -57,12 +57,8 @@ static int range_cached(int fd, int64_t position, int64_t length) {
  * the reply (the header) that went before it.
  */
 static napi_value send_from_file(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
-    napi_throw_type_error(env, NULL, "sendFromFile(socketFd, header, fileFd, position, length)");
-    return NULL;
-  }
+  if (!get_arguments(env, info, 5, argv, "sendFromFile(socketFd, header, fileFd, position, length)")) return NULL;
   int32_t socket_fd, file_fd;
   int64_t position, length;
   if (napi_get_value_int32(env, argv[0], &socket_fd) != napi_ok || napi_get_value_int32(env, argv[2], &file_fd) != napi_ok ||
