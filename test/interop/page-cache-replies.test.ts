@@ -1,7 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync, readSync, openSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { evictFromPageCache } from '../helpers/page-cache.js';
 import { RawNbdClient } from '../helpers/raw-nbd-client.js';
 import { mustRun } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
@@ -13,9 +13,9 @@ const EINVAL = 22;
 /** On the repository's file system, not /tmp: a tmpfs has no page cache to evict. */
 const SCRATCH = fileURLToPath(new URL('../../.cache/test-scratch/', import.meta.url));
 
-/** Drops the image from the page cache (posix_fadvise DONTNEED), then reads [0, cachedBytes) back in. */
+/** Drops the image from the page cache, then reads [0, cachedBytes) back in. */
 function cacheOnly(path: string, cachedBytes: number): void {
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
+  evictFromPageCache(path);
   const fd = openSync(path, 'r');
   try {
     readSync(fd, Buffer.alloc(cachedBytes), 0, cachedBytes, 0);

@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect } from 'vitest';
+import { evictFromPageCache } from '../../../test/helpers/page-cache.js';
 
 /** What a test opened, undone after it (newest first). */
 export const cleanups: (() => void)[] = [];
@@ -16,7 +16,7 @@ afterEach(() => {
 /** Beside the package, not in the system's temporary directory: that may be a tmpfs, which refuses RWF_NOWAIT and has no page cache to evict. */
 const SCRATCH = fileURLToPath(new URL('../.test-scratch/', import.meta.url));
 
-/** A file of random bytes, written back and then dropped from the page cache (dd's nocache is posix_fadvise DONTNEED). */
+/** A file of random bytes, written back and then dropped from the page cache. */
 export function evictedFile(size: number): { path: string; fd: number; data: Buffer } {
   mkdirSync(SCRATCH, { recursive: true });
   const dir = mkdtempSync(join(SCRATCH, 'linux-io-'));
@@ -26,8 +26,7 @@ export function evictedFile(size: number): { path: string; fd: number; data: Buf
   writeFileSync(path, data);
   const fd = openSync(path, 'r');
   cleanups.push(() => closeSync(fd));
-  fsyncSync(fd);
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
+  evictFromPageCache(path);
   return { path, fd, data };
 }
 

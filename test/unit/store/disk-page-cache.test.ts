@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { Disk } from '../../../src/store/disk.js';
 import { useCleanups } from '../../helpers/cleanups.js';
+import { evictFromPageCache } from '../../helpers/page-cache.js';
 import { randomImage, scratchDir } from '../../helpers/scratch.js';
 
 /**
@@ -18,16 +18,6 @@ const cleanup = useCleanups();
 const MiB = 1024 * 1024;
 // Disk-backed: the system's temporary directory may be a tmpfs, which has no page cache to miss.
 const SCRATCH = fileURLToPath(new URL('../../../.cache/test-scratch/', import.meta.url));
-
-function evict(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
-}
 
 /** Starts the read and says whether it was done before anything but microtasks ran. */
 async function readAndSee(disk: Disk, buffer: Buffer, offset: number): Promise<boolean> {
@@ -44,7 +34,7 @@ it('answers page-cached reads on the spot and sends misses to the thread pool, w
   cleanup(() => dir.cleanup());
   const image = dir.file('disk.img');
   const data = randomImage(image, 8 * MiB);
-  evict(image);
+  evictFromPageCache(image);
   const disk = await Disk.open(image, { readOnly: true });
   cleanup(() => disk.close());
 
@@ -57,7 +47,7 @@ it('answers page-cached reads on the spot and sends misses to the thread pool, w
   expect(again.equals(missed)).toBe(true);
 
   // Half cached, half not: the cached half is taken at once, the rest read through the pool.
-  evict(image);
+  evictFromPageCache(image);
   const fd = openSync(image, 'r');
   readSync(fd, Buffer.alloc(64 * 1024), 0, 64 * 1024, 5 * MiB);
   closeSync(fd);
