@@ -46,8 +46,10 @@ let fileRepliesRefused: string | undefined;
 /** A reply from a file that the socket has not taken whole yet; every other reply waits behind it. */
 interface FileReplyInProgress {
   headerRest: Buffer;
-  fd: number;
-  position: number;
+  /** Where the reply's data lies, asked again before each piece (BlockExport.fileSpan). */
+  locate: () => FileSpan | undefined;
+  /** Data bytes gone so far, and still to go. */
+  sent: number;
   left: number;
   /** The file could not give `left` without waiting: the session reads it (finishFileReply). */
   copying: boolean;
@@ -134,14 +136,16 @@ export class ReplyWriter {
    * socket fills part way, the rest follows as the socket takes it, and the
    * other replies wait behind it.
    */
-  async dataFromFile(cookie: bigint, offset: number, length: number, span: FileSpan): Promise<FileReplyOutcome> {
+  async dataFromFile(cookie: bigint, offset: number, length: number, locate: () => FileSpan | undefined): Promise<FileReplyOutcome> {
     while (this.fileReplies && this.isOpen() && (this.inProgress !== undefined || this.socket.writableLength > 0)) {
       await new Promise<void>((resolve) => this.socketWaiters.push(resolve));
     }
     // Gone while it waited: nothing to send, and nothing to read for it.
     if (!this.isOpen()) return SENT_ALL;
+    // Asked now, not before the wait: a disk closed meanwhile gives none (its descriptor's number may name another file by then).
+    const span = locate();
     const fd = socketFd(this.socket);
-    if (!this.fileReplies || fd === undefined) return SENT_NONE;
+    if (!this.fileReplies || fd === undefined || span === undefined) return SENT_NONE;
     const header = this.structured ? encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, length) : encodeSimpleReply(cookie, 0);
     const written = this.sendFromFile(fd, header, span.fd, span.position, length);
     if (written === 'peer gone') return SENT_ALL;
@@ -154,8 +158,8 @@ export class ReplyWriter {
     return new Promise((settle) => {
       this.inProgress = {
         headerRest: header.subarray(Math.min(written, header.length)),
-        fd: span.fd,
-        position: span.position + sentData,
+        locate,
+        sent: sentData,
         left: length - sentData,
         copying: false,
         settle,
@@ -193,10 +197,7 @@ export class ReplyWriter {
     this.fileReplies = false;
     this.wakeSocketWaiters();
     const reply = this.inProgress;
-    if (reply !== undefined && !reply.copying) {
-      reply.copying = true;
-      reply.settle({ sent: 'part', rest: reply.left });
-    }
+    if (reply !== undefined && !reply.copying) this.leaveRestToCopy(reply);
   }
 
   /** sendFromFile's count, or 'peer gone' (the socket is destroyed). An error that is not the peer's turns replies from files off for good. */
@@ -225,20 +226,20 @@ export class ReplyWriter {
     if (piece.length > 0) {
       reply.headerRest = NO_BYTES;
     } else {
+      const span = reply.locate();
       piece = Buffer.allocUnsafe(Math.min(reply.left, WAKE_PIECE_BYTES));
       let got = 0;
       try {
-        got = readCached(reply.fd, piece, reply.position).bytes;
+        if (span !== undefined) got = readCached(span.fd, piece, span.position + reply.sent).bytes;
       } catch {
         // Not this way, then: the session reads the rest.
       }
       if (got === 0) {
-        reply.copying = true;
-        reply.settle({ sent: 'part', rest: reply.left });
+        this.leaveRestToCopy(reply);
         return;
       }
       piece = piece.subarray(0, got);
-      reply.position += got;
+      reply.sent += got;
       reply.left -= got;
     }
     this.socket.write(piece, this.onWakePieceWritten);
@@ -253,17 +254,21 @@ export class ReplyWriter {
     }
     if (reply.left > 0) {
       const fd = socketFd(this.socket);
-      const written = fd === undefined ? 'peer gone' : this.sendFromFile(fd, NO_BYTES, reply.fd, reply.position, reply.left);
+      if (fd === undefined) {
+        this.settleInProgress(reply, SENT_ALL);
+        return;
+      }
+      const span = reply.locate();
+      const written = span === undefined ? -1 : this.sendFromFile(fd, NO_BYTES, span.fd, span.position + reply.sent, reply.left);
       if (written === 'peer gone') {
         this.settleInProgress(reply, SENT_ALL);
         return;
       }
       if (written < 0 || (written === 0 && !this.fileReplies)) {
-        reply.copying = true;
-        reply.settle({ sent: 'part', rest: reply.left });
+        this.leaveRestToCopy(reply);
         return;
       }
-      reply.position += written;
+      reply.sent += written;
       reply.left -= written;
       if (reply.left > 0) {
         this.queueWakePiece();
@@ -273,6 +278,12 @@ export class ReplyWriter {
     this.afterWrite();
     this.settleInProgress(reply, SENT_ALL);
   };
+
+  /** The rest is copied after all: the session reads it and brings it with finishFileReply; the other replies still wait behind it. */
+  private leaveRestToCopy(reply: FileReplyInProgress): void {
+    reply.copying = true;
+    reply.settle({ sent: 'part', rest: reply.left });
+  }
 
   private settleInProgress(reply: FileReplyInProgress, outcome: FileReplyOutcome): void {
     this.inProgress = undefined;

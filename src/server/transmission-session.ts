@@ -335,9 +335,7 @@ export class TransmissionSession {
    * waiting, the rest is read and written before any other reply.
    */
   private async replyFromFile(cookie: bigint, offset: number, length: number): Promise<boolean> {
-    const span = this.exp.fileSpan?.(offset, length);
-    if (span === undefined) return false;
-    const outcome = await this.replies.dataFromFile(cookie, offset, length, span);
+    const outcome = await this.replies.dataFromFile(cookie, offset, length, () => this.exp.fileSpan?.(offset, length));
     if (outcome.sent === 'none') return false;
     if (outcome.sent === 'all') return true;
     const buffer = this.acquireBuffer(outcome.rest);

@@ -49,18 +49,18 @@ function assertSpan(offset: number, length: number): void {
   }
 }
 
-/**
- * One physical disk (an image file or a block device), opened once for the
- * whole server with an exclusive flock so that two servers can never move
- * blocks of the same disk. Positional I/O only: the file offset is never used,
- * so any number of requests may be in flight at once.
- */
 /** A range of the disk as its descriptor and position (Disk.region). */
 export interface DiskRegion {
   fd: number;
   position: number;
 }
 
+/**
+ * One physical disk (an image file or a block device), opened once for the
+ * whole server with an exclusive flock so that two servers can never move
+ * blocks of the same disk. Positional I/O only: the file offset is never used,
+ * so any number of requests may be in flight at once.
+ */
 export class Disk {
   private closeRequested = false;
   private closing: Promise<void> | undefined;
