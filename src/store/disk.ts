@@ -185,11 +185,12 @@ export class Disk {
   /**
    * Where the bytes at `offset` lie for a system call that reads them itself
    * (sendfile): this disk's descriptor, valid until close(). Undefined once
-   * close() was asked, as the number may then name another file.
+   * close() was asked, as the number may then name another file, and for a
+   * range past the end, which readInto fills with zeroes and a file does not.
    */
   region(offset: number, length: number): DiskRegion | undefined {
     assertSpan(offset, length);
-    if (this.closeRequested) return undefined;
+    if (this.closeRequested || offset + length > this.size) return undefined;
     return { fd: this.fd, position: offset };
   }
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Disk } from '../../../src/store/disk.js';
@@ -259,6 +259,25 @@ describe('close', () => {
     await expect(disk.sync()).rejects.toBeInstanceOf(DiskClosedError);
     await expect(disk.allocation(0, 1)).rejects.toBeInstanceOf(DiskClosedError);
     await expect(disk.readInto(Buffer.alloc(1), 0)).rejects.toBeInstanceOf(DiskClosedError);
+  });
+
+  it('gives its descriptor for sendfile within its size until close is asked, and never after (the number may name another file by then)', async () => {
+    const path = dir.file('r.img');
+    const data = randomImage(path, 8192);
+    const disk = await openDisk(path);
+    const region = disk.region(4096, 100);
+    expect(region?.position).toBe(4096);
+    // The descriptor is this disk's: reading through it gives the disk's bytes.
+    const through = Buffer.alloc(100);
+    readSync(region?.fd as number, through, 0, 100, 4096);
+    expect(through.equals(data.subarray(4096, 4196))).toBe(true);
+    // Past the end: readInto's zeroes, not the file's.
+    expect(disk.region(8000, 1000)).toBeUndefined();
+    expect(() => disk.region(-1, 1)).toThrow(RangeError);
+    const closing = disk.close();
+    expect(disk.region(0, 1)).toBeUndefined();
+    await closing;
+    expect(disk.region(0, 1)).toBeUndefined();
   });
 
   it('lets the requests in flight finish before the descriptor goes away', async () => {
