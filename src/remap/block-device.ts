@@ -21,6 +21,8 @@ export interface BlockDevice {
   writeZeroes?(offset: number, length: number): Promise<void>;
   /** Optional: true when the range already reads as zeroes without any I/O (a hole), so FAST_ZERO can be honoured. */
   isZeroRangeFast?(offset: number, length: number): Promise<boolean>;
+  /** Optional: where a range lies in a file, for replies sent from the page cache (src/store's Disk.region). */
+  region?(offset: number, length: number): { fd: number; position: number } | undefined;
   /** Optional: the data/hole map of a range, for block status of untouched regions. */
   allocation?(offset: number, length: number): Promise<ReadonlyArray<{ offset: number; length: number; data: boolean }>>;
 }

@@ -23,6 +23,9 @@ export interface RemapEngineOptions extends RemapStateOptions {
  * `destination`) and the control operations (seal, checkpoint, finish,
  * status). Phases only move forward: unsealed → sealed → finishing → finished.
  */
+/** How long seal waits for source clients to read replies sent from the page cache before it refuses. */
+export const SEAL_WAITS_FOR_READERS_MS = 5000;
+
 export class RemapEngine implements MigrationControl {
   readonly source: SourceView;
   readonly destination: DestinationView;
@@ -68,6 +71,16 @@ export class RemapEngine implements MigrationControl {
     s.sealing = true;
     // Writes that began before the seal finish first; new ones are refused already.
     await this.sourcePath.whenIdle();
+    // Reads sent from the page cache must be read first: their sockets hold the disk's pages, which destination
+    // writes may overwrite once sealed (G2). A client reading its replies takes microseconds; one that does not is named.
+    if (!(await s.unreadSourceReplies.noneWithin(SEAL_WAITS_FOR_READERS_MS))) {
+      const unread = s.unreadSourceReplies.count;
+      s.sealing = false;
+      throw new ControlRefusal(
+        `${unread} read repl${unread === 1 ? 'y' : 'ies'} of source sent before sealing ${unread === 1 ? 'has' : 'have'} not been read by ${unread === 1 ? 'its client' : 'their clients'} within ${SEAL_WAITS_FOR_READERS_MS / 1000} s: once sealed, destination writes may overwrite those bytes of the disk before they are read`,
+        'let the source clients read (a stopped process, a paused VM?), or disconnect them (umount, then nbd-client -d), and seal again',
+      );
+    }
     let samples;
     try {
       // The originals are what the disk holds now, unsynced source writes included: make them durable, or a

@@ -1,3 +1,4 @@
+import { UnreadSourceReplies } from './unread-source-replies.js';
 import { Errno, NbdError } from 'nbd-protocol-ts';
 import { describeFailure } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
@@ -66,6 +67,8 @@ export class RemapState extends BlockLayout {
 
   /** Set while seal() waits for source writes in flight: new ones are refused already. */
   sealing = false;
+  /** Source reads sent from the page cache before sealing that their clients may not have read yet: seal waits for them. */
+  readonly unreadSourceReplies = new UnreadSourceReplies();
 
   /** Disk blocks taken as slots: those in slotOwner, and those reserved for a spill still being written. Live only: recovery rebuilds it from spill. */
   readonly slotted: PagedBitmap;

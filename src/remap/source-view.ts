@@ -1,5 +1,5 @@
 import type { BlockSizeConstraints, StatusDescriptor } from 'nbd-protocol-ts';
-import type { BlockExport, ExportCapabilities, WriteOptions, ZeroOptions } from '../server/block-export.js';
+import type { BlockExport, ExportCapabilities, FileSpan, WriteOptions, ZeroOptions } from '../server/block-export.js';
 import { allocationDescriptors } from './allocation-descriptors.js';
 import type { RemapState } from './remap-state.js';
 import type { SourcePath } from './source-path.js';
@@ -42,6 +42,20 @@ export class SourceView implements BlockExport {
 
   readInto(buffer: Buffer, offset: number): Promise<void> {
     return this.path.readInto(buffer, offset);
+  }
+
+  /**
+   * Before sealing, reads may go from the page cache: nothing but clients'
+   * own writes changes the disk then. Each such reply is counted until its
+   * client has read it (FileSpan.whenTaken), and seal waits for none to be
+   * left, since after it destination writes land on released originals. From
+   * sealing on, replies are copied.
+   */
+  fileSpan(offset: number, length: number): FileSpan | undefined {
+    if (this.s.phase !== 'unsealed' || this.s.sealing) return undefined;
+    const region = this.s.device.region?.(offset, length);
+    if (region === undefined) return undefined;
+    return { ...region, whenTaken: this.s.unreadSourceReplies.take() };
   }
 
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {

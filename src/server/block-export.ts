@@ -60,6 +60,15 @@ export interface BlockExport {
 export interface FileSpan {
   fd: number;
   position: number;
+  /**
+   * For an export whose bytes something besides its clients will change
+   * later (the source, once sealed, under landing destination writes): the
+   * server calls it exactly once, when the client has read whatever it was
+   * sent of these bytes, or can no longer (its side closed), or at once when
+   * nothing was sent from the file. Spans with it are used only on sockets
+   * that can tell (unix); elsewhere the reply is copied.
+   */
+  whenTaken?: () => void;
 }
 
 export interface ExportCapabilities {

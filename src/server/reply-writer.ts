@@ -12,6 +12,7 @@ import {
 } from 'nbd-protocol-ts';
 import { socketFd } from '../net/socket-fd.js';
 import type { FileSpan } from './block-export.js';
+import { UnreadFileReplies } from './unread-file-replies.js';
 
 /**
  * What became of a READ reply sent from a file: all of it went; none did
@@ -72,6 +73,7 @@ export class ReplyWriter {
   /** A reply left: count it, and let replies from files go once nothing waits in the socket's queue. */
   private readonly afterWrite = (): void => {
     this.flushedCount++;
+    this.unread.check();
     if (this.socketWaiters.length > 0 && this.inProgress === undefined && this.socket.writableLength === 0) this.wakeSocketWaiters();
   };
   /** Replies from files are possible here until the kernel refuses one for good. */
@@ -79,6 +81,7 @@ export class ReplyWriter {
   private inProgress: FileReplyInProgress | undefined;
   /** Replies from files waiting for the socket's own queue to empty. */
   private socketWaiters: Array<() => void> = [];
+  private readonly unread: UnreadFileReplies;
 
   constructor(
     private readonly socket: Socket,
@@ -87,6 +90,7 @@ export class ReplyWriter {
     private readonly onFileRepliesOff: (why: string) => void = () => undefined,
   ) {
     this.fileReplies = canSendFromFile && fileRepliesRefused === undefined;
+    this.unread = new UnreadFileReplies(socket);
     socket.once('close', () => this.wakeSocketWaiters());
   }
 
@@ -144,10 +148,15 @@ export class ReplyWriter {
     if (!this.isOpen()) return SENT_ALL;
     // Asked now, not before the wait: a disk closed meanwhile gives none (its descriptor's number may name another file by then).
     const span = locate();
+    if (span === undefined) return SENT_NONE;
     const fd = socketFd(this.socket);
-    if (!this.fileReplies || fd === undefined || span === undefined) return SENT_NONE;
+    if (!this.fileReplies || fd === undefined || (span.whenTaken !== undefined && !this.unread.canTell)) {
+      this.spanUsed(span, false);
+      return SENT_NONE;
+    }
     const header = this.structured ? encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, length) : encodeSimpleReply(cookie, 0);
     const written = this.sendFromFile(fd, header, span.fd, span.position, length);
+    this.spanUsed(span, written !== 'peer gone' && written > header.length);
     if (written === 'peer gone') return SENT_ALL;
     if (written < 0) return SENT_NONE;
     if (written === header.length + length) {
@@ -233,6 +242,9 @@ export class ReplyWriter {
         if (span !== undefined) got = readCached(span.fd, piece, span.position + reply.sent).bytes;
       } catch {
         // Not this way, then: the session reads the rest.
+      } finally {
+        // A copy: the socket holds none of the file's pages for it.
+        if (span !== undefined) this.spanUsed(span, false);
       }
       if (got === 0) {
         this.leaveRestToCopy(reply);
@@ -260,6 +272,7 @@ export class ReplyWriter {
       }
       const span = reply.locate();
       const written = span === undefined ? -1 : this.sendFromFile(fd, NO_BYTES, span.fd, span.position + reply.sent, reply.left);
+      if (span !== undefined) this.spanUsed(span, written !== 'peer gone' && written > 0);
       if (written === 'peer gone') {
         this.settleInProgress(reply, SENT_ALL);
         return;
@@ -278,6 +291,13 @@ export class ReplyWriter {
     this.afterWrite();
     this.settleInProgress(reply, SENT_ALL);
   };
+
+  /** A span's export learns when the client has read what was sent from it (FileSpan.whenTaken): at once when nothing was. */
+  private spanUsed(span: FileSpan, pagesSent: boolean): void {
+    if (span.whenTaken === undefined) return;
+    if (pagesSent) this.unread.add(span.whenTaken);
+    else span.whenTaken();
+  }
 
   /** The rest is copied after all: the session reads it and brings it with finishFileReply; the other replies still wait behind it. */
   private leaveRestToCopy(reply: FileReplyInProgress): void {

@@ -26,4 +26,5 @@ void export_function(napi_env env, napi_value exports, const char *name, napi_ca
 napi_value register_socket_send_buffer(napi_env env, napi_value exports);
 napi_value register_pread_nowait(napi_env env, napi_value exports);
 napi_value register_send_from_file(napi_env env, napi_value exports);
+napi_value register_socket_hold(napi_env env, napi_value exports);
 #endif

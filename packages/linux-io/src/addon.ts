@@ -7,9 +7,12 @@ export interface LinuxIoAddon {
   sendQueueBytes(fd: number): number;
   preadNoWait(fd: number, buffer: Uint8Array, position: number): number;
   sendFromFile(socketFd: number, header: Uint8Array, fileFd: number, position: number, length: number): number;
+  holdDescriptor(fd: number): number;
+  shutdownSocket(fd: number): void;
+  closeDescriptor(fd: number): void;
 }
 
-const FUNCTIONS = ['sendBufferSize', 'setSendBufferSize', 'sendQueueBytes', 'preadNoWait', 'sendFromFile'] as const;
+const FUNCTIONS = ['sendBufferSize', 'setSendBufferSize', 'sendQueueBytes', 'preadNoWait', 'sendFromFile', 'holdDescriptor', 'shutdownSocket', 'closeDescriptor'] as const;
 
 function isLinuxIoAddon(value: unknown): value is LinuxIoAddon {
   if (typeof value !== 'object' || value === null) return false;

@@ -1,0 +1,86 @@
+import type { Socket } from 'node:net';
+import { closeDescriptor, holdDescriptor, sendQueueBytes, shutdownSocket } from 'linux-io';
+import { socketFd } from '../net/socket-fd.js';
+
+/** How often the kernel is asked while replies wait to be read. */
+const POLL_MS = 10;
+
+/**
+ * Replies sent from the page cache that the client may not have read yet,
+ * for exports that must know when it has (FileSpan.whenTaken): until then the
+ * socket holds the file's pages, not a copy, and a write to them would reach
+ * the client.
+ *
+ * Only a unix socket can tell. The kernel counts what its peer has not read
+ * yet (SIOCOUTQ; its bookkeeping included, so it errs late, which is safe);
+ * at zero every reply sent so far has been read, or the peer has closed and
+ * its queue is gone. A TCP socket's count ends when the peer's kernel
+ * acknowledges, and on loopback the peer's queue still holds our pages.
+ *
+ * While any reply is unread the socket is held by a descriptor of our own:
+ * the pages stay in the peer's queue after our close, so Node's close must not
+ * leave them unwatched. When Node closes the socket, the held descriptor shuts
+ * it down (the peer reads what is queued, then the end of the stream) and is
+ * watched until the peer has read it all or closed.
+ */
+export class UnreadFileReplies {
+  private held: number | undefined;
+  private waiting: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private socketClosed = false;
+
+  constructor(private readonly socket: Socket) {
+    socket.once('close', () => {
+      this.socketClosed = true;
+      if (this.held !== undefined) this.tryShutdown(this.held);
+      this.check();
+    });
+  }
+
+  /** Whether this socket can tell when its peer has read (a unix socket). */
+  get canTell(): boolean {
+    return this.socket.remoteFamily === undefined && !this.socketClosed;
+  }
+
+  /** `taken` runs once everything sent so far has been read by the peer, or the peer has closed. Call it once the reply's bytes are in the kernel. */
+  add(taken: () => void): void {
+    if (this.held === undefined) {
+      const fd = socketFd(this.socket);
+      if (fd === undefined) {
+        // Closed already and nothing held: the peer can read nothing of ours that this socket still sends.
+        taken();
+        return;
+      }
+      this.held = holdDescriptor(fd);
+    }
+    this.waiting.push(taken);
+    this.timer ??= setInterval(() => this.check(), POLL_MS).unref();
+  }
+
+  /** Asks the kernel; cheap, and a no-op with nothing waiting. */
+  check(): void {
+    if (this.waiting.length === 0 || this.held === undefined) return;
+    let unread: number | undefined;
+    try {
+      unread = sendQueueBytes(this.held);
+    } catch {
+      // The kernel cannot say: keep waiting, never guess.
+      return;
+    }
+    if (unread === undefined || unread > 0) return;
+    const taken = this.waiting.splice(0);
+    clearInterval(this.timer);
+    this.timer = undefined;
+    closeDescriptor(this.held);
+    this.held = undefined;
+    for (const run of taken) run();
+  }
+
+  private tryShutdown(fd: number): void {
+    try {
+      shutdownSocket(fd);
+    } catch {
+      // Nothing to end: the peer is gone, and the count says so.
+    }
+  }
+}
