@@ -150,7 +150,7 @@ export class ReplyWriter {
     const span = locate();
     if (span === undefined) return SENT_NONE;
     const fd = socketFd(this.socket);
-    if (!this.fileReplies || fd === undefined || (span.whenTaken !== undefined && !this.unread.canTell)) {
+    if (!this.fileReplies || fd === undefined || (span.whenTaken !== undefined && !this.unread.ready())) {
       this.spanUsed(span, false);
       return SENT_NONE;
     }
@@ -270,7 +270,11 @@ export class ReplyWriter {
         this.settleInProgress(reply, SENT_ALL);
         return;
       }
-      const span = reply.locate();
+      let span = reply.locate();
+      if (span?.whenTaken !== undefined && !this.unread.ready()) {
+        this.spanUsed(span, false);
+        span = undefined;
+      }
       const written = span === undefined ? -1 : this.sendFromFile(fd, NO_BYTES, span.fd, span.position + reply.sent, reply.left);
       if (span !== undefined) this.spanUsed(span, written !== 'peer gone' && written > 0);
       if (written === 'peer gone') {

@@ -37,22 +37,28 @@ export class UnreadFileReplies {
     });
   }
 
-  /** Whether this socket can tell when its peer has read (a unix socket). */
-  get canTell(): boolean {
-    return this.socket.remoteFamily === undefined && !this.socketClosed;
+  /**
+   * Ready to watch a reply about to be sent: a unix socket, held by a
+   * descriptor of our own. False when it cannot be (TCP, closed, no
+   * descriptor to spare): such a reply must be sent some other way.
+   */
+  ready(): boolean {
+    if (this.socket.remoteFamily !== undefined || this.socketClosed) return false;
+    if (this.held !== undefined) return true;
+    const fd = socketFd(this.socket);
+    if (fd === undefined) return false;
+    try {
+      this.held = holdDescriptor(fd);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
-  /** `taken` runs once everything sent so far has been read by the peer, or the peer has closed. Call it once the reply's bytes are in the kernel. */
+  /** `taken` runs once everything sent so far has been read by the peer, or the peer has closed. Call it, after ready(), once the reply's bytes are in the kernel. */
   add(taken: () => void): void {
-    if (this.held === undefined) {
-      const fd = socketFd(this.socket);
-      if (fd === undefined) {
-        // Closed already and nothing held: the peer can read nothing of ours that this socket still sends.
-        taken();
-        return;
-      }
-      this.held = holdDescriptor(fd);
-    }
+    // Nothing sent since ready() can have let check() drop the hold (it runs on write completions, never in between).
+    if (this.held === undefined) throw new Error('UnreadFileReplies.add without ready()');
     this.waiting.push(taken);
     this.timer ??= setInterval(() => this.check(), POLL_MS).unref();
   }

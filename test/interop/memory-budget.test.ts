@@ -35,15 +35,20 @@ async function settledRss(pid: number): Promise<number> {
 }
 
 /** HOGS clients that each ask for four 32 MiB reads and from then on read nothing: the server's replies pile up on its side. */
-async function readHogs(path: string): Promise<RawNbdClient[]> {
+async function readHogs(target: { path: string } | { host: string; port: number }): Promise<RawNbdClient[]> {
   const hogs: RawNbdClient[] = [];
   for (let i = 0; i < HOGS; i++) {
-    const c = await RawNbdClient.attach({ path }, 'source');
+    const c = await RawNbdClient.attach(target, 'source');
     c.socket.pause();
     for (let k = 0; k < 4; k++) c.sendRequest({ type: READ, cookie: BigInt(k), offset: k * 8 * MiB, length: 32 * MiB });
     hogs.push(c);
   }
   return hogs;
+}
+
+/** The server's TCP endpoint. */
+function tcpTarget(server: ServerProcess): { host: string; port: number } {
+  return { host: '127.0.0.1', port: Number(new URL(server.uri('source', 'tcp')).port) };
 }
 
 describe('memory of all connections together is bounded (G8)', () => {
@@ -56,9 +61,9 @@ describe('memory of all connections together is bounded (G8)', () => {
   beforeAll(async () => {
     content = randomImage(disk, 64 * MiB);
     // Stalled clients are not dropped here (--stall-timeout): these cases measure what the budget alone bounds.
-    // The source before sealing copies what it reads into request memory (a read-only serve sends cached data
-    // without it: the last case).
-    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--stall-timeout', '600']);
+    // Their hogs come over TCP, where reads are copied into request memory (over a unix socket cached data goes
+    // from the page cache without it: the read-only case).
+    server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--listen', '127.0.0.1:0', '--stall-timeout', '600']);
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);
@@ -71,7 +76,7 @@ describe('memory of all connections together is bounded (G8)', () => {
     await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${socketPath}`, 'null:']);
     const before = rssOf(pid);
 
-    const hogs = await readHogs(socketPath);
+    const hogs = await readHogs(tcpTarget(server));
     const held = (await settledRss(pid)) - before;
     // Without the budget each hog holds ~64 MiB (two 32 MiB reads in flight, their replies queued): ~770 MiB here.
     // With it: the budget, one request over it, the guaranteed request per connection, and the idle pool's 64 MiB.
@@ -100,7 +105,7 @@ describe('memory of all connections together is bounded (G8)', () => {
     const path = dir.file(`${name}.sock`);
     const ownDisk = dir.file(`${name}.img`);
     const ownContent = randomImage(ownDisk, 64 * MiB);
-    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, ...mode, '--stall-timeout', stallTimeout]);
+    const own = await startServerProcess(['serve', '--disk', ownDisk, '--socket', path, '--listen', '127.0.0.1:0', ...mode, '--stall-timeout', stallTimeout]);
     return { path, ownContent, own };
   }
 
@@ -112,7 +117,7 @@ describe('memory of all connections together is bounded (G8)', () => {
       // Warm: the page cache holds the image (randomImage wrote it), and the server has its code and buffers.
       await mustRun('nbdcopy', ['-C', '1', `nbd+unix:///source?socket=${path}`, 'null:']);
       const before = await settledRss(pid);
-      const hogs = await readHogs(path);
+      const hogs = await readHogs({ path });
       const held = (await settledRss(pid)) - before;
       // Copied into request memory, the same hogs take the whole budget (256 MiB; the first case).
       console.log(`${HOGS} clients not reading cached data: server RSS grew ${(held / MiB).toFixed(0)} MiB`);
@@ -152,7 +157,7 @@ describe('memory of all connections together is bounded (G8)', () => {
   it('clients that hold the budget and make no progress are disconnected after --stall-timeout while others wait: large requests are served again', async () => {
     const { path, ownContent, own } = await ownServer('stall', '1');
     try {
-      const hogs = await readHogs(path);
+      const hogs = await readHogs(tcpTarget(own));
       // One that stalls in the middle of a write's payload instead.
       const writer = await RawNbdClient.attach({ path }, 'source');
       writer.sendRequest({ type: WRITE, cookie: 1n, offset: 0, length: 32 * MiB });
