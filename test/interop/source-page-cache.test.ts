@@ -39,6 +39,11 @@ async function serveUnsealed(serveArgs: string[] = []): Promise<{ disk: string; 
   return { disk, original, control, socket, server, port };
 }
 
+async function expectSealed(control: string): Promise<void> {
+  const sealed = await cli(['seal', '--control', control]);
+  expect(sealed.code, sealed.stderr).toBe(0);
+}
+
 /** Four 1 MiB reads of [0, 4 MiB) that the client does not read yet. */
 async function unreadReads(client: RawNbdClient): Promise<void> {
   client.socket.pause();
@@ -87,8 +92,7 @@ it('seal refuses while a unix client has not read replies sent from the page cac
   expect((await writer.readSimpleReply()).error).toBe(0);
 
   await readReplies(reader, m.original);
-  const sealed = await cli(['seal', '--control', m.control]);
-  expect(sealed.code, sealed.stderr).toBe(0);
+  await expectSealed(m.control);
 }, 60_000);
 
 it('a unix client that goes without reading does not hold up the seal', async () => {
@@ -97,8 +101,7 @@ it('a unix client that goes without reading does not hold up the seal', async ()
   await unreadReads(reader);
   reader.close();
   await reader.closed;
-  const sealed = await cli(['seal', '--control', m.control]);
-  expect(sealed.code, sealed.stderr).toBe(0);
+  await expectSealed(m.control);
 }, 60_000);
 
 it('a client the server cuts off can still read what it was sent: seal waits for that too, and seals once it has', async () => {
@@ -127,8 +130,7 @@ it('a client the server cuts off can still read what it was sent: seal waits for
     whole++;
   }
   expect(whole).toBeGreaterThan(0);
-  const sealed = await cli(['seal', '--control', m.control]);
-  expect(sealed.code, sealed.stderr).toBe(0);
+  await expectSealed(m.control);
 }, 60_000);
 
 it('on TCP the replies are copied: sealed at once, and a reply read after destination data landed on its bytes still holds the originals (G2)', async () => {
@@ -137,8 +139,7 @@ it('on TCP the replies are copied: sealed at once, and a reply read after destin
   const late = await RawNbdClient.attach({ host: '127.0.0.1', port: m.port }, 'source');
   cleanup(() => late.close());
   await unreadReads(late);
-  const sealed = await cli(['seal', '--control', m.control]);
-  expect(sealed.code, sealed.stderr).toBe(0);
+  await expectSealed(m.control);
 
   // Another client reads the sealed source there (releasing the blocks), then the destination is written over them.
   const copier = await RawNbdClient.attach({ path: m.socket }, 'source');
