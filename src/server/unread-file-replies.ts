@@ -63,17 +63,20 @@ export class UnreadFileReplies {
     this.timer ??= setInterval(() => this.check(), POLL_MS).unref();
   }
 
-  /** Asks the kernel; cheap, and a no-op with nothing waiting. */
+  /** Asks the kernel while replies wait to be read; lets the hold go once none do. Cheap, and a no-op with nothing held. */
   check(): void {
-    if (this.waiting.length === 0 || this.held === undefined) return;
-    let unread: number | undefined;
-    try {
-      unread = sendQueueBytes(this.held);
-    } catch {
-      // The kernel cannot say: keep waiting, never guess.
-      return;
+    if (this.held === undefined) return;
+    if (this.waiting.length > 0) {
+      let unread: number | undefined;
+      try {
+        unread = sendQueueBytes(this.held);
+      } catch {
+        // The kernel cannot say: keep waiting, never guess.
+        return;
+      }
+      if (unread === undefined || unread > 0) return;
     }
-    if (unread === undefined || unread > 0) return;
+    // All read, or nothing was sent after ready(): the hold is not needed.
     const taken = this.waiting.splice(0);
     clearInterval(this.timer);
     this.timer = undefined;

@@ -1,7 +1,8 @@
-import { openSync, readSync, closeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
+import { evictFromPageCache } from '../helpers/page-cache.js';
 import { RawNbdClient } from '../helpers/raw-nbd-client.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
@@ -102,6 +103,24 @@ it('a unix client that goes without reading does not hold up the seal', async ()
   reader.close();
   await reader.closed;
   await expectSealed(m.control);
+}, 60_000);
+
+it('connections leave no descriptor behind, whether their reads went from the page cache or not', async () => {
+  const m = await serveUnsealed();
+  const fds = (): number => readdirSync(`/proc/${m.server.child.pid}/fd`).length;
+  const before = fds();
+  for (const cached of [true, false]) {
+    // Not cached: the server makes ready to watch the reply, then copies it after all.
+    if (!cached) evictFromPageCache(m.disk);
+    const reader = await RawNbdClient.attach({ path: m.socket }, 'source');
+    reader.sendRequest({ type: READ, cookie: 1n, offset: 0, length: MiB });
+    expect((await reader.readSimpleReply(MiB)).data.equals(m.original.subarray(0, MiB))).toBe(true);
+    reader.close();
+    await reader.closed;
+  }
+  // The server sees the closes and lets go within a few polls.
+  for (let i = 0; i < 50 && fds() !== before; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(fds()).toBe(before);
 }, 60_000);
 
 it('a client the server cuts off can still read what it was sent: seal waits for that too, and seals once it has', async () => {
