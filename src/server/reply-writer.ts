@@ -147,13 +147,10 @@ export class ReplyWriter {
     // Gone while it waited: nothing to send, and nothing to read for it.
     if (!this.isOpen()) return SENT_ALL;
     // Asked now, not before the wait: a disk closed meanwhile gives none (its descriptor's number may name another file by then).
-    const span = locate();
-    if (span === undefined) return SENT_NONE;
     const fd = socketFd(this.socket);
-    if (!this.fileReplies || fd === undefined || (span.whenTaken !== undefined && !this.unread.ready())) {
-      this.spanUsed(span, false);
-      return SENT_NONE;
-    }
+    if (!this.fileReplies || fd === undefined) return SENT_NONE;
+    const span = this.sendableSpan(locate);
+    if (span === undefined) return SENT_NONE;
     const header = this.structured ? encodeOffsetDataHeader(ReplyFlag.DONE, cookie, offset, length) : encodeSimpleReply(cookie, 0);
     const written = this.sendFromFile(fd, header, span.fd, span.position, length);
     this.spanUsed(span, written !== 'peer gone' && written > header.length);
@@ -270,11 +267,7 @@ export class ReplyWriter {
         this.settleInProgress(reply, SENT_ALL);
         return;
       }
-      let span = reply.locate();
-      if (span?.whenTaken !== undefined && !this.unread.ready()) {
-        this.spanUsed(span, false);
-        span = undefined;
-      }
+      const span = this.sendableSpan(reply.locate);
       const written = span === undefined ? -1 : this.sendFromFile(fd, NO_BYTES, span.fd, span.position + reply.sent, reply.left);
       if (span !== undefined) this.spanUsed(span, written !== 'peer gone' && written > 0);
       if (written === 'peer gone') {
@@ -295,6 +288,14 @@ export class ReplyWriter {
     this.afterWrite();
     this.settleInProgress(reply, SENT_ALL);
   };
+
+  /** Where a reply's data lies, when it may be sent from there: a span whose reading must be watched needs a socket that can be (UnreadFileReplies.ready). */
+  private sendableSpan(locate: () => FileSpan | undefined): FileSpan | undefined {
+    const span = locate();
+    if (span?.whenTaken === undefined || this.unread.ready()) return span;
+    span.whenTaken();
+    return undefined;
+  }
 
   /** A span's export learns when the client has read what was sent from it (FileSpan.whenTaken): at once when nothing was. */
   private spanUsed(span: FileSpan, pagesSent: boolean): void {
