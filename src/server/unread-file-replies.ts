@@ -6,6 +6,15 @@ import { socketFd } from '../net/socket-fd.js';
 const POLL_MS = 10;
 
 /**
+ * Sockets held at once, process-wide. A hold outlives its connection while
+ * the client keeps replies unread, so clients that are dropped without
+ * reading would otherwise pile up descriptors (G8); past the bound, replies
+ * that must be watched are copied instead.
+ */
+export const MAX_HELD_SOCKETS = 128;
+let heldSockets = 0;
+
+/**
  * Replies sent from the page cache that the client may not have read yet,
  * for exports that must know when it has (FileSpan.whenTaken): until then the
  * socket holds the file's pages, not a copy, and a write to them would reach
@@ -29,7 +38,10 @@ export class UnreadFileReplies {
   private timer: NodeJS.Timeout | undefined;
   private socketClosed = false;
 
-  constructor(private readonly socket: Socket) {
+  constructor(
+    private readonly socket: Socket,
+    private readonly maxHeld = MAX_HELD_SOCKETS,
+  ) {
     socket.once('close', () => {
       this.socketClosed = true;
       if (this.held !== undefined) this.tryShutdown(this.held);
@@ -40,19 +52,21 @@ export class UnreadFileReplies {
   /**
    * Ready to watch a reply about to be sent: a unix socket, held by a
    * descriptor of our own. False when it cannot be (TCP, closed, no
-   * descriptor to spare): such a reply must be sent some other way.
+   * descriptor to spare, MAX_HELD_SOCKETS held): such a reply must be sent
+   * some other way.
    */
   ready(): boolean {
     if (this.socket.remoteFamily !== undefined || this.socketClosed) return false;
     if (this.held !== undefined) return true;
     const fd = socketFd(this.socket);
-    if (fd === undefined) return false;
+    if (fd === undefined || heldSockets >= this.maxHeld) return false;
     try {
       this.held = holdDescriptor(fd);
-      return true;
     } catch {
       return false;
     }
+    heldSockets++;
+    return true;
   }
 
   /** `taken` runs once everything sent so far has been read by the peer, or the peer has closed. Call it, after ready(), once the reply's bytes are in the kernel. */
@@ -82,6 +96,7 @@ export class UnreadFileReplies {
     this.timer = undefined;
     closeDescriptor(this.held);
     this.held = undefined;
+    heldSockets--;
     for (const run of taken) run();
   }
 
