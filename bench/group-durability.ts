@@ -77,6 +77,7 @@ async function describeState(status: Record<string, unknown> | undefined): Promi
 export const durabilityGroup: BenchGroup = {
   name: 'durability',
   summary: 'destination writes with FLUSH every 1 MiB / with FUA vs qemu-nbd (issue 4)',
+  tools: ['qemu-nbd', 'fio', 'python3 nbd module'],
   async run(dir) {
     const image = join(dir, 'durable.img');
     fillRandom(image, 2 * DURABLE_BYTES);

@@ -65,6 +65,7 @@ const COMPARISONS: readonly Comparison[] = [
 export const peersGroup: BenchGroup = {
   name: 'peers',
   summary: 'source export vs nbdkit file and qemu-nbd: sequential and 4K random I/O (issue 2)',
+  tools: ['nbdcopy', 'nbdkit', 'qemu-nbd', 'fio'],
   async run(dir, master) {
     const samples = new Samples();
     for (let round = 1; round <= ROUNDS; round++) {

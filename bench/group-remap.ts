@@ -183,6 +183,7 @@ const num = (status: Record<string, unknown>, key: string): number => (typeof st
 export const remapGroup: BenchGroup = {
   name: 'remap',
   summary: 'destination writes through the ordering engine with spills, whole-disk migration (issue 3)',
+  tools: ['nbdcopy', 'qemu-nbd', 'fio'],
   async run(dir, master) {
     const half = join(dir, 'half.bin');
     fillRandom(half, SIZE / 2);

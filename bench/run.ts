@@ -18,6 +18,7 @@ import { remapGroup } from './group-remap.js';
 import type { BenchGroup } from './group.js';
 import { fillRandom } from './images.js';
 import { progress } from './table.js';
+import { requireTools } from './tools.js';
 
 const GROUPS: readonly BenchGroup[] = [peersGroup, remapGroup, durabilityGroup];
 
@@ -33,6 +34,7 @@ function selectedGroups(): BenchGroup[] {
 
 async function main(): Promise<void> {
   const groups = selectedGroups();
+  requireTools(groups.flatMap((g) => g.tools));
   const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-bench-'));
   const started = Date.now();
   try {
