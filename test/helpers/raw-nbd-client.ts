@@ -6,14 +6,23 @@ import net from 'node:net';
  * the protocol package, so the tests are an oracle for it rather than a mirror.
  */
 export class RawNbdClient {
-  private buffered = Buffer.alloc(0);
+  /**
+   * What has arrived and not been read, as it came: joined only when a read
+   * takes it. Joining on every chunk copied the whole backlog each time
+   * (quadratic: a 32 MiB reply in 64 KiB chunks copied 8 GiB, each copy into
+   * fresh memory), which on a VM with costly page faults slowed this client
+   * to ~10 MB/s and made it, not the server, time out.
+   */
+  private chunks: Buffer[] = [];
+  private bufferedBytes = 0;
   private waiter: (() => void) | undefined;
   private ended = false;
   readonly closed: Promise<void>;
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (chunk: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, chunk]);
+      this.chunks.push(chunk);
+      this.bufferedBytes += chunk.length;
       this.waiter?.();
     });
     this.closed = new Promise((resolve) =>
@@ -49,8 +58,8 @@ export class RawNbdClient {
   /** Exactly n bytes; rejects if the server closes first or nothing comes within the limit. */
   async read(n: number, timeoutMs = 10_000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
-    while (this.buffered.length < n) {
-      if (this.ended) throw new Error(`connection closed after ${this.buffered.length} of ${n} bytes`);
+    while (this.bufferedBytes < n) {
+      if (this.ended) throw new Error(`connection closed after ${this.bufferedBytes} of ${n} bytes`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${n} bytes`);
       await new Promise<void>((resolve) => {
@@ -62,8 +71,11 @@ export class RawNbdClient {
       });
       this.waiter = undefined;
     }
-    const out = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bufferedBytes);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.bufferedBytes = rest.length;
     return Buffer.from(out);
   }
 
