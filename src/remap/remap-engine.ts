@@ -153,6 +153,17 @@ export class RemapEngine implements MigrationControl {
         ),
       );
     }
+    if (s.phase === 'sealed' && s.unreadSourceReplies.count > 0) {
+      // Finish lands on every block: replies from the page cache still unread would carry destination data (G2).
+      return s.unreadSourceReplies.noneWithin(SEAL_WAITS_FOR_READERS_MS).then((none) => {
+        if (none) return this.finish(onProgress);
+        const unread = s.unreadSourceReplies.count;
+        throw new ControlRefusal(
+          `finish refused: ${unread} read repl${unread === 1 ? 'y' : 'ies'} of source sent from the page cache ${unread === 1 ? 'has' : 'have'} not been read by ${unread === 1 ? 'its client' : 'their clients'} within ${SEAL_WAITS_FOR_READERS_MS / 1000} s, and finish overwrites those bytes of the disk`,
+          'let the client read what it was sent or close its connection (a stopped process, a paused VM?), then run finish again',
+        );
+      });
+    }
     if (s.phase === 'sealed') {
       s.phase = 'finishing';
       s.release(0, s.map.diskBlocks, true, false);

@@ -1,5 +1,6 @@
 import { Errno, NbdError } from 'nbd-protocol-ts';
 import { zeroRange } from './block-device.js';
+import { RangeIndex, type Span } from './range-index.js';
 import type { RemapState } from './remap-state.js';
 
 export const SOURCE_SEALED = 'source is sealed: it is read-only now';
@@ -21,6 +22,8 @@ interface DiskRead {
  */
 export class SourcePath {
   private idleWaiters: Array<() => void> = [];
+  /** Read blocks whose release waits for a reply from the page cache that covers them to be read. */
+  private readonly deferredReleases = new RangeIndex<Span>();
 
   constructor(private readonly s: RemapState) {}
 
@@ -80,12 +83,56 @@ export class SourcePath {
     if (lost.length > 0) throw this.originalsLost(lost);
     if (waits.length === 0 && reads.length === 1) await this.readOne(buffer, reads[0]);
     else await this.readAll(buffer, reads, waits);
+    this.releaseRead(offset, buffer.length);
+  }
+
+  /**
+   * Whether a read of [offset, offset+length) may go from the page cache once
+   * sealed (SourceView.fileSpan): only while none of its blocks has been
+   * released. Every write of the engine goes to released blocks, so nothing
+   * changes these bytes while the client has yet to read them; and they stay
+   * unreleased until it has (releaseRead, UnreadSourceReplies).
+   */
+  mayReadFromPageCache(offset: number, length: number): boolean {
+    const s = this.s;
+    if (s.phase !== 'sealed') return false;
+    const p0 = Math.floor(offset / s.B);
+    const p1 = Math.ceil((offset + length) / s.B);
+    return s.released.countRange(p0, p1) === 0;
+  }
+
+  /**
+   * A sealed source read of [offset, offset+length) has reached its client:
+   * the blocks it covered entirely are released (the client has not seen the
+   * rest of a partly read block). Blocks a reply from the page cache still
+   * holds unread stay unreleased until that reply is read; they are released
+   * then (retryDeferredReleases).
+   */
+  releaseRead(offset: number, length: number): void {
+    const s = this.s;
     if (s.phase !== 'sealed') return;
-    // Only blocks this read covered entirely: the client has not seen the rest of a partly read block.
+    const B = s.B;
+    const end = offset + length;
     const f0 = Math.ceil(offset / B);
-    const f1 = end === s.map.diskSize ? p1 : Math.floor(end / B);
-    if (f0 >= f1) return;
-    for (const run of s.release(f0, f1, false)) s.committer.append({ type: 'release', start: run.start, count: run.end - run.start });
+    const f1 = end === s.map.diskSize ? Math.ceil(end / B) : Math.floor(end / B);
+    if (f0 < f1) this.releaseUnlessUnread(f0, f1);
+  }
+
+  /** A reply from the page cache covering disk blocks [start, end) has been read: blocks whose release waited for it alone are released. */
+  retryDeferredReleases(start: number, end: number): void {
+    if (this.deferredReleases.size === 0 || this.s.phase !== 'sealed') return;
+    const waiting = this.deferredReleases.overlapping(start, end);
+    for (const run of waiting) this.deferredReleases.delete(run);
+    for (const run of waiting) this.releaseUnlessUnread(run.start, run.end);
+  }
+
+  private releaseUnlessUnread(f0: number, f1: number): void {
+    const s = this.s;
+    const { free, covered } = s.unreadSourceReplies.split(f0, f1);
+    for (const run of free) {
+      for (const fresh of s.release(run.start, run.end, false)) s.committer.append({ type: 'release', start: fresh.start, count: fresh.end - fresh.start });
+    }
+    for (const run of covered) this.deferredReleases.add(run);
   }
 
   /** The common case, one run of originals still on the disk: no promise machinery beyond the read itself (per-request cost on 4K random reads). */

@@ -45,17 +45,35 @@ export class SourceView implements BlockExport {
   }
 
   /**
-   * Before sealing, reads may go from the page cache: nothing but clients'
-   * own writes changes the disk then. Each such reply is counted until its
-   * client has read it (FileSpan.whenTaken), and seal waits for none to be
-   * left, since after it destination writes land on released originals. From
-   * sealing on, replies are copied.
+   * Reads may go from the page cache (sendfile) while nothing but the
+   * clients' own writes can change their bytes: before sealing, and once
+   * sealed for blocks not released yet (no engine write goes there). Each
+   * such reply is counted, by the blocks it covers, until its client has
+   * read it (FileSpan.whenTaken): seal and finish wait for none to be left,
+   * and a sealed read's blocks are released only then (fileReplySent).
    */
   fileSpan(offset: number, length: number): FileSpan | undefined {
-    if (this.s.phase !== 'unsealed' || this.s.sealing) return undefined;
-    const region = this.s.device.region?.(offset, length);
+    const s = this.s;
+    const sealed = s.phase === 'sealed' && this.path.mayReadFromPageCache(offset, length);
+    if (!sealed && (s.phase !== 'unsealed' || s.sealing)) return undefined;
+    const region = s.device.region?.(offset, length);
     if (region === undefined) return undefined;
-    return { ...region, whenTaken: this.s.unreadSourceReplies.take() };
+    const p0 = Math.floor(offset / s.B);
+    const p1 = Math.ceil((offset + length) / s.B);
+    const read = s.unreadSourceReplies.take(p0, p1);
+    if (!sealed) return { ...region, whenTaken: read };
+    return {
+      ...region,
+      whenTaken: () => {
+        read();
+        this.path.retryDeferredReleases(p0, p1);
+      },
+    };
+  }
+
+  /** A sealed read's blocks are released now, or as soon as no unread reply covers them (SourcePath.releaseRead). */
+  fileReplySent(offset: number, length: number): void {
+    this.path.releaseRead(offset, length);
   }
 
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void> {

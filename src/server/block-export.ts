@@ -34,6 +34,13 @@ export interface BlockExport {
    * for either version.
    */
   fileSpan?(offset: number, length: number): FileSpan | undefined;
+  /**
+   * A READ reply of [offset, offset+length) that went, in part or whole, from
+   * file spans has been handed to the socket entirely (what a copied reply's
+   * readInto has done by the time it returns). The client may not have read
+   * it yet: the spans' whenTaken say when it has.
+   */
+  fileReplySent?(offset: number, length: number): void;
   /** `data` is the server's too: it is reused once the returned promise settles, so an export copies what it keeps. */
   write(offset: number, data: Buffer, options: WriteOptions): Promise<void>;
   /**

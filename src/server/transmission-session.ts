@@ -20,6 +20,7 @@ import type { BlockExport, ExportCapabilities } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { ReplyWriter } from './reply-writer.js';
+import { settleReadReplies } from './unread-file-replies.js';
 import { nbdErrnoOf } from './system-errno.js';
 import { validateRequest, type ValidationContext } from './validate-request.js';
 
@@ -277,6 +278,8 @@ export class TransmissionSession {
   private async run(request: Request, payload: Buffer | undefined): Promise<void> {
     const { cookie, offset, length, flags } = request;
     const fua = (flags & CommandFlag.FUA) !== 0;
+    // What the client read before it asked to change data counts as read when the change is placed.
+    if (request.type !== Command.READ) settleReadReplies();
     switch (request.type) {
       case Command.READ: {
         if (length === 0) {
@@ -284,7 +287,10 @@ export class TransmissionSession {
           return;
         }
         // Only exports that say where their bytes lie, so reads of the others take no extra await.
-        if (this.exp.fileSpan !== undefined && this.replies.sendsFromFiles && (await this.replyFromFile(cookie, offset, length))) return;
+        if (this.exp.fileSpan !== undefined && this.replies.sendsFromFiles && (await this.replyFromFile(cookie, offset, length))) {
+          this.exp.fileReplySent?.(offset, length);
+          return;
+        }
         // Held until the reply has left: a client that does not read its replies keeps it.
         const buffer = this.acquireBuffer(length);
         const done = (): void => this.releaseBuffer(buffer);

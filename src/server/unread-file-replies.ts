@@ -12,7 +12,19 @@ const POLL_MS = 10;
  * that must be watched are copied instead.
  */
 export const MAX_HELD_SOCKETS = 128;
-let heldSockets = 0;
+/** Every watch that holds a socket now: their count is bounded by MAX_HELD_SOCKETS. */
+const holding = new Set<UnreadFileReplies>();
+
+/**
+ * Asks the kernel now, for every held socket, rather than at the next poll:
+ * replies their clients have read are said taken at once. Called before a
+ * request that changes data, and before the control plane acts, so what a
+ * client read before it wrote (a copier's read, then its write) counts as
+ * read when the write is placed.
+ */
+export function settleReadReplies(): void {
+  for (const watch of holding) watch.check();
+}
 
 /**
  * Replies sent from the page cache that the client may not have read yet,
@@ -59,13 +71,13 @@ export class UnreadFileReplies {
     if (this.socket.remoteFamily !== undefined || this.socketClosed) return false;
     if (this.held !== undefined) return true;
     const fd = socketFd(this.socket);
-    if (fd === undefined || heldSockets >= this.maxHeld) return false;
+    if (fd === undefined || holding.size >= this.maxHeld) return false;
     try {
       this.held = holdDescriptor(fd);
     } catch {
       return false;
     }
-    heldSockets++;
+    holding.add(this);
     return true;
   }
 
@@ -96,7 +108,7 @@ export class UnreadFileReplies {
     this.timer = undefined;
     closeDescriptor(this.held);
     this.held = undefined;
-    heldSockets--;
+    holding.delete(this);
     for (const run of taken) run();
   }
 

@@ -181,3 +181,79 @@ it('on TCP the replies are copied: sealed at once, and a reply read after destin
 
   await readReplies(late, m.original);
 }, 60_000);
+
+async function statusOf(control: string): Promise<{ released: number; landed: number; heldInRam: number; phase: string }> {
+  const status = await cli(['status', '--json', '--control', control]);
+  expect(status.code, status.stderr).toBe(0);
+  return JSON.parse(status.stdout) as { released: number; landed: number; heldInRam: number; phase: string };
+}
+
+it('once sealed, blocks under a unix reply from the page cache are released only when it is read: destination data for them is held meanwhile, and the reply holds the originals (G2)', async () => {
+  const m = await serveUnsealed(['--cache', '1M']);
+  await expectSealed(m.control);
+  const late = await RawNbdClient.attach({ path: m.socket }, 'source');
+  cleanup(() => late.close());
+  await unreadReads(late);
+  // Sent from the page cache and unread, or not sent yet: none of those blocks may be overwritten, so none is released.
+  expect((await statusOf(m.control)).released).toBe(0);
+
+  // A checkpoint confirms what was released: were those blocks released, the write below would land on them at once.
+  const checkpoint = await cli(['checkpoint', '--control', m.control]);
+  expect(checkpoint.code, checkpoint.stderr).toBe(0);
+  // The destination writes over the first 512 KiB of those blocks (identity map: same homes): held in RAM, not landed.
+  const destination = await RawNbdClient.attach({ path: m.socket }, 'destination');
+  cleanup(() => destination.close());
+  const pattern = Buffer.alloc(512 * 1024, 0x5a);
+  destination.sendRequest({ type: WRITE, cookie: 2n, offset: 0, length: pattern.length }, pattern);
+  expect((await destination.readSimpleReply()).error).toBe(0);
+  const held = await statusOf(m.control);
+  expect(held.landed).toBe(0);
+  expect(held.heldInRam).toBe(128);
+  expect(diskBytes(m.disk, 0, pattern.length).equals(m.original.subarray(0, pattern.length))).toBe(true);
+
+  await readReplies(late, m.original);
+  // Read now: released as each whole reply was (one the socket took part of at first releases its rest only).
+  let released = 0;
+  for (let i = 0; i < 100 && released === 0; i++) {
+    released = (await statusOf(m.control)).released;
+    if (released === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  expect(released).toBeGreaterThanOrEqual(256);
+  late.close();
+  await late.closed;
+  destination.close();
+  await destination.closed;
+
+  const finished = await cli(['finish', '--control', m.control]);
+  expect(finished.code, finished.stderr).toBe(0);
+  expect(diskBytes(m.disk, 0, pattern.length).equals(pattern)).toBe(true);
+  expect(diskBytes(m.disk, pattern.length, 4 * MiB).equals(m.original.subarray(pattern.length, pattern.length + 4 * MiB))).toBe(true);
+}, 60_000);
+
+it('finish waits for a reply from the page cache that a client the server cut off has not read, and finishes once it has', async () => {
+  const m = await serveUnsealed();
+  await expectSealed(m.control);
+  const reader = await RawNbdClient.attach({ path: m.socket }, 'source');
+  cleanup(() => reader.close());
+  await unreadReads(reader);
+  reader.sendRequest({ type: READ, cookie: 99n, offset: 0, length: 4096, magic: 0xdeadbeef });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const refused = await cli(['finish', '--control', m.control]);
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toMatch(/finish refused: [1-4] read repl(y|ies) of source sent from the page cache ha(s|ve) not been read by (its client|their clients) within 5 s/);
+  expect(refused.stderr).toMatch(/let the client read what it was sent or close its connection/);
+  expect((await statusOf(m.control)).phase).toBe('sealed');
+
+  reader.socket.resume();
+  for (;;) {
+    try {
+      const reply = await reader.readSimpleReply(MiB);
+      const at = (Number(reply.cookie) - 1) * MiB;
+      expect(reply.data.equals(m.original.subarray(at, at + MiB))).toBe(true);
+    } catch {
+      break;
+    }
+  }
+  const finished = await cli(['finish', '--control', m.control]);
+  expect(finished.code, finished.stderr).toBe(0);
+}, 60_000);

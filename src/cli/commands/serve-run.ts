@@ -11,6 +11,7 @@ import type { BlockExport } from '../../server/block-export.js';
 import { ExportList } from '../../server/export-table.js';
 import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
+import { settleReadReplies } from '../../server/unread-file-replies.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, openPortWarning, otherMachinesLine, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
@@ -115,10 +116,20 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       const remap = engine;
       control = new ControlServer(
         {
-          status: () => ({ ...remap.status(), clientsDroppedStalled: server.droppedStalled, diskAlsoAttached: loopWatch?.problem() ?? null }),
+          // Replies from the page cache that clients have read count as read before the engine is asked.
+          status: () => {
+            settleReadReplies();
+            return { ...remap.status(), clientsDroppedStalled: server.droppedStalled, diskAlsoAttached: loopWatch?.problem() ?? null };
+          },
           seal: () => remap.seal(),
-          checkpoint: (note) => remap.checkpoint(note),
-          finish: (onProgress) => remap.finish(onProgress),
+          checkpoint: (note) => {
+            settleReadReplies();
+            return remap.checkpoint(note);
+          },
+          finish: (onProgress) => {
+            settleReadReplies();
+            return remap.finish(onProgress);
+          },
         },
         log,
       );
