@@ -1,3 +1,5 @@
+import { BlockSet } from './block-table.js';
+
 /**
  * RAM-held destination blocks whose homes can take them, oldest first. An
  * insertion-ordered Map would do, but V8 leaves a hole for every deleted
@@ -9,7 +11,7 @@
  * block — up to 32 MiB per queue on 1 TiB — where a Set follows the cache.)
  */
 export class LandingQueue {
-  private readonly members = new Set<number>();
+  private readonly members = new BlockSet();
   private order: number[] = [];
   private head = 0;
 

@@ -4,6 +4,7 @@ import { describeFailure } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
 import type { BlockDevice } from './block-device.js';
 import { BlockLayout } from './block-layout.js';
+import { BlockMap, BlockSet } from './block-table.js';
 import { CaptureRegistry } from './capture-registry.js';
 import { DiskIoTracker } from './disk-io-tracker.js';
 import { LandingQueue } from './landing-queue.js';
@@ -67,22 +68,22 @@ export class RemapState extends BlockLayout {
 
   /** Set while seal() waits for source writes in flight: new ones are refused already. */
   sealing = false;
-  /** Source reads sent from the page cache before sealing that their clients may not have read yet: seal waits for them. */
+  /** Source reads sent from the page cache that their clients may not have read yet, by block: their blocks stay unreleased, and seal and finish wait for them. */
   readonly unreadSourceReplies = new UnreadSourceReplies();
 
   /** Disk blocks taken as slots: those in slotOwner, and those reserved for a spill still being written. Live only: recovery rebuilds it from spill. */
   readonly slotted: PagedBitmap;
 
-  readonly ram = new Map<number, Buffer>();
+  readonly ram = new BlockMap<Buffer>();
   ramBytes = 0;
   /**
    * RAM-held blocks whose newest data is not in the journal yet: a crash
    * loses them. A FLUSH (or FUA) carries them into the journal as `hold`
-   * records; bounded by `ram`. A Set, not a bitmap: its memory follows the
+   * records; bounded by `ram`. A set, not a bitmap: its memory follows the
    * cache, while a bitmap over a 1 TiB destination costs 4 KiB for every
    * 128 MiB that holds a dirty block (mkfs touches them all: 32 MiB).
    */
-  readonly ramDirty = new Set<number>();
+  readonly ramDirty = new BlockSet();
   /**
    * Block buffers for RAM entries: carved from slabs (one allocation per
    * 1 MiB, not per block) and reused once dropped, never freed. Never more
