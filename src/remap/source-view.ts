@@ -58,10 +58,11 @@ export class SourceView implements BlockExport {
     if (!sealed && (s.phase !== 'unsealed' || s.sealing)) return undefined;
     const region = s.device.region?.(offset, length);
     if (region === undefined) return undefined;
+    // Before sealing nothing is released (seal waits for these replies): a count will do, without an index per read.
+    if (!sealed) return { ...region, whenTaken: s.unreadSourceReplies.take() };
     const p0 = Math.floor(offset / s.B);
     const p1 = Math.ceil((offset + length) / s.B);
-    const read = s.unreadSourceReplies.take(p0, p1);
-    if (!sealed) return { ...region, whenTaken: read };
+    const read = s.unreadSourceReplies.take({ start: p0, end: p1 });
     return {
       ...region,
       whenTaken: () => {

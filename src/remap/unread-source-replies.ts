@@ -18,20 +18,29 @@ export class UnreadSourceReplies {
   private readonly spans = new RangeIndex<Span>();
   private waiters: Array<() => void> = [];
 
+  /** Replies counted without their blocks (before sealing nothing is released, so only their number matters). */
+  private uncovered = 0;
+
   get count(): number {
-    return this.spans.size;
+    return this.spans.size + this.uncovered;
   }
 
-  /** A reply covering disk blocks [start, end): the returned function says it has been read (or can no longer be), once. */
-  take(start: number, end: number): () => void {
-    const span: Span = { start, end };
-    this.spans.add(span);
+  /**
+   * A reply covering disk blocks [start, end), or one whose blocks need not
+   * be known (no range: before sealing): the returned function says it has
+   * been read (or can no longer be), once.
+   */
+  take(range?: { start: number; end: number }): () => void {
+    const span: Span | undefined = range === undefined ? undefined : { start: range.start, end: range.end };
+    if (span === undefined) this.uncovered++;
+    else this.spans.add(span);
     let taken = false;
     return () => {
       if (taken) return;
       taken = true;
-      this.spans.delete(span);
-      if (this.spans.size === 0) for (const wake of this.waiters.splice(0)) wake();
+      if (span === undefined) this.uncovered--;
+      else this.spans.delete(span);
+      if (this.count === 0) for (const wake of this.waiters.splice(0)) wake();
     };
   }
 
@@ -66,7 +75,7 @@ export class UnreadSourceReplies {
 
   /** True once there are none, false if some are still unread after `graceMs`. */
   async noneWithin(graceMs: number): Promise<boolean> {
-    if (this.spans.size === 0) return true;
+    if (this.count === 0) return true;
     let wake: (() => void) | undefined;
     let timer: NodeJS.Timeout | undefined;
     const none = await Promise.race([
