@@ -44,6 +44,13 @@ class BlockTable {
     return this.slotOf(block) >= 0;
   }
 
+  delete(block: number): boolean {
+    const slot = this.slotOf(block);
+    if (slot < 0) return false;
+    this.vacate(slot);
+    return true;
+  }
+
   /** The members, in slot order. */
   *members(): IterableIterator<number> {
     const keys = this.slots;
@@ -144,13 +151,6 @@ export class BlockSet extends BlockTable {
     return this;
   }
 
-  delete(block: number): boolean {
-    const slot = this.slotOf(block);
-    if (slot < 0) return false;
-    this.vacate(slot);
-    return true;
-  }
-
   [Symbol.iterator](): IterableIterator<number> {
     return this.members();
   }
@@ -175,13 +175,6 @@ export class BlockMap<V> extends BlockTable {
     const { slot } = this.claim(block);
     this.values[slot] = value;
     return this;
-  }
-
-  delete(block: number): boolean {
-    const slot = this.slotOf(block);
-    if (slot < 0) return false;
-    this.vacate(slot);
-    return true;
   }
 
   /** The members, in slot order (Map's name for it). */

@@ -53,6 +53,13 @@ async function unreadReads(client: RawNbdClient): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 300));
 }
 
+/** unreadReads, then a bad request magic: the server drops the connection. What it sent stays in the client's queue. */
+async function unreadReadsThenCutOff(client: RawNbdClient): Promise<void> {
+  await unreadReads(client);
+  client.sendRequest({ type: READ, cookie: 99n, offset: 0, length: 4096, magic: 0xdeadbeef });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+}
+
 /** Reads the four replies and checks each against the original bytes. */
 async function readReplies(client: RawNbdClient, original: Buffer): Promise<void> {
   client.socket.resume();
@@ -127,10 +134,7 @@ it('a client the server cuts off can still read what it was sent: seal waits for
   const m = await serveUnsealed();
   const reader = await RawNbdClient.attach({ path: m.socket }, 'source');
   cleanup(() => reader.close());
-  await unreadReads(reader);
-  // A bad request magic: the server drops the connection. What it sent stays in the client's queue.
-  reader.sendRequest({ type: READ, cookie: 99n, offset: 0, length: 4096, magic: 0xdeadbeef });
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await unreadReadsThenCutOff(reader);
   const refused = await cli(['seal', '--control', m.control]);
   expect(refused.code).not.toBe(0);
   expect(refused.stderr).toMatch(/not been read by/);
@@ -235,9 +239,7 @@ it('finish waits for a reply from the page cache that a client the server cut of
   await expectSealed(m.control);
   const reader = await RawNbdClient.attach({ path: m.socket }, 'source');
   cleanup(() => reader.close());
-  await unreadReads(reader);
-  reader.sendRequest({ type: READ, cookie: 99n, offset: 0, length: 4096, magic: 0xdeadbeef });
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await unreadReadsThenCutOff(reader);
   const refused = await cli(['finish', '--control', m.control]);
   expect(refused.code).not.toBe(0);
   expect(refused.stderr).toMatch(/finish refused: [1-4] read repl(y|ies) of source sent from the page cache ha(s|ve) not been read by (its client|their clients) within 5 s/);
