@@ -6,6 +6,15 @@ import type { SourcePath } from './source-path.js';
 import { viewBlockSize } from './view-block-size.js';
 
 /**
+ * Sealed reads shorter than this are copied: the copy is cheap, and a reply
+ * from the page cache then costs more in bookkeeping (its blocks indexed
+ * until read, their release deferred) than it saves. Measured, fio 4 KiB
+ * random reads QD16 of the sealed source: 23–26k IOPS from the page cache
+ * against 35–41k copied.
+ */
+const SEALED_SPAN_MIN_BYTES = 64 * 1024;
+
+/**
  * The `source` export: the disk as it is. Read-write until sealed, read-only
  * after (a connection made before sealing keeps its write flags, so writes
  * fail with EPERM). One engine serves every connection, so multi-conn holds.
@@ -54,7 +63,7 @@ export class SourceView implements BlockExport {
    */
   fileSpan(offset: number, length: number): FileSpan | undefined {
     const s = this.s;
-    const sealed = s.phase === 'sealed' && this.path.mayReadFromPageCache(offset, length);
+    const sealed = s.phase === 'sealed' && length >= SEALED_SPAN_MIN_BYTES && this.path.mayReadFromPageCache(offset, length);
     if (!sealed && (s.phase !== 'unsealed' || s.sealing)) return undefined;
     const region = s.device.region?.(offset, length);
     if (region === undefined) return undefined;
