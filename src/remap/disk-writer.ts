@@ -179,7 +179,7 @@ export class DiskWriter {
     return this.execute(this.plan(runs, barrier, ahead));
   }
 
-  /** Reads the originals of a capture in chunks of at least 128 KiB, each kept as one revisit-cache entry. */
+  /** Reads the originals of a capture in chunks of up to CAPTURE_CHUNK_BYTES, each kept as one revisit-cache entry. */
   private async capture(c: PlannedWrite['captures'][number]): Promise<void> {
     const s = this.s;
     const B = s.B;

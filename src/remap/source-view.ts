@@ -6,17 +6,6 @@ import type { SourcePath } from './source-path.js';
 import { viewBlockSize } from './view-block-size.js';
 
 /**
- * Reads shorter than this are copied: the copy is cheap, and a reply from
- * the page cache costs a watch of the socket until the client has read it
- * (a descriptor held, SIOCOUTQ asked at each write completion) and, once
- * sealed, its blocks indexed and their release deferred — more than the
- * copy saves. Measured, fio 4 KiB random reads QD16: sealed 23–26k IOPS
- * through the page cache against 35–41k copied; unsealed 34–47k against
- * 49–62k.
- */
-const SPAN_MIN_BYTES = 64 * 1024;
-
-/**
  * The `source` export: the disk as it is. Read-write until sealed, read-only
  * after (a connection made before sealing keeps its write flags, so writes
  * fail with EPERM). One engine serves every connection, so multi-conn holds.
@@ -65,7 +54,6 @@ export class SourceView implements BlockExport {
    */
   fileSpan(offset: number, length: number): FileSpan | undefined {
     const s = this.s;
-    if (length < SPAN_MIN_BYTES) return undefined;
     const sealed = s.phase === 'sealed' && this.path.mayReadFromPageCache(offset, length);
     if (!sealed && (s.phase !== 'unsealed' || s.sealing)) return undefined;
     const region = s.device.region?.(offset, length);
