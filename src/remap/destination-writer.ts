@@ -6,6 +6,7 @@ import type { RangeLock } from './range-locks.js';
 import type { RemapState } from './remap-state.js';
 import { isAllZero } from '../format/zero-data.js';
 import { zeroRange } from './block-device.js';
+import { wholeBlocks } from './whole-blocks.js';
 
 /** New data for one whole destination block. */
 interface BlockWrite {
@@ -131,9 +132,7 @@ export class DestinationWriter {
     const d1 = Math.ceil(end / B);
     const lock = await s.locks.acquire(d0, d1);
     try {
-      const f0 = Math.ceil(offset / B);
-      // The destination's last block may be short: a range reaching the end covers it entirely.
-      const f1 = end === s.map.destinationSize ? d1 : Math.floor(end / B);
+      const { start: f0, end: f1 } = wholeBlocks(offset, length, B, s.map.destinationSize);
       if (f0 < f1) s.holdZeroes(f0, f1);
       const partial: BlockWrite[] = [];
       for (const d of new Set([d0, d1 - 1])) {
@@ -164,10 +163,7 @@ export class DestinationWriter {
     const s = this.s;
     this.assertWritable();
     if (s.phase === 'finished') return;
-    const B = s.B;
-    const end = offset + length;
-    const f0 = Math.ceil(offset / B);
-    const f1 = end === s.map.destinationSize ? Math.ceil(end / B) : Math.floor(end / B);
+    const { start: f0, end: f1 } = wholeBlocks(offset, length, s.B, s.map.destinationSize);
     if (f0 >= f1) return;
     const lock = await s.locks.acquire(f0, f1);
     try {

@@ -2,6 +2,7 @@ import { Errno, NbdError } from 'nbd-protocol-ts';
 import { zeroRange } from './block-device.js';
 import { RangeIndex, type Span } from './range-index.js';
 import type { RemapState } from './remap-state.js';
+import { wholeBlocks } from './whole-blocks.js';
 
 export const SOURCE_SEALED = 'source is sealed: it is read-only now';
 
@@ -111,11 +112,8 @@ export class SourcePath {
   releaseRead(offset: number, length: number): void {
     const s = this.s;
     if (s.phase !== 'sealed') return;
-    const B = s.B;
-    const end = offset + length;
-    const f0 = Math.ceil(offset / B);
-    const f1 = end === s.map.diskSize ? Math.ceil(end / B) : Math.floor(end / B);
-    if (f0 < f1) this.releaseUnlessUnread(f0, f1);
+    const { start, end } = wholeBlocks(offset, length, s.B, s.map.diskSize);
+    if (start < end) this.releaseUnlessUnread(start, end);
   }
 
   /** A reply from the page cache covering disk blocks [start, end) has been read: blocks whose release waited for it alone are released. */
@@ -185,10 +183,7 @@ export class SourcePath {
   async trim(offset: number, length: number): Promise<void> {
     const s = this.s;
     this.assertWritable();
-    const B = s.B;
-    const end = offset + length;
-    const f0 = Math.ceil(offset / B);
-    const f1 = end === s.map.diskSize ? Math.ceil(end / B) : Math.floor(end / B);
+    const { start: f0, end: f1 } = wholeBlocks(offset, length, s.B, s.map.diskSize);
     if (f0 >= f1) return;
     s.free.add(f0, f1);
     s.committer.append({ type: 'free', start: f0, count: f1 - f0 });

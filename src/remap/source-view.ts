@@ -54,7 +54,7 @@ export class SourceView implements BlockExport {
    */
   fileSpan(offset: number, length: number): FileSpan | undefined {
     const s = this.s;
-    const sealed = s.phase === 'sealed' && this.path.mayReadFromPageCache(offset, length);
+    const sealed = this.path.mayReadFromPageCache(offset, length);
     if (!sealed && (s.phase !== 'unsealed' || s.sealing)) return undefined;
     const region = s.device.region?.(offset, length);
     if (region === undefined) return undefined;
