@@ -29,6 +29,8 @@ export interface RemapperOptions {
   backgroundCommitRecords?: number;
   /** Tests: see StateCommitterOptions. */
   slowCommitMs?: number;
+  /** Tests: the most slot and RAM data one finish wave moves (FinishPlanner's WAVE_BYTES by default). */
+  finishWaveBytes?: number;
 }
 
 /** The remapping engine over one disk, with its `source` and `destination` views. */
@@ -54,5 +56,6 @@ export function createRemapper(options: RemapperOptions): RemapEngine {
     restore: options.restore,
     backgroundCommitRecords: options.backgroundCommitRecords,
     slowCommitMs: options.slowCommitMs,
+    finishWaveBytes: options.finishWaveBytes,
   });
 }

@@ -50,6 +50,7 @@ export class FinishPlanner {
   constructor(
     private readonly s: RemapState,
     private readonly disk: DiskWriter,
+    private readonly waveBytes = WAVE_BYTES,
   ) {}
 
   /** Makes run() stop before its next wave (a server that is stopping must not close the state under it). */
@@ -131,14 +132,14 @@ export class FinishPlanner {
     let busy = false;
     let bytes = 0;
     const B = s.B;
-    const full = (): boolean => bytes >= WAVE_BYTES;
+    const full = (): boolean => bytes >= this.waveBytes;
     const consider = (kind: Move['kind'], dest: number, count: number, slot: number): void => {
       for (const run of s.map.homeRuns(dest, count)) {
         s.slotted.forEachRun(false, run.disk, run.disk + run.count, (a, b) => {
           if (kind !== 'zero' && full()) return;
           const d = run.dest + (a - run.disk);
           // A wave's data stays within its budget however long the run: the rest waits for the next wave.
-          const n = kind === 'zero' ? b - a : Math.min(b - a, Math.ceil((WAVE_BYTES - bytes) / B));
+          const n = kind === 'zero' ? b - a : Math.min(b - a, Math.ceil((this.waveBytes - bytes) / B));
           const lock = s.locks.tryAcquire(d, d + n);
           if (lock === undefined) {
             busy = true;
@@ -178,7 +179,7 @@ export class FinishPlanner {
    */
   private arena(bytes: number): Buffer {
     if (this.waveArena === undefined || this.waveArena.length < bytes) {
-      this.waveArena = Buffer.allocUnsafeSlow(Math.max(bytes, Math.min(WAVE_BYTES, this.s.map.destinationBlocks * this.s.B)));
+      this.waveArena = Buffer.allocUnsafeSlow(Math.max(bytes, Math.min(this.waveBytes, this.s.map.destinationBlocks * this.s.B)));
     }
     return this.waveArena;
   }
@@ -245,14 +246,17 @@ export class FinishPlanner {
   /**
    * Nothing can move, yet data is held: every held block is in a slot that is
    * another held block's home (held homes are distinct, so if all are slots
-   * there is no RAM or zero item left), i.e. the slots form cycles. Reads as
-   * many slot blocks as the free RAM takes into RAM (each kept in a `hold`
-   * record, since its slot is about to be reused) and frees their slots.
+   * there is no RAM or zero item left), i.e. the slots form cycles. Reads up
+   * to a wave's worth of slot blocks (as much as the free RAM takes) into RAM,
+   * logs them (`hold`, since their slots are about to be reused) and frees
+   * their slots. A wave's worth is enough: each cycle opened becomes a chain
+   * that the following waves move link by link, at most a wave at a time; a
+   * larger break would only log more data (and read it into fresh memory).
    */
   private async breakCycles(): Promise<Array<{ start: number; count: number }>> {
     const s = this.s;
     const B = s.B;
-    let room = Math.max(0, Math.floor((s.cacheBytes - s.ramInUseBytes) / B));
+    let room = Math.max(0, Math.floor(Math.min(s.cacheBytes - s.ramInUseBytes, this.waveBytes) / B));
     // Runs of consecutive slots, each read in one go and locked as one (block by block, a 64 MiB cache meant 16k reads).
     const picked: Array<{ dest: number; slot: number; count: number; lock: RangeLock }> = [];
     for (const run of s.spill.all()) {
@@ -271,9 +275,12 @@ export class FinishPlanner {
       if (room === 0) break;
     }
     const freed: Array<{ start: number; count: number }> = [];
+    let arenaUsed = 0;
     const reads = picked.map((item) => {
       const bytes = (item.count - 1) * B + s.map.destBlockLength(item.dest + item.count - 1);
-      return { item, buffer: Buffer.allocUnsafe(bytes), io: s.io.register('read', item.slot, item.slot + item.count) };
+      const buffer = this.arena(arenaUsed + bytes).subarray(arenaUsed, arenaUsed + bytes);
+      arenaUsed += bytes;
+      return { item, buffer, io: s.io.register('read', item.slot, item.slot + item.count) };
     });
     try {
       await Promise.all(
@@ -296,15 +303,16 @@ export class FinishPlanner {
         }
         if (taken === 0) continue;
         s.spill.delete(item.dest, taken);
-        for (let k = 0; k < taken; k++) {
-          const data = buffer.subarray(k * B, k * B + s.map.destBlockLength(item.dest + k));
-          // The buffer is this function's own and never reused: the record may keep a view of it.
-          s.committer.append({ type: 'hold', dest: item.dest + k, data });
-          s.ramAdmit(item.dest + k, data, true);
-        }
+        // Copied out of the arena into RAM's own buffers; the `hold` records write from those until committed.
+        for (let k = 0; k < taken; k++) s.ramAdmit(item.dest + k, buffer.subarray(k * B, k * B + s.map.destBlockLength(item.dest + k)));
+        s.persistHeld(item.dest, item.dest + taken);
         s.freeSlots(item.slot, taken);
         freed.push({ start: item.slot, count: taken });
       }
+    } catch (err) {
+      // A read may still be in flight into the arena: the next wave gets fresh memory.
+      this.waveArena = undefined;
+      throw err;
     } finally {
       for (const { lock } of picked) lock.release();
     }

@@ -16,6 +16,8 @@ import { sampleOriginals } from './seal-samples.js';
 export interface RemapEngineOptions extends RemapStateOptions {
   /** Resume: the committed state recovered from the journal (docs/durability.md §Recovery). */
   restore?: RestoredState;
+  /** Tests: the most slot and RAM data one finish wave moves (WAVE_BYTES by default). */
+  finishWaveBytes?: number;
 }
 
 /**
@@ -43,7 +45,7 @@ export class RemapEngine implements MigrationControl {
     const disk = new DiskWriter(s);
     const reader = new DestinationReader(s);
     this.sourcePath = new SourcePath(s);
-    this.planner = new FinishPlanner(s, disk);
+    this.planner = new FinishPlanner(s, disk, options.finishWaveBytes);
     this.source = new SourceView(s, this.sourcePath);
     this.destination = new DestinationView(s, reader, new DestinationWriter(s, reader, disk));
   }
