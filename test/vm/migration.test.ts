@@ -213,12 +213,17 @@ describe('kernel end-to-end migrations in a QEMU VM', () => {
         for (const crash of crashes) printStatus(`${c.name} status right after the restart (${crash.restartMs.toFixed(0)} ms after SIGKILL)`, crash.statusAfter);
         expect(crashes[0].statusAfter.phase, 'the restarted server forgot the seal').toBe('sealed');
         console.info(
-          `${c.name} crash: killed after ${copy.reports.crash_at_kib} KiB of batch ${c.crashDuringCopy.batch}; cp of the batch: ${copy.reports.crash_copy}; ` +
-            `dead source device's pid ${copy.reports.dead_source_pid} (after dm reload: ${copy.reports.dead_source_pid_after}); old ext4 now on ${copy.reports.old_ext4_table}`,
+          `${c.name} crash: killed after ${copy.reports.crash_at_kib} KiB of batch ${c.crashDuringCopy.batch}; cp of the batch: ${copy.reports.crash_copy}, ` +
+            `${copy.reports.crash_read_errors} failed read(s) of the dead source (${copy.reports.crash_dmesg}); dead source device's pid ${copy.reports.dead_source_pid} (after dm reload: ${copy.reports.dead_source_pid_after}); old ext4 now on ${copy.reports.old_ext4_table}`,
         );
-        // The kill must interrupt the batch part way: reads in flight fail, so cp fails and the batch is copied again.
+        // The kill must interrupt the batch part way: the guest's reads of the dead source fail, and the batch is
+        // copied again. cp usually fails too, but not always: ext4 leaves out of a directory listing a block it
+        // cannot read (a kernel warning only), and cp then copies fewer files and exits 0 (seen 1 run in 5).
         expect(Number(copy.reports.crash_at_kib), 'the server was killed before the batch had copied afterKiB').toBeGreaterThanOrEqual(c.crashDuringCopy.afterKiB);
-        expect(copy.reports.crash_copy, 'the batch finished before the kill: nothing was interrupted').toMatch(/^failed/);
+        expect(
+          Number(copy.reports.crash_read_errors),
+          `no read of the dead source failed (cp of the batch: ${copy.reports.crash_copy}): the batch finished before the kill, nothing was interrupted`,
+        ).toBeGreaterThan(0);
       }
 
       if (!c.crashDuringFinish) {

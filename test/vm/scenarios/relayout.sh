@@ -149,10 +149,17 @@ while read -r from to; do
     # time the request takes, and nothing is interrupted. Let go, it needs data no longer served.
     kill -STOP "$copier"
     report crash_at_kib "$(copied_kib)"
+    read_errors() { dmesg | grep -c "I/O error, dev ${src#/dev/}," || true; }
+    errors_before=$(read_errors)
     control GET /crash "$CRASH_PORT" >/tmp/crash.out || die "the host could not crash and restart the server: $(cat /tmp/crash.out)"
     report crash "$(tr -d '\n' </tmp/crash.out)"
     kill -CONT "$copier"
     if wait "$copier"; then report crash_copy ok; else report crash_copy "failed $?"; fi
+    # Reads of the dead source that failed. cp itself may still exit 0: ext4 skips a directory block it
+    # cannot read when listing an htree directory (a warning in the kernel log, no error to readdir), so
+    # cp copies fewer files and reports success. The batch is copied again below either way.
+    report crash_read_errors "$(( $(read_errors) - errors_before ))"
+    report crash_dmesg "$(dmesg | grep -i -E 'I/O error|EXT4-fs (error|warning)' | tail -4 | tr '\n' '|')"
     step "server restarted: treat the new filesystems as power-cut (shut down, remount = log replay)"
     # Acknowledged but unflushed writes may be gone, so nothing the kernel still holds for the new
     # filesystems may reach the disk: shut them down without flushing, then mount them afresh.
