@@ -173,9 +173,9 @@ export class FinishPlanner {
   }
 
   /**
-   * Memory for a wave's slot reads, reused by every wave (each is written before
-   * the next is read): a finish moving 1 GiB out of slots otherwise faulted in
-   * 1 GiB of fresh buffers.
+   * Memory for a wave's slot reads and a cycle break's, reused by every wave
+   * (each is written, or copied into RAM, before the next is read): a finish
+   * moving 1 GiB out of slots otherwise faulted in 1 GiB of fresh buffers.
    */
   private arena(bytes: number): Buffer {
     if (this.waveArena === undefined || this.waveArena.length < bytes) {
