@@ -1,4 +1,3 @@
-import type { TrackedIo } from './disk-io-tracker.js';
 import type { DiskWriter, WriteRun } from './disk-writer.js';
 import type { RangeLock } from './range-locks.js';
 import type { RemapState } from './remap-state.js';
@@ -184,13 +183,42 @@ export class FinishPlanner {
     return this.waveArena;
   }
 
+  /**
+   * Reads each slot run, one after another in the arena, once earlier I/O on
+   * its blocks is done. The reads are registered before this returns, in the
+   * caller's synchronous step.
+   */
+  private readSlots(runs: ReadonlyArray<{ dest: number; slot: number; count: number }>): Promise<Buffer[]> {
+    const s = this.s;
+    const B = s.B;
+    let used = 0;
+    const reads = runs.map((run) => {
+      const bytes = (run.count - 1) * B + s.map.destBlockLength(run.dest + run.count - 1);
+      const buffer = this.arena(used + bytes).subarray(used, used + bytes);
+      used += bytes;
+      return { buffer, at: run.slot * B, io: s.io.register('read', run.slot, run.slot + run.count) };
+    });
+    return Promise.all(
+      reads.map(async (r) => {
+        try {
+          await r.io.ready;
+          await s.device.readInto(r.buffer, r.at);
+        } finally {
+          r.io.done();
+        }
+        return r.buffer;
+      }),
+    ).catch((err: unknown) => {
+      // A read may still be in flight into the arena: the next wave gets fresh memory.
+      this.waveArena = undefined;
+      throw err;
+    });
+  }
+
   /** Writes every move, updates the state, returns the slot runs it freed. */
   private async execute(moves: Move[]): Promise<Array<{ start: number; count: number }>> {
     const s = this.s;
-    const B = s.B;
     const runs: WriteRun[] = [];
-    const slotReads: Array<{ move: Move; buffer: Buffer; io: TrackedIo }> = [];
-    let arenaUsed = 0;
     for (const m of moves) {
       if (m.kind === 'zero') {
         runs.push({ disk: m.home, count: m.count, data: 'zero' });
@@ -198,26 +226,13 @@ export class FinishPlanner {
         const buffers: Buffer[] = [];
         for (let k = 0; k < m.count; k++) buffers.push(s.ram.get(m.dest + k) as Buffer);
         runs.push({ disk: m.home, count: m.count, data: buffers.length === 1 ? buffers[0] : buffers });
-      } else {
-        const bytes = (m.count - 1) * B + s.map.destBlockLength(m.dest + m.count - 1);
-        const buffer = this.arena(arenaUsed + bytes).subarray(arenaUsed, arenaUsed + bytes);
-        arenaUsed += bytes;
-        slotReads.push({ move: m, buffer, io: s.io.register('read', m.slot, m.slot + m.count) });
-        runs.push({ disk: m.home, count: m.count, data: buffer });
       }
     }
     try {
       // Slot data is read first; the homes are reserved (landed) and the blocks locked, so nothing else targets them meanwhile.
-      await Promise.all(
-        slotReads.map(async (r) => {
-          try {
-            await r.io.ready;
-            await s.device.readInto(r.buffer, r.move.slot * B);
-          } finally {
-            r.io.done();
-          }
-        }),
-      );
+      const fromSlots = moves.filter((m) => m.kind === 'slot');
+      const buffers = await this.readSlots(fromSlots);
+      fromSlots.forEach((m, i) => runs.push({ disk: m.home, count: m.count, data: buffers[i] }));
       await this.disk.write(runs, true);
     } catch (err) {
       // A read or write of this wave may still be in flight into the arena: the next wave gets fresh memory.
@@ -275,25 +290,10 @@ export class FinishPlanner {
       if (room === 0) break;
     }
     const freed: Array<{ start: number; count: number }> = [];
-    let arenaUsed = 0;
-    const reads = picked.map((item) => {
-      const bytes = (item.count - 1) * B + s.map.destBlockLength(item.dest + item.count - 1);
-      const buffer = this.arena(arenaUsed + bytes).subarray(arenaUsed, arenaUsed + bytes);
-      arenaUsed += bytes;
-      return { item, buffer, io: s.io.register('read', item.slot, item.slot + item.count) };
-    });
     try {
-      await Promise.all(
-        reads.map(async (r) => {
-          try {
-            await r.io.ready;
-            await s.device.readInto(r.buffer, r.item.slot * B);
-          } finally {
-            r.io.done();
-          }
-        }),
-      );
-      for (const { item, buffer } of reads) {
+      const buffers = await this.readSlots(picked);
+      for (const [i, item] of picked.entries()) {
+        const buffer = buffers[i];
         // A client write may have filled RAM meanwhile: take only what fits; the rest stays in its slot.
         let taken = 0;
         let bytes = 0;
@@ -309,10 +309,6 @@ export class FinishPlanner {
         s.freeSlots(item.slot, taken);
         freed.push({ start: item.slot, count: taken });
       }
-    } catch (err) {
-      // A read may still be in flight into the arena: the next wave gets fresh memory.
-      this.waveArena = undefined;
-      throw err;
     } finally {
       for (const { lock } of picked) lock.release();
     }
