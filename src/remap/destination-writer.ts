@@ -36,6 +36,15 @@ interface Relief {
   pinnedVictims: boolean;
 }
 
+/**
+ * How long a write that found no room waits, once, for replies of source
+ * sent from the page cache to be read: their blocks are released only then
+ * (SourcePath), and a copier that reads ahead writes before it has read them
+ * all. They are I/O in flight, not a future read (G9), but a client that
+ * stops reading must not hold writes up for longer than this.
+ */
+export const UNREAD_REPLIES_GRACE_MS = 1000;
+
 /** Evicting a confirmed run goes on this far past what is needed, to write in fewer, larger pieces. */
 const EVICT_BATCH_BLOCKS = 32;
 
@@ -197,14 +206,26 @@ export class DestinationWriter {
    */
   private async store(blocks: BlockWrite[]): Promise<void> {
     let pending = blocks;
+    let readersAwaited = false;
     while (pending.length > 0) {
-      pending = await this.place(pending);
-      if (pending.length > 0) await this.s.whenPinsReleased();
+      const round = await this.place(pending, !readersAwaited);
+      pending = round.later;
+      if (pending.length === 0) break;
+      if (round.awaitReaders) {
+        readersAwaited = true;
+        await this.s.unreadSourceReplies.noneWithin(UNREAD_REPLIES_GRACE_MS);
+      } else {
+        await this.s.whenPinsReleased();
+      }
     }
   }
 
-  /** One placement round of store(); returns the blocks to place again after the pinned RAM is released. */
-  private async place(blocks: BlockWrite[]): Promise<BlockWrite[]> {
+  /**
+   * One placement round of store(): the blocks to place again after the
+   * pinned RAM is released, or (`awaitReaders`, when `mayAwaitReaders`) after
+   * unread replies of source are read.
+   */
+  private async place(blocks: BlockWrite[], mayAwaitReaders: boolean): Promise<{ later: BlockWrite[]; awaitReaders: boolean }> {
     const s = this.s;
     const landings: Landing[] = [];
     const inPlace: Array<BlockWrite & { slot: number }> = [];
@@ -247,9 +268,11 @@ export class DestinationWriter {
 
     const work: Array<Promise<BlockWrite[] | void>> = [];
     let refused: NbdError | undefined;
+    let awaitReaders = false;
     if (needRoom.length > 0) {
-      const relief = this.relieve(needRoom, landings, work);
+      const relief = this.relieve(needRoom, landings, work, mayAwaitReaders);
       refused = relief.refused;
+      awaitReaders = relief.awaitReaders === true;
       later.push(...relief.later);
     }
     if (landings.length > 0) work.push(this.land(landings));
@@ -261,7 +284,7 @@ export class DestinationWriter {
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     if (refused !== undefined) throw refused;
     for (const r of results) if (r.status === 'fulfilled' && r.value) later.push(...r.value);
-    return later;
+    return { later, awaitReaders };
   }
 
   /**
@@ -284,7 +307,12 @@ export class DestinationWriter {
    * least damage (docs/remap-engine.md §Destination write, step 6). Pushes the
    * I/O it starts onto `work`; returns the ENOSPC error for what found no room.
    */
-  private relieve(items: BlockWrite[], landings: Landing[], work: Array<Promise<BlockWrite[] | void>>): { refused?: NbdError; later: BlockWrite[] } {
+  private relieve(
+    items: BlockWrite[],
+    landings: Landing[],
+    work: Array<Promise<BlockWrite[] | void>>,
+    mayAwaitReaders: boolean,
+  ): { refused?: NbdError; later: BlockWrite[]; awaitReaders?: boolean } {
     const s = this.s;
     const relief: Relief = { pinnedVictims: false };
     let rest = items;
@@ -308,6 +336,8 @@ export class DestinationWriter {
     if (rest.length === 0) return { later: [] };
     // RAM a commit in flight still holds comes back when it is done: wait for that rather than refuse.
     if (s.retainedBytes > 0 || relief.pinnedVictims) return { later: rest };
+    // Blocks under replies sent from the page cache are released once those are read: wait for that, once.
+    if (mayAwaitReaders && s.unreadSourceReplies.count > 0) return { later: rest, awaitReaders: true };
     const safeNote = s.safe && (!s.unconfirmedHome.isEmpty || !s.unconfirmedNonHome.isEmpty || s.landableUnconfirmed.size > 0);
     if (safeNote) s.safeBlocked = true;
     const refused = s.noSpace(

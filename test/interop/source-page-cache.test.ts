@@ -259,3 +259,33 @@ it('finish waits for a reply from the page cache that a client the server cut of
   const finished = await cli(['finish', '--control', m.control]);
   expect(finished.code, finished.stderr).toBe(0);
 }, 60_000);
+
+it('a destination write that needs the blocks of unix replies not read yet waits for their client to read them instead of failing ENOSPC, and fails once that client does not (G9)', async () => {
+  const m = await serveUnsealed(['--cache', '1M']);
+  await expectSealed(m.control);
+  const late = await RawNbdClient.attach({ path: m.socket }, 'source');
+  cleanup(() => late.close());
+  // [0, 4 MiB) sent from the page cache and unread: nothing is released yet.
+  await unreadReads(late);
+  const destination = await RawNbdClient.attach({ path: m.socket }, 'destination');
+  cleanup(() => destination.close());
+  // 2 MiB whose homes are unread: 1 MiB fills the cache, the rest needs spill room that only those replies' blocks give.
+  destination.sendRequest({ type: WRITE, cookie: 7n, offset: 8 * MiB, length: 2 * MiB }, Buffer.alloc(2 * MiB, 0x5a));
+  const written = destination.readSimpleReply();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The copier's case: it reads what it asked for a moment later (a read-ahead still in its socket when it writes).
+  await readReplies(late, m.original);
+  expect((await written).error).toBe(0);
+  expect((await statusOf(m.control)) as unknown as { enospc: number }).toMatchObject({ enospc: 0 });
+
+  // A client that keeps its replies unread holds the write up only for a bounded grace: then ENOSPC, as before.
+  const stalled = await RawNbdClient.attach({ path: m.socket }, 'source');
+  cleanup(() => stalled.close());
+  stalled.socket.pause();
+  for (let k = 0; k < 4; k++) stalled.sendRequest({ type: READ, cookie: BigInt(k + 1), offset: (4 + k) * MiB, length: MiB });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  // 3 MiB of spill room is left in [0, 4 MiB): a 4 MiB write needs 1 MiB more, which only the stalled replies could give.
+  destination.sendRequest({ type: WRITE, cookie: 8n, offset: 12 * MiB, length: 4 * MiB }, Buffer.alloc(4 * MiB, 0xa5));
+  expect((await destination.readSimpleReply()).error).toBe(28);
+  expect((await statusOf(m.control)) as unknown as { enospc: number }).toMatchObject({ enospc: 1 });
+}, 60_000);
