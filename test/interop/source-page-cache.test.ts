@@ -192,12 +192,18 @@ async function statusOf(control: string): Promise<{ released: number; landed: nu
   return JSON.parse(status.stdout) as { released: number; landed: number; heldInRam: number; phase: string };
 }
 
-it('once sealed, blocks under a unix reply from the page cache are released only when it is read: destination data for them is held meanwhile, and the reply holds the originals (G2)', async () => {
+/** A sealed server with a 1 MiB cache, and a unix client of source that has not read its replies of [0, 4 MiB). */
+async function sealedWithUnreadReplies(): Promise<{ m: Awaited<ReturnType<typeof serveUnsealed>>; late: RawNbdClient }> {
   const m = await serveUnsealed(['--cache', '1M']);
   await expectSealed(m.control);
   const late = await RawNbdClient.attach({ path: m.socket }, 'source');
   cleanup(() => late.close());
   await unreadReads(late);
+  return { m, late };
+}
+
+it('once sealed, blocks under a unix reply from the page cache are released only when it is read: destination data for them is held meanwhile, and the reply holds the originals (G2)', async () => {
+  const { m, late } = await sealedWithUnreadReplies();
   // Sent from the page cache and unread, or not sent yet: none of those blocks may be overwritten, so none is released.
   expect((await statusOf(m.control)).released).toBe(0);
 
@@ -261,12 +267,8 @@ it('finish waits for a reply from the page cache that a client the server cut of
 }, 60_000);
 
 it('a destination write that needs the blocks of unix replies not read yet waits for their client to read them instead of failing ENOSPC, and fails once that client does not (G9)', async () => {
-  const m = await serveUnsealed(['--cache', '1M']);
-  await expectSealed(m.control);
-  const late = await RawNbdClient.attach({ path: m.socket }, 'source');
-  cleanup(() => late.close());
   // [0, 4 MiB) sent from the page cache and unread: nothing is released yet.
-  await unreadReads(late);
+  const { m, late } = await sealedWithUnreadReplies();
   const destination = await RawNbdClient.attach({ path: m.socket }, 'destination');
   cleanup(() => destination.close());
   // 2 MiB whose homes are unread: 1 MiB fills the cache, the rest needs spill room that only those replies' blocks give.
