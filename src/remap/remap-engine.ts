@@ -28,6 +28,12 @@ export interface RemapEngineOptions extends RemapStateOptions {
 /** How long seal waits for source clients to read replies sent from the page cache before it refuses. */
 export const SEAL_WAITS_FOR_READERS_MS = 5000;
 
+/** "N read replies of source sent <when> have not been read by their clients within 5 s", for seal's and finish's refusals. */
+function unreadWithinGrace(unread: number, sent: string): string {
+  const one = unread === 1;
+  return `${unread} read repl${one ? 'y' : 'ies'} of source sent ${sent} ${one ? 'has' : 'have'} not been read by ${one ? 'its client' : 'their clients'} within ${SEAL_WAITS_FOR_READERS_MS / 1000} s`;
+}
+
 export class RemapEngine implements MigrationControl {
   readonly source: SourceView;
   readonly destination: DestinationView;
@@ -79,7 +85,7 @@ export class RemapEngine implements MigrationControl {
       const unread = s.unreadSourceReplies.count;
       s.sealing = false;
       throw new ControlRefusal(
-        `${unread} read repl${unread === 1 ? 'y' : 'ies'} of source sent before sealing ${unread === 1 ? 'has' : 'have'} not been read by ${unread === 1 ? 'its client' : 'their clients'} within ${SEAL_WAITS_FOR_READERS_MS / 1000} s: once sealed, destination writes may overwrite those bytes of the disk before they are read`,
+        `${unreadWithinGrace(unread, 'before sealing')}: once sealed, destination writes may overwrite those bytes of the disk before they are read`,
         'let the source clients read (a stopped process, a paused VM?), or disconnect them (umount, then nbd-client -d), and seal again',
       );
     }
@@ -161,7 +167,7 @@ export class RemapEngine implements MigrationControl {
         if (none) return this.finish(onProgress);
         const unread = s.unreadSourceReplies.count;
         throw new ControlRefusal(
-          `finish refused: ${unread} read repl${unread === 1 ? 'y' : 'ies'} of source sent from the page cache ${unread === 1 ? 'has' : 'have'} not been read by ${unread === 1 ? 'its client' : 'their clients'} within ${SEAL_WAITS_FOR_READERS_MS / 1000} s, and finish overwrites those bytes of the disk`,
+          `finish refused: ${unreadWithinGrace(unread, 'from the page cache')}, and finish overwrites those bytes of the disk`,
           'let the client read what it was sent or close its connection (a stopped process, a paused VM?), then run finish again',
         );
       });

@@ -88,18 +88,19 @@ export class SourcePath {
   }
 
   /**
-   * Whether a read of [offset, offset+length) may go from the page cache once
-   * sealed (SourceView.fileSpan): only while none of its blocks has been
-   * released. Every write of the engine goes to released blocks, so nothing
-   * changes these bytes while the client has yet to read them; and they stay
-   * unreleased until it has (releaseRead, UnreadSourceReplies).
+   * The disk blocks a sealed read of [offset, offset+length) touches, when it
+   * may go from the page cache (SourceView.fileSpan): only while none of them
+   * has been released. Every write of the engine goes to released blocks, so
+   * nothing changes these bytes while the client has yet to read them; and
+   * they stay unreleased until it has (releaseRead, UnreadSourceReplies).
+   * Undefined otherwise, and before sealing.
    */
-  mayReadFromPageCache(offset: number, length: number): boolean {
+  pageCacheBlocks(offset: number, length: number): { start: number; end: number } | undefined {
     const s = this.s;
-    if (s.phase !== 'sealed') return false;
-    const p0 = Math.floor(offset / s.B);
-    const p1 = Math.ceil((offset + length) / s.B);
-    return s.released.countRange(p0, p1) === 0;
+    if (s.phase !== 'sealed') return undefined;
+    const start = Math.floor(offset / s.B);
+    const end = Math.ceil((offset + length) / s.B);
+    return s.released.countRange(start, end) === 0 ? { start, end } : undefined;
   }
 
   /**

@@ -54,20 +54,18 @@ export class SourceView implements BlockExport {
    */
   fileSpan(offset: number, length: number): FileSpan | undefined {
     const s = this.s;
-    const sealed = this.path.mayReadFromPageCache(offset, length);
-    if (!sealed && (s.phase !== 'unsealed' || s.sealing)) return undefined;
+    const sealed = this.path.pageCacheBlocks(offset, length);
+    if (sealed === undefined && (s.phase !== 'unsealed' || s.sealing)) return undefined;
     const region = s.device.region?.(offset, length);
     if (region === undefined) return undefined;
     // Before sealing nothing is released (seal waits for these replies): a count will do, without an index per read.
-    if (!sealed) return { ...region, whenTaken: s.unreadSourceReplies.take() };
-    const p0 = Math.floor(offset / s.B);
-    const p1 = Math.ceil((offset + length) / s.B);
-    const read = s.unreadSourceReplies.take({ start: p0, end: p1 });
+    if (sealed === undefined) return { ...region, whenTaken: s.unreadSourceReplies.take() };
+    const read = s.unreadSourceReplies.take(sealed);
     return {
       ...region,
       whenTaken: () => {
         read();
-        this.path.retryDeferredReleases(p0, p1);
+        this.path.retryDeferredReleases(sealed.start, sealed.end);
       },
     };
   }
