@@ -16,6 +16,8 @@ export class BlockLayout {
   readonly released: PagedBitmap;
   /** Released because the filesystem declared them free (source TRIM before sealing): their originals are not kept for revisits. */
   readonly trimmed: PagedBitmap;
+  /** Released because a block-status reply of source called them a hole: their originals are zeroes. */
+  readonly holes: PagedBitmap;
   readonly unconfirmed: PagedBitmap;
   readonly destroyed: PagedBitmap;
   readonly landed: PagedBitmap;
@@ -30,6 +32,7 @@ export class BlockLayout {
   constructor(diskBlocks: number) {
     this.released = new PagedBitmap(diskBlocks);
     this.trimmed = new PagedBitmap(diskBlocks);
+    this.holes = new PagedBitmap(diskBlocks);
     this.unconfirmed = new PagedBitmap(diskBlocks);
     this.destroyed = new PagedBitmap(diskBlocks);
     this.landed = new PagedBitmap(diskBlocks);

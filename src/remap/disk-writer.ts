@@ -68,11 +68,13 @@ export class DiskWriter {
     let permitSeq = 0;
     let blocks = 0;
     // The originals of [a, b) are read for the revisit cache before this write overwrites them. Not kept:
-    // originals of blocks the filesystem declared free (nobody should read them again), and anything
-    // destroyed while finishing (the source has no clients and is about to go away).
+    // originals of blocks the filesystem declared free (nobody should read them again), of holes (zeroes,
+    // served as such), and anything destroyed while finishing (the source has no clients and is about to go away).
     const capture = (a: number, b: number): void => {
       if (!s.revisit.enabled || s.phase === 'finishing') return;
-      s.trimmed.forEachRun(false, a, b, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) }));
+      s.trimmed.forEachRun(false, a, b, (t0, t1) =>
+        s.holes.forEachRun(false, t0, t1, (c0, c1) => captures.push({ start: c0, end: c1, ...s.captures.register(c0, c1) })),
+      );
     };
     const permits: Array<{ start: number; end: number; seq: number }> = [];
     const destroy = (a: number, b: number, isAhead: boolean): void => {

@@ -31,6 +31,7 @@ export function restoreState(s: RemapState, r: RestoredState): void {
   const copy = (from: DurableState['released'], to: RemapState['released']): void => from.forEachRun(true, 0, n, (a, b) => to.setRange(a, b));
   copy(d.released, s.released);
   copy(d.trimmed, s.trimmed);
+  copy(d.holes, s.holes);
   copy(d.unconfirmed, s.unconfirmed);
   copy(d.destroyed, s.destroyed);
   copy(d.landed, s.landed);

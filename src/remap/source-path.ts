@@ -62,6 +62,11 @@ export class SourcePath {
         continue;
       }
       pending = undefined;
+      if (s.holes.get(p)) {
+        // Released as a hole: the original was zeroes.
+        buffer.fill(0, from - offset, to - offset);
+        continue;
+      }
       const capture = s.captures.find(p);
       if (capture !== undefined) {
         waits.push(
@@ -115,6 +120,25 @@ export class SourcePath {
     if (s.phase !== 'sealed') return;
     const { start, end } = wholeBlocks(offset, length, s.B, s.map.diskSize);
     if (start < end) this.releaseUnlessUnread(start, end);
+  }
+
+  /**
+   * A block-status reply of the sealed source has told its client that disk
+   * blocks [start, end) are a hole: the client knows their originals (zeroes)
+   * as if it had read them, and copiers that follow block status never read
+   * them. They are released as a read releases them and remembered as holes,
+   * so a read after they are overwritten still returns zeroes. Blocks under
+   * a page-cache reply not read yet are left for that reply's read.
+   */
+  releaseHoles(start: number, end: number): void {
+    const s = this.s;
+    if (s.phase !== 'sealed' || start >= end) return;
+    for (const run of s.unreadSourceReplies.split(start, end).free) {
+      for (const fresh of s.release(run.start, run.end, false)) {
+        s.holes.setRange(fresh.start, fresh.end);
+        s.committer.append({ type: 'release-hole', start: fresh.start, count: fresh.end - fresh.start });
+      }
+    }
   }
 
   /** A reply from the page cache covering disk blocks [start, end) has been read: blocks whose release waited for it alone are released. */

@@ -1,9 +1,10 @@
-import type { BlockSizeConstraints, StatusDescriptor } from 'nbd-protocol-ts';
+import { AllocationFlag, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
 import type { BlockExport, ExportCapabilities, FileSpan, WriteOptions, ZeroOptions } from '../server/block-export.js';
 import { allocationDescriptors } from './allocation-descriptors.js';
 import type { RemapState } from './remap-state.js';
 import type { SourcePath } from './source-path.js';
 import { viewBlockSize } from './view-block-size.js';
+import { wholeBlocks } from './whole-blocks.js';
 
 /**
  * The `source` export: the disk as it is. Read-write until sealed, read-only
@@ -99,9 +100,21 @@ export class SourceView implements BlockExport {
   /**
    * The disk's own holes: our writes never punch holes, so a hole now was a
    * hole in the original too (reporting data for a former hole is allowed).
+   * Once sealed, telling a client that whole blocks are a hole releases them
+   * (SourcePath.releaseHoles): copiers that follow block status skip holes.
    */
-  blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
-    return allocationDescriptors(this.s.device, [{ destOffset: offset, diskOffset: offset, length }]);
+  async blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
+    const descriptors = await allocationDescriptors(this.s.device, [{ destOffset: offset, diskOffset: offset, length }]);
+    if (this.s.phase !== 'sealed') return descriptors;
+    let at = offset;
+    for (const d of descriptors) {
+      if ((d.flags & AllocationFlag.ZERO) !== 0) {
+        const { start, end } = wholeBlocks(at, d.length, this.s.B, this.s.map.diskSize);
+        this.path.releaseHoles(start, end);
+      }
+      at += d.length;
+    }
+    return descriptors;
   }
 
   attach(clientId: string): void {

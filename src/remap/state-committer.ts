@@ -293,7 +293,7 @@ export class StateCommitter {
     for (let i = 0; i < this.pending.length; i++) {
       const r = this.pending[i];
       const seq = this.seqs[i];
-      const mayOvertake = r.type === 'destroy' || r.type === 'release';
+      const mayOvertake = r.type === 'destroy' || r.type === 'release' || r.type === 'release-hole';
       const mustStay = blocked || (this.journal.durable && isPointer(r)) || (stay.length > 0 && !mayOvertake);
       if (!mustStay) {
         now.push(r);

@@ -19,6 +19,12 @@ export type StateRecord =
   | { type: 'seal'; samples?: SealSample[] }
   /** Disk blocks whose source was read in full. */
   | { type: 'release'; start: number; count: number }
+  /**
+   * Disk blocks a block-status reply of source told a client are a hole:
+   * released as a read releases them, and their originals are zeroes (served
+   * as such once overwritten, never captured).
+   */
+  | { type: 'release-hole'; start: number; count: number }
   /** Every released block is confirmed. */
   /** `note`: what the copier says it had done by then (copy resumes after it); the last note stays with the state. */
   | { type: 'checkpoint'; note?: string }

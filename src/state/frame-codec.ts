@@ -35,6 +35,7 @@ export enum FrameKind {
   Hold = 10,
   FinishBegin = 11,
   Finished = 12,
+  ReleaseHole = 13,
   // File structure.
   Header = 32,
   SnapshotBegin = 33,

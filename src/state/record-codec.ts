@@ -22,6 +22,8 @@ function encodeFields(r: StateRecord): { kind: FrameKind; payload: Buffer } {
       return { kind: FrameKind.Unfree, payload: w.uint(r.start).uint(r.count).finish() };
     case 'release':
       return { kind: FrameKind.Release, payload: w.uint(r.start).uint(r.count).finish() };
+    case 'release-hole':
+      return { kind: FrameKind.ReleaseHole, payload: w.uint(r.start).uint(r.count).finish() };
     case 'destroy':
       return { kind: FrameKind.Destroy, payload: w.uint(r.start).uint(r.count).finish() };
     case 'zero':
@@ -47,6 +49,15 @@ function encodeFields(r: StateRecord): { kind: FrameKind; payload: Buffer } {
   }
 }
 
+/** The records that name a run of disk blocks, by frame kind. */
+const DISK_RUN_TYPES = {
+  [FrameKind.Free]: 'free',
+  [FrameKind.Unfree]: 'unfree',
+  [FrameKind.Release]: 'release',
+  [FrameKind.ReleaseHole]: 'release-hole',
+  [FrameKind.Destroy]: 'destroy',
+} as const;
+
 /**
  * The record in a frame, or undefined when the kind is not a state record
  * (a structure frame). A `hold`'s data is a view into the payload; `dataAt`
@@ -60,10 +71,10 @@ export function decodeRecord(kind: number, payload: Buffer): { record: StateReco
     case FrameKind.Free:
     case FrameKind.Unfree:
     case FrameKind.Release:
+    case FrameKind.ReleaseHole:
     case FrameKind.Destroy: {
       const { a, b } = pair();
-      const type = kind === FrameKind.Free ? 'free' : kind === FrameKind.Unfree ? 'unfree' : kind === FrameKind.Release ? 'release' : 'destroy';
-      record = { type, start: a, count: b };
+      record = { type: DISK_RUN_TYPES[kind], start: a, count: b };
       break;
     }
     case FrameKind.Zero:
@@ -113,6 +124,7 @@ export function recordOutOfRange(r: StateRecord, diskBlocks: number, destination
     case 'free':
     case 'unfree':
     case 'release':
+    case 'release-hole':
     case 'destroy':
       return r.start + r.count > diskBlocks ? `${r.type} of disk blocks ${r.start}…${r.start + r.count - 1} outside the disk (${diskBlocks} blocks)` : undefined;
     case 'zero':

@@ -26,6 +26,7 @@ enum RunSet {
   Destroyed = 5,
   Landed = 6,
   Zeros = 7,
+  Holes = 8,
 }
 
 /** Run lists are cut into frames of about this many bytes. */
@@ -57,6 +58,7 @@ export async function* snapshotFrames(state: DurableState, readHold: (ref: HoldR
     [RunSet.Destroyed, bitmapRuns(state.destroyed)],
     [RunSet.Landed, bitmapRuns(state.landed)],
     [RunSet.Zeros, setRuns(state.zeros)],
+    [RunSet.Holes, bitmapRuns(state.holes)],
   ];
   for (const [id, runs] of sets) {
     let w = new ByteWriter().uint(id);
@@ -179,6 +181,7 @@ export class SnapshotReader {
     else if (id === RunSet.Unconfirmed) s.unconfirmed.setRange(start, end);
     else if (id === RunSet.Destroyed) s.destroyed.setRange(start, end);
     else if (id === RunSet.Landed) s.landed.setRange(start, end);
+    else if (id === RunSet.Holes) s.holes.setRange(start, end);
     else throw new DecodeError(`unknown set ${id as number} in the snapshot`);
   }
 

@@ -93,3 +93,35 @@ describe("a checkpoint's note", () => {
     await compacted.journal.close();
   });
 });
+
+describe('blocks released as holes', () => {
+  it('stay holes (originals of zeroes) across a reopen and a compaction', async () => {
+    const path = dir.file('disk.remap-state');
+    const journal = await FileStateJournal.create(path, identityOf(map, dir.file('disk.img')), map, { compactBytes: COMPACT_BYTES });
+    journal.append({ type: 'seal', samples: [] });
+    journal.append({ type: 'release-hole', start: 4, count: 8 });
+    journal.append({ type: 'release', start: 20, count: 4 });
+    await journal.commit();
+    await journal.close();
+
+    const reopened = await FileStateJournal.open(path, { compactBytes: COMPACT_BYTES });
+    if (reopened === undefined) throw new Error('the state file is gone after close');
+    const holesOf = (s: typeof reopened.state): number[] => {
+      const runs: number[] = [];
+      s.holes.forEachRun(true, 0, BLOCKS, (a, b) => runs.push(a, b));
+      return runs;
+    };
+    expect(holesOf(reopened.state)).toEqual([4, 12]);
+    expect(reopened.state.released.count).toBe(12);
+    expect(reopened.state.unconfirmed.count).toBe(12);
+    for (let round = 1; round <= 20; round++) await holdAll(reopened.journal, round, 32);
+    expect(reopened.journal.info().compactions).toBeGreaterThan(0);
+    await reopened.journal.close();
+
+    const compacted = await FileStateJournal.open(path);
+    if (compacted === undefined) throw new Error('the state file is gone after close');
+    expect(holesOf(compacted.state)).toEqual([4, 12]);
+    expect(compacted.state.released.count).toBe(12);
+    await compacted.journal.close();
+  });
+});

@@ -70,6 +70,10 @@ export class CheckingJournal implements StateJournal {
           this.released.add(p);
         }
         return;
+      case 'release-hole':
+        // Told to a client by a block-status reply, not read: the original is zeroes.
+        for (let k = 0; k < r.count; k++) this.released.add(r.start + k);
+        return;
       case 'finish-begin':
         for (let p = 0; p < this.map.diskBlocks; p++) this.released.add(p);
         return;
