@@ -32,7 +32,7 @@ const count = (value: unknown): string => num(value).toLocaleString('en-US');
 
 /** The fields the summary below presents; anything else is listed after it as it is. */
 const SUMMARISED = new Set([
-  'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'declaredFree', 'released', 'confirmed', 'atRisk', 'checkpointNote', 'originalsOverwritten',
+  'phase', 'safe', 'blockSize', 'diskBlocks', 'destinationBlocks', 'declaredFree', 'released', 'releasedAsHoles', 'confirmed', 'atRisk', 'checkpointNote', 'originalsOverwritten',
   'revisitCache', 'heldInRam', 'heldInRamBytes', 'cacheBytes', 'cacheLimitBytes', 'heldAsZero', 'spilled', 'landed',
   'destinationLanded', 'enospc', 'lastEnospc', 'sourceClients', 'destinationClients', 'clientsDroppedStalled', 'finish', 'stateRecords', 'durability', 'diskAlsoAttached',
 ]);
@@ -54,6 +54,7 @@ export function formatStatus(status: MigrationStatus): string {
       ? `source:       declared free ${blocks(s.declaredFree)} by TRIM (fstrim, blkdiscard): released when sealed`
       : `source:       released ${blocks(s.released)}, confirmed by checkpoint ${count(s.confirmed)}, originals overwritten ${count(s.originalsOverwritten)}`,
   ];
+  if (num(s.releasedAsHoles) > 0) lines.push(`              of them holes ${blocks(s.releasedAsHoles)}: block status told a client, and they read as zeroes`);
   if (typeof s.checkpointNote === 'string') lines.push(`              last checkpoint's note: ${s.checkpointNote}`);
   if (num(s.atRisk) > 0) lines.push(`              at risk: ${count(s.atRisk)} overwritten original(s) not confirmed — run \`nbd-remapper checkpoint\` after syncing the copy`);
   const revisit = (s.revisitCache ?? {}) as Record<string, unknown>;

@@ -36,6 +36,8 @@ export type RemapStatus = {
   declaredFree: number;
   /** Disk blocks whose original is no longer needed. */
   released: number;
+  /** Of those, blocks a block-status reply told a client are a hole (their originals are zeroes). */
+  releasedAsHoles: number;
   /** Released blocks a checkpoint has confirmed. */
   confirmed: number;
   /** Unconfirmed originals already overwritten: lost if the copy has to be redone after a crash. */
@@ -75,6 +77,7 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
     safe: s.safe,
     declaredFree: s.free.size,
     released: s.released.count,
+    releasedAsHoles: s.holes.count,
     confirmed: s.released.count - s.unconfirmed.count,
     atRisk: s.atRisk,
     checkpointNote: s.checkpointNote ?? null,

@@ -47,6 +47,13 @@ describe('formatStatus', () => {
     expect(text).not.toMatch(/released 0/);
   });
 
+  it('shows blocks released as holes, and only when there are', () => {
+    expect(formatStatus({ ...base, releasedAsHoles: 0 })).not.toMatch(/holes/);
+    const text = formatStatus({ ...base, releasedAsHoles: 48 });
+    expect(text).toMatch(/^\s+of them holes 48 \(192 KiB\): block status told a client, and they read as zeroes$/m);
+    expect(text).not.toMatch(/releasedAsHoles/);
+  });
+
   it('shows RAM a commit in flight still takes from the cache', () => {
     expect(formatStatus({ ...base, cacheBytes: 16384 + 8192 })).toMatch(/25% of the 64 KiB cache; 8\.0 KiB more until a commit in flight is done\)/);
   });
