@@ -10,6 +10,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   cacheBlocks: fc.integer({ min: 1, max: 4 }),
   revisitBlocks: fc.integer({ min: 0, max: 3 }),
   safe: fc.boolean(),
+  holes: fc.boolean(),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
 
@@ -19,8 +20,9 @@ const spread = fc.noBias(fc.nat({ max: 1 << 20 }));
 const range = { a: spread, b: n, aligned: fc.boolean() };
 
 const readOps: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('srcRead' as const), ...range, aligned: fc.constantFrom(true, true, true, false) }),
-  fc.record({ kind: fc.constant('dstRead' as const), ...range }),
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('srcRead' as const), ...range, aligned: fc.constantFrom(true, true, true, false) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('dstRead' as const), ...range }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('srcStatus' as const), ...range }) },
 );
 const destinationMutations: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('dstWrite' as const), ...range, zero: fc.constantFrom(false, false, false, true), seed: n }) },
@@ -88,7 +90,7 @@ describe('remapping engine against a reference model (G1, G2, G3, G4, G6)', () =
       { numRuns: 600 * SCALE },
     );
     // Cycles of slots at finish are rare at random; finish-planner.test.ts builds them on purpose.
-    expectCoverage('sequential', ['spill', 'land', 'zero', 'destroy', 'finish:land', 'enospc', 'eio', 'revisitHits', 'checkpoint', 'free', 'safeRuns']);
+    expectCoverage('sequential', ['spill', 'land', 'zero', 'destroy', 'finish:land', 'enospc', 'eio', 'revisitHits', 'checkpoint', 'free', 'safeRuns', 'release-hole']);
   });
 
   it('concurrent batches: overlapping source reads, destination writes and reads interleaved at random', async () => {
@@ -97,6 +99,6 @@ describe('remapping engine against a reference model (G1, G2, G3, G4, G6)', () =
       fc.asyncProperty(scenarioArb, fc.array(beforeSeal, { maxLength: 4 }), fc.array(mixed, { minLength: 5, maxLength: 40, size: 'max' }), (scenario, pre, main) => play(scenario, pre, main)),
       { numRuns: 400 * SCALE },
     );
-    expectCoverage('concurrent', ['spill', 'land', 'finish:land', 'enospc', 'eio', 'revisitHits']);
+    expectCoverage('concurrent', ['spill', 'land', 'finish:land', 'enospc', 'eio', 'revisitHits', 'release-hole']);
   });
 });

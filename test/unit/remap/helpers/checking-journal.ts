@@ -23,6 +23,8 @@ export class CheckingJournal implements StateJournal {
   private readonly free = new Set<number>();
   private batch: StateRecord[] = [];
   mayRelease: ((block: number) => boolean) | undefined;
+  /** Whether block p may be released as a hole: a block-status request of source covered it whole while it was one. */
+  mayReleaseHole: ((block: number) => boolean) | undefined;
   /** Per record: the disk blocks it points at and their write generation when the engine appended it. */
   readonly pointedAt = new WeakMap<StateRecord, Map<number, number>>();
   syncedGeneration: ((block: number) => number) | undefined;
@@ -72,7 +74,11 @@ export class CheckingJournal implements StateJournal {
         return;
       case 'release-hole':
         // Told to a client by a block-status reply, not read: the original is zeroes.
-        for (let k = 0; k < r.count; k++) this.released.add(r.start + k);
+        for (let k = 0; k < r.count; k++) {
+          const p = r.start + k;
+          if (this.mayReleaseHole !== undefined && !this.mayReleaseHole(p)) this.violations.push(`block ${p} released as a hole although no block-status request covered it as one`);
+          this.released.add(p);
+        }
         return;
       case 'finish-begin':
         for (let p = 0; p < this.map.diskBlocks; p++) this.released.add(p);

@@ -34,6 +34,8 @@ export class MemoryDevice implements BlockDevice {
   readonly bytes: Buffer;
   private readonly generations = new Map<number, number>();
   private readonly synced = new Map<number, number>();
+  /** Blocks that are holes, as in a sparse image: zeroes, reported as such until written. */
+  private readonly holeBlocks = new Set<number>();
   writeGate: ((offset: number, length: number) => void) | undefined;
   onIo: (() => void) | undefined;
   writes = 0;
@@ -61,11 +63,41 @@ export class MemoryDevice implements BlockDevice {
     this.writeGate?.(offset, data.length);
     data.copy(this.bytes, offset);
     this.writes++;
+    for (let b = Math.floor(offset / this.blockSize); b * this.blockSize < offset + data.length; b++) this.holeBlocks.delete(b);
     for (let b = Math.floor(offset / this.blockSize); b * this.blockSize < offset + data.length; b++) this.generations.set(b, this.generation(b) + 1);
   }
 
   /** One write of several buffers back to back (like pwritev); the model tests switch it off for half the runs. */
   writev: ((offset: number, buffers: readonly Buffer[]) => Promise<void>) | undefined = (offset, buffers) => this.write(offset, Buffer.concat(buffers));
+
+  /** Makes blocks holes: zeroes, which `allocation` reports as a hole until a write touches them. */
+  punchHoles(blocks: Iterable<number>): void {
+    for (const b of blocks) {
+      this.bytes.fill(0, b * this.blockSize, Math.min(this.size, (b + 1) * this.blockSize));
+      this.holeBlocks.add(b);
+    }
+  }
+
+  isHole(b: number): boolean {
+    return this.holeBlocks.has(b);
+  }
+
+  /** The hole map, as a file's SEEK_HOLE/SEEK_DATA would give it. */
+  async allocation(offset: number, length: number): Promise<Array<{ offset: number; length: number; data: boolean }>> {
+    this.checkRange(offset, length);
+    await this.yieldSome();
+    const out: Array<{ offset: number; length: number; data: boolean }> = [];
+    for (let at = offset; at < offset + length; ) {
+      const b = Math.floor(at / this.blockSize);
+      const to = Math.min(offset + length, (b + 1) * this.blockSize);
+      const data = !this.holeBlocks.has(b);
+      const last = out[out.length - 1];
+      if (last !== undefined && last.data === data) last.length += to - at;
+      else out.push({ offset: at, length: to - at, data });
+      at = to;
+    }
+    return out;
+  }
 
   /** A sync makes durable the writes completed when it was called. */
   async sync(): Promise<void> {

@@ -24,10 +24,12 @@ export interface Scenario {
   seed: number;
   /** An explicit map instead of `mapKind`. */
   extents?: MapExtent[];
+  /** Some blocks are holes of the disk (zeroes that block status reports as such), as in a sparse image. */
+  holes?: boolean;
 }
 
 export type Op =
-  | { kind: 'srcRead' | 'dstRead'; a: number; b: number; aligned: boolean }
+  | { kind: 'srcRead' | 'dstRead' | 'srcStatus'; a: number; b: number; aligned: boolean }
   | { kind: 'srcWrite' | 'dstWrite'; a: number; b: number; aligned: boolean; zero: boolean; seed: number }
   | { kind: 'srcTrim' | 'dstTrim' | 'dstZero'; a: number; b: number; aligned: boolean }
   | { kind: 'flush' | 'checkpoint' | 'seal' | 'attach' | 'detach' | 'finish' }
@@ -101,6 +103,8 @@ export class Harness {
   private readonly free = new Set<number>();
   private freeAtSeal = new Set<number>();
   private readonly readInFull = new Set<number>();
+  /** Holes covered whole by a block-status request of the sealed source: the reply may call them a hole, which releases them. */
+  private readonly mayBeToldHole = new Set<number>();
   /**
    * What each destination block may read as: one of `values`, or (`orHome`)
    * still its home's current content, because no write to it may have taken
@@ -137,8 +141,13 @@ export class Harness {
     // Both ways of landing several RAM blocks at once: writev, and one concatenated write.
     if (scenario.seed % 2 === 0) this.device.writev = undefined;
     patternBytes(this.map.diskSize, scenario.seed).copy(this.device.bytes);
+    if (scenario.holes === true) {
+      const next = prng(scenario.seed ^ 0x5eed);
+      this.device.punchHoles(Array.from({ length: this.map.diskBlocks }, (_, p) => p).filter(() => next() < 0.4));
+    }
     this.journal = new CheckingJournal(this.map);
     this.journal.mayRelease = (p) => this.readInFull.has(p);
+    this.journal.mayReleaseHole = (p) => this.mayBeToldHole.has(p);
     this.journal.syncedGeneration = (b) => this.device.syncedGeneration(b);
     this.cacheBytes = scenario.cacheBlocks * this.B;
     this.engine = createRemapper({
@@ -173,7 +182,7 @@ export class Harness {
     // Before sealing only the source passthrough writes; after finish the destination is a plain view of the disk.
     if (!this.sealed || this.finished) return;
     for (let p = Math.floor(offset / this.B); p * this.B < offset + length; p++) {
-      const allowed = this.finishStarted || this.freeAtSeal.has(p) || this.readInFull.has(p);
+      const allowed = this.finishStarted || this.freeAtSeal.has(p) || this.readInFull.has(p) || this.mayBeToldHole.has(p);
       if (!allowed) this.violation(`G1: disk block ${p} overwritten although its original was never released`);
       if (!this.journal.destroyed.has(p)) this.violation(`disk block ${p} overwritten before its destroy record was committed`);
       const owner = this.journal.ownerOf.get(p);
@@ -231,6 +240,8 @@ export class Harness {
         return this.batch(op.ops);
       case 'srcRead':
         return this.srcRead(op.a, op.b, op.aligned);
+      case 'srcStatus':
+        return this.srcStatus(op.a, op.b, op.aligned);
       case 'srcWrite':
         return this.srcWrite(op.a, op.b, op.aligned, op.seed);
       case 'srcTrim':
@@ -326,11 +337,7 @@ export class Harness {
   private async srcRead(a: number, b: number, aligned: boolean): Promise<void> {
     const { offset, length } = this.range(this.map.diskSize, a, b, aligned);
     const expected = this.sealed ? (this.original as Buffer).subarray(offset, offset + length) : Buffer.from(this.device.bytes.subarray(offset, offset + length));
-    if (this.sealed) {
-      const end = offset + length;
-      const f1 = end === this.map.diskSize ? Math.ceil(end / this.B) : Math.floor(end / this.B);
-      for (let p = Math.ceil(offset / this.B); p < f1; p++) this.readInFull.add(p);
-    }
+    if (this.sealed) for (const p of this.wholeBlocksOf(offset, length)) this.readInFull.add(p);
     let got: Buffer;
     const finishedBefore = this.finished;
     try {
@@ -349,6 +356,40 @@ export class Harness {
         if (got[i] !== expected[i]) expect.fail(`G2: source read ${offset}+${length} returned wrong data at disk byte ${offset + i} (block ${Math.floor((offset + i) / this.B)})`);
       }
     }
+  }
+
+  /**
+   * Block status of source: whatever it calls zero is zeroes in the original
+   * (G2 for what a copier skips). Once sealed, whole blocks it calls a hole
+   * may be released; the G1 gate allows overwriting them from the request on
+   * (a concurrent write may follow the release before the reply arrives here).
+   */
+  private async srcStatus(a: number, b: number, aligned: boolean): Promise<void> {
+    const { offset, length } = this.range(this.map.diskSize, a, b, aligned);
+    if (this.sealed && !this.finishStarted) {
+      for (const p of this.wholeBlocksOf(offset, length)) if (this.device.isHole(p)) this.mayBeToldHole.add(p);
+    }
+    const descriptors = await this.engine.source.blockStatus(offset, length);
+    const truth = this.sealed ? (this.original as Buffer) : this.device.bytes;
+    let at = offset;
+    for (const d of descriptors) {
+      if ((d.flags & AllocationFlag.ZERO) !== 0) {
+        for (let i = at; i < at + d.length; i++) {
+          if (truth[i] !== 0) expect.fail(`block status of source ${offset}+${length} calls disk byte ${i} zero, but ${this.sealed ? 'its original' : 'it'} is not`);
+        }
+      }
+      at += d.length;
+    }
+    expect(at - offset, `block status of source ${offset}+${length} covers the request`).toBe(length);
+  }
+
+  /** Disk blocks [offset, offset+length) covers entirely (the short last block when it reaches the end). */
+  private wholeBlocksOf(offset: number, length: number): number[] {
+    const end = offset + length;
+    const f1 = end === this.map.diskSize ? Math.ceil(end / this.B) : Math.floor(end / this.B);
+    const out: number[] = [];
+    for (let p = Math.ceil(offset / this.B); p < f1; p++) out.push(p);
+    return out;
   }
 
   private async srcWrite(a: number, b: number, aligned: boolean, seed: number): Promise<void> {
@@ -542,7 +583,7 @@ export class Harness {
           claimed.add(d);
           if (!this.dest.has(d)) this.batchFresh.add(d);
         }
-      } else if (!['srcRead', 'dstRead', 'flush', 'checkpoint'].includes(op.kind)) {
+      } else if (!['srcRead', 'srcStatus', 'dstRead', 'flush', 'checkpoint'].includes(op.kind)) {
         continue;
       }
       chosen.push(op);
