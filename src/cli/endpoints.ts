@@ -61,11 +61,15 @@ export function otherMachinesLine(open: Endpoint, addresses: readonly string[] =
   return `listening on every interface (port ${port}): from another machine, connect to ${there} instead of ${loopback}`;
 }
 
-/** NBD here has no TLS or authentication: a port other machines reach is open to all of them. */
-export function openPortWarning(open: Endpoint, readOnly: boolean): string {
-  const where = isWildcard(open) ? 'every interface' : nbdUri(open, '').replace(/\/$/, '');
+/** No client is authenticated (TLS, when required, only encrypts): a port other machines reach is open to all of them. */
+export function openPortWarning(open: Endpoint, readOnly: boolean, tlsRequired = false): string {
+  const where = isWildcard(open) ? 'every interface' : nbdUri(open, '', tlsRequired).replace(/\/$/, '');
   const port = open.kind === 'tcp' ? open.port : 0;
-  return `listening on ${where}: anyone who can reach port ${port} can read this disk${readOnly ? '' : ' and write its new layout'} (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`;
+  const what = `read this disk${readOnly ? '' : ' and write its new layout'}`;
+  if (tlsRequired) {
+    return `listening on ${where}: the traffic is encrypted (TLS), but anyone who can reach port ${port} can ${what}: clients are not authenticated; keep the port behind a firewall`;
+  }
+  return `listening on ${where}: anyone who can reach port ${port} can ${what}, and the traffic is not encrypted (--tls-certificates); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall`;
 }
 
 export function unixEndpoint(path: string): Endpoint {
@@ -73,11 +77,12 @@ export function unixEndpoint(path: string): Endpoint {
 }
 
 /** The NBD URI of an export (the libnbd/QEMU convention). */
-export function nbdUri(endpoint: Endpoint, exportName: string): string {
+export function nbdUri(endpoint: Endpoint, exportName: string, tls = false): string {
+  const scheme = tls ? 'nbds' : 'nbd';
   // Percent-encoded (slashes kept readable): a space or a `&` in the path would break the URI for every client.
-  if (endpoint.kind === 'unix') return `nbd+unix:///${exportName}?socket=${encodeURIComponent(endpoint.path).replace(/%2F/g, '/')}`;
+  if (endpoint.kind === 'unix') return `${scheme}+unix:///${exportName}?socket=${encodeURIComponent(endpoint.path).replace(/%2F/g, '/')}`;
   const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
-  return `nbd://${host}:${endpoint.port}/${exportName}`;
+  return `${scheme}://${host}:${endpoint.port}/${exportName}`;
 }
 
 /**
@@ -86,7 +91,9 @@ export function nbdUri(endpoint: Endpoint, exportName: string): string {
  * the kernel reads MBR/GPT sector numbers in logical blocks, so a 4096-byte block
  * size would misplace every partition made for 512-byte sectors.
  */
-export function nbdClientCommand(endpoint: Endpoint, exportName: string, device: string): string {
-  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${shellQuote(endpoint.path)} ${device} -t 60`;
-  return `nbd-client -N ${exportName} ${endpoint.host} ${endpoint.port} ${device} -t 60`;
+export function nbdClientCommand(endpoint: Endpoint, exportName: string, device: string, tls?: { caCertFile: string }): string {
+  // -x: STARTTLS, checking the server's certificate against the CA's.
+  const secure = tls === undefined ? '' : ` -x -A ${shellQuote(tls.caCertFile)}`;
+  if (endpoint.kind === 'unix') return `nbd-client -N ${exportName} -u ${shellQuote(endpoint.path)} ${device} -t 60${secure}`;
+  return `nbd-client -N ${exportName} ${endpoint.host} ${endpoint.port} ${device} -t 60${secure}`;
 }

@@ -1,11 +1,13 @@
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { HandshakeMachine, type NegotiatedSession } from 'nbd-protocol-ts';
 import { formatBytes } from '../format/bytes.js';
 import type { Logger } from '../log/logger.js';
-import type { SocketReader } from '../net/socket-reader.js';
+import { SocketReader } from '../net/socket-reader.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { ExportTable } from './export-table.js';
 import type { MemoryBudget } from './memory-budget.js';
+import type { ServerTls } from './tls-certificates.js';
 import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
 
@@ -16,6 +18,8 @@ export interface ConnectionOptions {
   /** A client that has not reached the transmission phase by then is dropped (G8; QEMU CVE-2024-7409). */
   handshakeTimeoutMs: number;
   limits: TransmissionLimits;
+  /** TLS through NBD_OPT_STARTTLS; absent: none (STARTTLS is answered ERR_UNSUP). */
+  tls?: ServerTls;
 }
 
 /**
@@ -26,26 +30,27 @@ export class Connection {
   private session: TransmissionSession | undefined;
   private exportName: string | undefined;
   private readonly handshakeTimer: NodeJS.Timeout;
+  private closedOnce = false;
+  private wakeClosed!: () => void;
   readonly closed: Promise<void>;
 
   constructor(
     readonly id: string,
-    private readonly socket: Socket,
-    private readonly reader: SocketReader,
+    private socket: Socket,
+    private reader: SocketReader,
     private readonly exports: ExportTable,
     private readonly options: ConnectionOptions,
     private readonly log: Logger,
     private readonly buffers: BufferPool,
     private readonly budget: MemoryBudget,
   ) {
-    const machine = new HandshakeMachine(registryOf(exports));
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('error', (err) => this.log.debug(`socket error: ${err.message}`));
-    socket.once('close', () => this.onClose());
+    const machine = new HandshakeMachine(registryOf(exports), { tls: options.tls?.mode ?? 'off' });
+    this.closed = new Promise((resolve) => (this.wakeClosed = resolve));
+    this.watch(socket);
 
     this.handshakeTimer = setTimeout(() => {
       this.log.warn(`handshake not finished within ${options.handshakeTimeoutMs} ms, dropping the client`);
-      socket.destroy();
+      this.socket.destroy();
     }, options.handshakeTimeoutMs);
 
     let handshaking = true;
@@ -54,19 +59,17 @@ export class Connection {
       for (const event of machine.push(chunk)) {
         switch (event.type) {
           case 'send':
-            socket.write(event.data);
+            this.socket.write(event.data);
             break;
           case 'close':
             this.log.debug(`handshake ended: ${event.reason}`);
             handshaking = false;
             clearTimeout(this.handshakeTimer);
-            socket.end();
+            this.socket.end();
             return;
           case 'starttls':
-            // TLS is not offered yet, so the machine (tls: 'off') answers STARTTLS with ERR_UNSUP and never asks this.
-            this.log.error('client asked for TLS, which this server does not offer');
-            handshaking = false;
-            socket.destroy();
+            // The ACK just written is the last cleartext; the handshake goes on inside TLS.
+            this.startTls(onHandshakeData);
             return;
           case 'done':
             handshaking = false;
@@ -78,6 +81,36 @@ export class Connection {
     // The machine may keep what it is given: each chunk is a buffer of its own.
     reader.deliverChunks(onHandshakeData);
     socket.write(machine.greeting());
+  }
+
+  /** The connection ends when its socket closes, whichever socket carries it by then (the plain one, or TLS over it). */
+  private watch(socket: Socket): void {
+    socket.on('error', (err) => this.log.debug(`socket error: ${err.message}`));
+    socket.once('close', () => this.onClose());
+  }
+
+  /**
+   * NBD_OPT_STARTTLS was acknowledged: the socket is handed to TLS, and the
+   * rest of the handshake and the transmission phase run over the TLS
+   * socket. A failed TLS handshake drops the client (the handshake timeout
+   * still runs, so a client that stalls inside TLS is dropped too).
+   */
+  private startTls(onHandshakeData: (chunk: Buffer) => void): void {
+    const tls = this.options.tls;
+    if (tls === undefined) {
+      // The machine offers STARTTLS only when TLS is configured.
+      this.socket.destroy();
+      return;
+    }
+    const secure = new TLSSocket(this.socket, { isServer: true, secureContext: tls.context });
+    secure.once('secure', () => this.log.debug(`TLS established (${secure.getProtocol() ?? 'unknown protocol'}, ${secure.getCipher().name})`));
+    secure.on('error', (err) => this.log.warn(`TLS failed, dropping the client: ${err.message}`));
+    const reader = new SocketReader();
+    reader.attach(secure, 'data');
+    this.socket = secure;
+    this.reader = reader;
+    this.watch(secure);
+    reader.deliverChunks(onHandshakeData);
   }
 
   get export(): string | undefined {
@@ -140,6 +173,9 @@ export class Connection {
   }
 
   private onClose(): void {
+    if (this.closedOnce) return;
+    this.closedOnce = true;
+    this.wakeClosed();
     clearTimeout(this.handshakeTimer);
     if (this.exportName !== undefined) {
       this.exports.get(this.exportName)?.detach?.(this.id);

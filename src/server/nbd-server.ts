@@ -118,7 +118,8 @@ export class NbdServer {
     const id = `c${this.nextId++}`;
     const log = this.log.child(`[${id}]`);
     const reader = new SocketReader();
-    const adopted = this.options.receiveInPlace === false ? undefined : adoptAcceptedSocket(accepted, reader.onread);
+    // A socket that STARTTLS may hand to a TLSSocket keeps Node's own reading: TLS decrypts into 'data' chunks.
+    const adopted = this.options.receiveInPlace === false || this.options.tls !== undefined ? undefined : adoptAcceptedSocket(accepted, reader.onread);
     const socket = adopted ?? accepted;
     reader.attach(socket, adopted ? 'onread' : 'data');
     log.debug(`client connected from ${peer}${adopted ? '' : " (payloads gathered from 'data' chunks: this Node cannot receive in place)"}`);

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { canSendFromFile, readCached, sendFromFile, writtenBefore } from 'linux-io';
 import {
   ReplyFlag,
@@ -89,7 +90,8 @@ export class ReplyWriter {
     /** Told why the kernel refused a reply from a file, by the first connection it happens to (all copy from then on). */
     private readonly onFileRepliesOff: (why: string) => void = () => undefined,
   ) {
-    this.fileReplies = canSendFromFile && fileRepliesRefused === undefined;
+    // Over TLS the bytes must pass through the encryption: a reply from the page cache would leave in clear.
+    this.fileReplies = canSendFromFile && fileRepliesRefused === undefined && !(socket instanceof TLSSocket);
     this.unread = new UnreadFileReplies(socket);
     socket.once('close', () => this.wakeSocketWaiters());
   }

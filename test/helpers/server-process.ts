@@ -37,10 +37,10 @@ export function startServerProcess(args: readonly string[], timeoutMs = 20_000, 
     stdout: () => out,
     stderr: () => err,
     uri(exportName, kind) {
-      const uris = [...out.matchAll(/^\s+(nbd(?:\+unix)?:\/\/\S+)$/gm)].map((m) => m[1]);
+      const uris = [...out.matchAll(/^\s+(nbds?(?:\+unix)?:\/\/\S+)$/gm)].map((m) => m[1]);
       const found = uris.find((u) => {
         const matchesExport = u.includes(`/${exportName}`) && (u.endsWith(`/${exportName}`) || u.includes(`/${exportName}?`));
-        const matchesKind = kind === undefined || (kind === 'unix') === u.startsWith('nbd+unix');
+        const matchesKind = kind === undefined || (kind === 'unix') === /^nbds?\+unix:/.test(u);
         return matchesExport && matchesKind;
       });
       if (!found) throw new Error(`server printed no ${kind ?? ''} URI for export ${exportName}:\n${out}`);

@@ -1,5 +1,6 @@
 // What `serve` does once its options are parsed: open the disk (and migration), start the server and the control plane.
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { ControlServer } from '../../control/control-server.js';
 import { formatBytes } from '../../format/bytes.js';
 import { createLogger, type Logger } from '../../log/logger.js';
@@ -10,6 +11,7 @@ import { PlainDiskView } from '../../remap/plain-disk-view.js';
 import type { BlockExport } from '../../server/block-export.js';
 import { ExportList } from '../../server/export-table.js';
 import { NbdServer, type Endpoint } from '../../server/nbd-server.js';
+import { loadServerTls, TlsCertificatesError, type ServerTls } from '../../server/tls-certificates.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../server/server-options.js';
 import { settleReadReplies } from '../../server/unread-file-replies.js';
 import { Disk } from '../../store/disk.js';
@@ -41,6 +43,7 @@ interface Sizes {
   revisitCacheBytes: number;
   /** The caches leave little of the RAM there is (checkMemoryFit). */
   tight: string | undefined;
+  tls: ServerTls | undefined;
 }
 
 function checkOptions(options: ServeOptions): Sizes {
@@ -65,7 +68,22 @@ function checkOptions(options: ServeOptions): Sizes {
   const revisitCacheBytes = parseSize(options.revisitCache, '--revisit-cache');
   // Only a remapping server fills the caches.
   const tight = options.readOnly ? undefined : checkMemoryFit(cacheBytes, revisitCacheBytes);
-  return { cacheBytes, revisitCacheBytes, tight };
+  return { cacheBytes, revisitCacheBytes, tight, tls: tlsOf(options) };
+}
+
+/** --tls and --tls-certificates: require is the default once certificates are given. */
+function tlsOf(options: ServeOptions): ServerTls | undefined {
+  const mode = options.tls ?? (options.tlsCertificates !== undefined ? 'require' : 'off');
+  if (mode === 'off') return undefined;
+  if (options.tlsCertificates === undefined) {
+    throw new UserError(`--tls ${mode} needs the server's certificate`, 'give --tls-certificates DIR, a directory with server-cert.pem and server-key.pem', 2);
+  }
+  try {
+    return loadServerTls(resolve(options.tlsCertificates), mode === 'require' ? 'required' : 'allowed');
+  } catch (err) {
+    if (err instanceof TlsCertificatesError) throw new UserError(`--tls-certificates: ${err.message}`, err.fix, 2);
+    throw err;
+  }
 }
 
 function endpointsOf(options: ServeOptions): Endpoint[] {
@@ -92,7 +110,13 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   let control: ControlServer | undefined;
   const server = new NbdServer(
     table,
-    { ...DEFAULT_SERVER_OPTIONS, maxConnections: options.maxConnections, handshakeTimeoutMs: options.handshakeTimeout * 1000, stallTimeoutMs: options.stallTimeout * 1000 },
+    {
+      ...DEFAULT_SERVER_OPTIONS,
+      maxConnections: options.maxConnections,
+      handshakeTimeoutMs: options.handshakeTimeout * 1000,
+      stallTimeoutMs: options.stallTimeout * 1000,
+      tls: sizes.tls,
+    },
     log,
   );
   const bound: Endpoint[] = [];
@@ -136,7 +160,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       await control.listen(options.control);
     }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
-    for (const open of bound.filter(isReachableFromElsewhere)) log.warn(openPortWarning(open, options.readOnly));
+    for (const open of bound.filter(isReachableFromElsewhere)) log.warn(openPortWarning(open, options.readOnly, sizes.tls?.mode === 'required'));
   } catch (err) {
     loopWatch?.stop();
     await server.close();
@@ -160,7 +184,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
           return undefined;
         })
       : undefined;
-  printBanner(print, disk, stateLine, engine, table.list(), bound, options, outside);
+  printBanner(print, disk, stateLine, engine, table.list(), bound, options, outside, sizes.tls);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -191,6 +215,7 @@ function printBanner(
   bound: Endpoint[],
   options: ServeOptions,
   outside: UnpartitionedSpace | undefined,
+  tls: ServerTls | undefined,
 ): void {
   print(`nbd-remapper: serving ${disk.path} (${formatBytes(disk.size)}, ${disk.size} bytes)${options.readOnly ? ', read-only' : ''}`);
   if (engine) {
@@ -201,10 +226,18 @@ function printBanner(
     );
   }
   const local = bound.map(localEndpoint);
+  const required = tls?.mode === 'required';
+  if (tls !== undefined) {
+    print(
+      `TLS ${required ? 'required' : 'offered'}: certificate from ${tls.source}; clients check it against the CA that signed it (libnbd: ?tls-certificates=DIR with DIR/ca-cert.pem)`,
+    );
+  }
+  // The CA's certificate, where nbdkit's layout keeps it beside the server's (nbd-client checks the server against it).
+  const caCertFile = tls === undefined ? undefined : existsSync(join(tls.source, 'ca-cert.pem')) ? join(tls.source, 'ca-cert.pem') : 'CA-CERT.pem';
   exports.forEach((exp, i) => {
     print(`export '${exp.name}': ${exp.description}`);
-    for (const endpoint of local) print(`  ${nbdUri(endpoint, exp.name)}`);
-    print(`  attach: ${nbdClientCommand(local[0], exp.name, `/dev/nbd${i}`)}`);
+    for (const endpoint of local) print(`  ${nbdUri(endpoint, exp.name, required)}`);
+    print(`  attach: ${nbdClientCommand(local[0], exp.name, `/dev/nbd${i}`, required && caCertFile !== undefined ? { caCertFile } : undefined)}`);
   });
   const open = bound.find(isWildcard);
   if (open !== undefined) print(otherMachinesLine(open));

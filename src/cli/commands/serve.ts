@@ -23,6 +23,8 @@ export interface ServeOptions {
   maxConnections: number;
   handshakeTimeout: number;
   stallTimeout: number;
+  tlsCertificates?: string;
+  tls?: 'require' | 'allow' | 'off';
   verbose: boolean;
 }
 
@@ -92,6 +94,14 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
       describe:
         'Seconds a client may hold request memory that other clients wait for (all clients share 256 MiB) while it neither reads its replies nor sends the rest of a request; then it is disconnected. Keep it well under the clients\' own timeout (nbd-client -t)',
     })
+    .option('tls-certificates', {
+      type: 'string',
+      describe: `Directory with the server's TLS certificate (${'server-cert.pem'}, chain included) and key (${'server-key.pem'}), as for nbdkit and qemu-nbd: clients then upgrade with NBD_OPT_STARTTLS (libnbd: nbds:// or nbds+unix:// URIs)`,
+    })
+    .option('tls', {
+      choices: ['require', 'allow', 'off'] as const,
+      describe: 'require: clients must use TLS (the default with --tls-certificates); allow: TLS or not, as each client chooses; off: no TLS',
+    })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log every failed request and connection event' });
 }
 
@@ -103,7 +113,8 @@ export const serveCommand: CommandModule<object, ServeOptions> = {
       .example('$0 serve --disk disk.img', 'identity map on 127.0.0.1:10809')
       .example('$0 serve --disk /dev/sdb --map layout.json --cache 1G', 'migrate a block device to the layout of layout.json')
       .example('$0 serve --disk disk.img --listen 127.0.0.1:0 --control ./ctl.sock', 'pick a free port (printed on start), control socket in the current directory')
-      .example('$0 serve --disk disk.img --read-only', 'inspect a disk: source only, read-only') as unknown as Argv<ServeOptions>,
+      .example('$0 serve --disk disk.img --read-only', 'inspect a disk: source only, read-only')
+      .example('$0 serve --disk /dev/sdb --map layout.json --listen 0.0.0.0:10809 --tls-certificates /etc/pki/nbd', 'over the network: TLS required (nbds://host/destination?tls-certificates=DIR with the CA in DIR/ca-cert.pem)') as unknown as Argv<ServeOptions>,
   // The server stack loads only when serving: the control commands start faster without it.
   handler: async (argv) => (await import('./serve-run.js')).serveUntilSignalled(argv),
 };

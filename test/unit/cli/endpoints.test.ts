@@ -31,8 +31,12 @@ describe('listen addresses', () => {
     for (const text of ['127.0.0.1:1', '127.1.2.3:1', '[::1]:1', 'localhost:1', '1']) expect(isReachableFromElsewhere(parseListen(text)), text).toBe(false);
     expect(isReachableFromElsewhere({ kind: 'unix', path: '/run/x.sock' })).toBe(false);
     expect(openPortWarning(parseListen('0.0.0.0:10809'), false)).toBe(
-      'listening on every interface: anyone who can reach port 10809 can read this disk and write its new layout (this server has no TLS or authentication); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall',
+      'listening on every interface: anyone who can reach port 10809 can read this disk and write its new layout, and the traffic is not encrypted (--tls-certificates); listen on 127.0.0.1 or a unix socket (--socket), or keep the port behind a firewall',
     );
-    expect(openPortWarning(parseListen('192.0.2.7:10809'), true)).toMatch(/^listening on nbd:\/\/192\.0\.2\.7:10809: anyone who can reach port 10809 can read this disk \(this server/);
+    expect(openPortWarning(parseListen('192.0.2.7:10809'), true)).toMatch(/^listening on nbd:\/\/192\.0\.2\.7:10809: anyone who can reach port 10809 can read this disk, and the traffic/);
+    // With TLS required the traffic is safe from eavesdroppers, not the disk from strangers: no client is authenticated.
+    expect(openPortWarning(parseListen('192.0.2.7:10809'), false, true)).toBe(
+      'listening on nbds://192.0.2.7:10809: the traffic is encrypted (TLS), but anyone who can reach port 10809 can read this disk and write its new layout: clients are not authenticated; keep the port behind a firewall',
+    );
   });
 });

@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { expect, it } from 'vitest';
+import { useCleanups } from '../helpers/cleanups.js';
+import { mustRun, runTool } from '../helpers/run-tool.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { CLI, startServerProcess } from '../helpers/server-process.js';
+import { makeTestCertificates } from '../helpers/tls-certificates.js';
+
+/**
+ * TLS through NBD_OPT_STARTTLS (`serve --tls-certificates`), with libnbd's
+ * clients (nbdinfo, nbdcopy) checking the server's certificate: over a unix
+ * socket and over TCP, where the host name is checked too. The data path
+ * matters as much as the handshake: reads of a sealed source and the
+ * page-cache replies of an unsealed one must go through the encryption
+ * (a reply sent from the page cache would break the TLS stream).
+ */
+const MiB = 1024 * 1024;
+const cleanup = useCleanups();
+
+const withCerts = (uri: string, dir: string): string => `${uri}${uri.includes('?') ? '&' : '?'}tls-certificates=${dir}`;
+
+it('TLS required: clients over unix and TCP read and write through it; a plaintext client is refused', async () => {
+  const dir = scratchDir('nbd-remapper-tls-');
+  cleanup(() => dir.cleanup());
+  const certs = await makeTestCertificates(dir.file('pki'));
+  const disk = dir.file('disk.img');
+  randomImage(disk, 16 * MiB);
+  const control = dir.file('control.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--listen', '127.0.0.1:0', '--control', control, '--tls-certificates', certs.server]);
+  cleanup(() => server.stop('SIGKILL'));
+  expect(server.stdout()).toMatch(/^TLS required: certificate from /m);
+  const unixSource = withCerts(server.uri('source', 'unix'), certs.client);
+  const tcpSource = withCerts(server.uri('source', 'tcp'), certs.client);
+  expect(unixSource).toMatch(/^nbds\+unix:/);
+  expect(tcpSource).toMatch(/^nbds:\/\/127\.0\.0\.1:/);
+
+  expect(await mustRun('nbdinfo', [tcpSource])).toMatch(/with TLS/);
+  const plain = await runTool('nbdinfo', [server.uri('source', 'unix').replace('nbds+unix', 'nbd+unix')]);
+  expect(plain.code).not.toBe(0);
+
+  // Unsealed source: large reads would go from the page cache on a plain socket.
+  const written = dir.file('written.img');
+  const data = randomImage(written, 16 * MiB);
+  await mustRun('nbdcopy', [written, unixSource]);
+  const back = dir.file('back.img');
+  await mustRun('nbdcopy', [tcpSource, back]);
+  expect(readFileSync(back).equals(data)).toBe(true);
+
+  await mustRun(process.execPath, [CLI, 'seal', '--control', control]);
+  const sealedBack = dir.file('sealed-back.img');
+  await mustRun('nbdcopy', [unixSource, sealedBack]);
+  expect(readFileSync(sealedBack).equals(data)).toBe(true);
+
+  const fresh = dir.file('fresh.img');
+  const newData = randomBytes(16 * MiB);
+  writeFileSync(fresh, newData);
+  await mustRun('nbdcopy', ['--flush', fresh, withCerts(server.uri('destination', 'tcp'), certs.client)]);
+  const destinationBack = dir.file('destination-back.img');
+  await mustRun('nbdcopy', [withCerts(server.uri('destination', 'unix'), certs.client), destinationBack]);
+  expect(readFileSync(destinationBack).equals(newData)).toBe(true);
+  expect(await server.stop()).toBe(0);
+}, 120_000);
+
+it('a client that does not trust the certificate is refused, and one that does is served; --tls allow serves plaintext clients too', async () => {
+  const dir = scratchDir('nbd-remapper-tls-allow-');
+  cleanup(() => dir.cleanup());
+  const certs = await makeTestCertificates(dir.file('pki'));
+  const stranger = await makeTestCertificates(dir.file('other-pki'), 'some other CA');
+  const disk = dir.file('disk.img');
+  const data = randomImage(disk, 4 * MiB);
+  const server = await startServerProcess(['serve', '--disk', disk, '--listen', '127.0.0.1:0', '--read-only', '--tls-certificates', certs.server, '--tls', 'allow']);
+  cleanup(() => server.stop('SIGKILL'));
+  expect(server.stdout()).toMatch(/^TLS offered: /m);
+  const plainUri = server.uri('source');
+  expect(plainUri).toMatch(/^nbd:\/\//);
+  const secureUri = plainUri.replace(/^nbd:/, 'nbds:');
+
+  const untrusted = await runTool('nbdinfo', [withCerts(secureUri, stranger.client)]);
+  expect(untrusted.code).not.toBe(0);
+  expect(untrusted.stderr).toMatch(/certificate|verif|TLS/i);
+  expect(await mustRun('nbdinfo', [withCerts(secureUri, certs.client)])).toMatch(/with TLS/);
+  expect(await mustRun('nbdinfo', [plainUri])).toMatch(/without TLS/);
+
+  const back = dir.file('back.img');
+  await mustRun('nbdcopy', [withCerts(secureUri, certs.client), back]);
+  expect(readFileSync(back).equals(data)).toBe(true);
+  expect(await server.stop()).toBe(0);
+}, 120_000);
+
+it('serve refuses TLS options it cannot honour, naming the fix', async () => {
+  const dir = scratchDir('nbd-remapper-tls-refused-');
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, MiB);
+  const withoutCerts = await runTool(process.execPath, [CLI, 'serve', '--disk', disk, '--socket', dir.file('a.sock'), '--control', dir.file('a.ctl'), '--tls', 'require']);
+  expect(withoutCerts.code).toBe(2);
+  expect(withoutCerts.stderr).toMatch(/--tls require needs the server's certificate[\s\S]*--tls-certificates DIR/);
+  const empty = dir.file('empty');
+  await mustRun('mkdir', [empty]);
+  const missing = await runTool(process.execPath, [CLI, 'serve', '--disk', disk, '--socket', dir.file('b.sock'), '--control', dir.file('b.ctl'), '--tls-certificates', empty]);
+  expect(missing.code).toBe(2);
+  expect(missing.stderr).toMatch(/server-cert\.pem: no such file[\s\S]*server-key\.pem/);
+}, 60_000);
+
+it('garbage instead of a TLS handshake after STARTTLS drops that client and harms no other (G8)', async () => {
+  const dir = scratchDir('nbd-remapper-tls-garbage-');
+  cleanup(() => dir.cleanup());
+  const certs = await makeTestCertificates(dir.file('pki'));
+  const disk = dir.file('disk.img');
+  randomImage(disk, MiB);
+  const socketPath = dir.file('nbd.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only', '--tls-certificates', certs.server]);
+  cleanup(() => server.stop('SIGKILL'));
+
+  const client = connect(socketPath);
+  const received: Buffer[] = [];
+  client.on('data', (chunk: Buffer) => received.push(chunk));
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  client.on('error', () => undefined);
+  const until = async (bytes: number): Promise<Buffer> => {
+    for (let i = 0; i < 200 && Buffer.concat(received).length < bytes; i++) await new Promise((r) => setTimeout(r, 10));
+    return Buffer.concat(received);
+  };
+  expect((await until(18)).subarray(0, 8).toString()).toBe('NBDMAGIC');
+  // Client flags FIXED_NEWSTYLE | NO_ZEROES, then NBD_OPT_STARTTLS (5) with no data.
+  const option = Buffer.alloc(16);
+  option.write('IHAVEOPT', 0);
+  option.writeUInt32BE(5, 8);
+  client.write(Buffer.concat([Buffer.from([0, 0, 0, 3]), option]));
+  const reply = (await until(18 + 20)).subarray(18, 38);
+  expect(reply.readUInt32BE(8)).toBe(5);
+  expect(reply.readUInt32BE(12)).toBe(1); // NBD_REP_ACK
+  client.write(Buffer.from('this is not a TLS ClientHello\n'.repeat(64)));
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the server kept a client that sent garbage for TLS')), 10_000))]);
+
+  expect(await mustRun('nbdinfo', [withCerts(server.uri('source'), certs.client)])).toMatch(/with TLS/);
+  expect(await server.stop()).toBe(0);
+  expect(server.stderr() + server.stdout()).toMatch(/TLS failed, dropping the client/);
+}, 60_000);
