@@ -139,3 +139,30 @@ it('garbage instead of a TLS handshake after STARTTLS drops that client and harm
   expect(await server.stop()).toBe(0);
   expect(server.stderr() + server.stdout()).toMatch(/TLS failed, dropping the client/);
 }, 60_000);
+
+it("QEMU's TLS client (tls-creds-x509) writes and reads through it, over TCP and a unix socket", async () => {
+  const dir = scratchDir('nbd-remapper-tls-qemu-');
+  cleanup(() => dir.cleanup());
+  const certs = await makeTestCertificates(dir.file('pki'));
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * MiB);
+  const socketPath = dir.file('nbd.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--listen', '127.0.0.1:0', '--control', dir.file('control.sock'), '--tls-certificates', certs.server]);
+  cleanup(() => server.stop('SIGKILL'));
+  const port = /^nbds:\/\/127\.0\.0\.1:(\d+)\//.exec(server.uri('source', 'tcp'))?.[1];
+  const creds = ['--object', `tls-creds-x509,id=tls0,dir=${certs.client},endpoint=client`];
+  expect(await mustRun('qemu-img', ['info', ...creds, '--image-opts', `driver=nbd,host=127.0.0.1,port=${port},export=source,tls-creds=tls0`])).toMatch(/virtual size: 4 MiB/);
+  const io = await mustRun('qemu-io', [
+    ...creds,
+    '--image-opts',
+    `driver=nbd,path=${socketPath},export=source,tls-creds=tls0,tls-hostname=localhost`,
+    '-c',
+    'write -P 0x5a 1M 256k',
+    '-c',
+    'read -P 0x5a 1M 256k',
+  ]);
+  expect(io).toMatch(/read 262144\/262144 bytes at offset 1048576/);
+  expect(io).not.toMatch(/Pattern verification failed/);
+  expect(readFileSync(disk).subarray(MiB, MiB + 256 * 1024).every((b) => b === 0x5a)).toBe(true);
+  expect(await server.stop()).toBe(0);
+}, 60_000);
