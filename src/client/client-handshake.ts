@@ -38,23 +38,45 @@ const MAX_INFO_REPLIES = 256;
 /** Exports listed when naming the ones a server has (after an unknown export name). */
 const MAX_LISTED_EXPORTS = 1000;
 
+/** Where the handshake reads and writes: the socket, then (after STARTTLS) TLS over it. */
+export interface HandshakeChannel {
+  reader: SocketReader;
+  send(bytes: Buffer): void;
+}
+
 /**
  * The client side of the fixed-newstyle handshake: greeting, client flags,
- * NBD_OPT_STRUCTURED_REPLY (when wanted), then NBD_OPT_GO asking for the block
- * size constraints, which this client then honours.
+ * NBD_OPT_STARTTLS and the upgrade (`startTls`) for nbds URIs,
+ * NBD_OPT_STRUCTURED_REPLY (when wanted), then NBD_OPT_GO asking for the
+ * block size constraints, which this client then honours.
  */
 export async function negotiate(
   target: NbdTarget,
-  reader: SocketReader,
-  send: (bytes: Buffer) => void,
+  plain: HandshakeChannel,
   options: { structuredReplies: boolean },
+  startTls: () => Promise<HandshakeChannel> = () => Promise.reject(new Error('no TLS')),
 ): Promise<NegotiatedExport> {
-  const { handshakeFlags } = await readGreeting(target, reader);
+  const { handshakeFlags } = await readGreeting(target, plain.reader);
   if ((handshakeFlags & HandshakeFlag.FIXED_NEWSTYLE) === 0) {
     throw new NbdClientError('handshake', `the server at ${target.uri} does not speak fixed-newstyle NBD`, 'use a server from this decade (nbd-remapper serve, qemu-nbd, nbdkit, nbd-server 3.10+)');
   }
   const noZeroes = (handshakeFlags & HandshakeFlag.NO_ZEROES) !== 0;
-  send(encodeClientFlags(ClientFlag.FIXED_NEWSTYLE | (noZeroes ? ClientFlag.NO_ZEROES : 0)));
+  plain.send(encodeClientFlags(ClientFlag.FIXED_NEWSTYLE | (noZeroes ? ClientFlag.NO_ZEROES : 0)));
+  let channel = plain;
+  if (target.tls !== undefined) {
+    channel.send(encodeOptionRequest(Option.STARTTLS));
+    const reply = await readOptionReply(target, channel.reader, Option.STARTTLS);
+    if (reply.type !== OptionReply.ACK) {
+      const said = reply.data.length > 0 ? ` (server: ${reply.data.toString('utf8')})` : '';
+      if (isOptionReplyError(reply.type)) {
+        throw new NbdClientError('handshake', `the server at ${target.uri} does not offer TLS: it answered NBD_OPT_STARTTLS with ${nameOf(OptionReply, reply.type)}${said}`, 'use nbd:// or nbd+unix:// (no TLS), or give the server a certificate (serve --tls-certificates DIR)');
+      }
+      throw unexpected(target, 'STARTTLS', reply.type);
+    }
+    channel = await startTls();
+  }
+  const { reader } = channel;
+  const send = (bytes: Buffer): void => channel.send(bytes);
 
   let structuredReplies = false;
   if (options.structuredReplies) {
@@ -137,7 +159,7 @@ async function refusal(
     case OptionReply.ERR_UNSUP:
       return new NbdClientError('handshake', `the server at ${target.uri} does not support NBD_OPT_GO${said}`, 'the server is too old for this client; use a current nbd-server, qemu-nbd or nbdkit');
     case OptionReply.ERR_TLS_REQD:
-      return new NbdClientError('handshake', `the server at ${target.uri} requires TLS${said}`, 'this client does not speak TLS: serve the export without TLS on a unix socket or a trusted network');
+      return new NbdClientError('handshake', `the server at ${target.uri} requires TLS${said}`, 'use nbds:// (or nbds+unix://) with ?tls-certificates=DIR, the directory with the ca-cert.pem of the CA that signed its certificate');
     case OptionReply.ERR_POLICY:
       return new NbdClientError('handshake', `the server at ${target.uri} refused ${name} by policy${said}`, 'see the server\'s log and configuration (allowed clients, connection limits)');
     case OptionReply.ERR_SHUTDOWN:

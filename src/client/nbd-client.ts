@@ -14,10 +14,11 @@ import {
   type ChunkPayload,
   type ErrnoValue,
 } from 'nbd-protocol-ts';
-import { negotiate, type NegotiatedExport } from './client-handshake.js';
+import { negotiate, type HandshakeChannel, type NegotiatedExport } from './client-handshake.js';
 import { NbdClientError } from './nbd-client-error.js';
 import { parseNbdUri, type NbdTarget } from './nbd-uri.js';
 import { openSocket } from './open-socket.js';
+import { upgradeToTls } from './client-tls.js';
 import { ReadAssembly } from './read-assembly.js';
 import { ReplyReceiver, type Landing } from './reply-receiver.js';
 import { SocketReader, StreamEndedError } from '../net/socket-reader.js';
@@ -152,19 +153,30 @@ export class NbdClient {
     let timedOut = false;
     const timeoutError = (): NbdClientError =>
       new NbdClientError('timeout', `the server at ${target.uri} did not finish connecting and the NBD handshake within ${timeoutMs / 1000} s`, 'check that the address is right, the server is not stuck, and no firewall drops the connection');
-    const reader = new SocketReader();
-    const { socket, connected } = openSocket(target, reader.onread, timeoutError);
-    reader.attach(socket);
+    const plainReader = new SocketReader();
+    const opened = openSocket(target, plainReader.onread, timeoutError);
+    plainReader.attach(opened.socket);
+    // After STARTTLS the connection goes on over TLS: these follow it.
+    let socket: Socket = opened.socket;
+    let reader = plainReader;
     const timer = setTimeout(() => {
       timedOut = true;
       socket.destroy();
     }, timeoutMs);
+    const startTls = async (): Promise<HandshakeChannel> => {
+      const secure = await upgradeToTls(target, opened.socket);
+      reader = new SocketReader();
+      reader.attach(secure, 'data');
+      socket = secure;
+      return { reader, send: (bytes) => secure.write(bytes) };
+    };
     try {
-      await connected;
-      const negotiated = await negotiate(target, reader, (bytes) => socket.write(bytes), { structuredReplies: options.structuredReplies ?? true });
+      await opened.connected;
+      const negotiated = await negotiate(target, { reader, send: (bytes) => socket.write(bytes) }, { structuredReplies: options.structuredReplies ?? true }, startTls);
       return new NbdClient(target, socket, reader, negotiated, { ...options, maxInFlight });
     } catch (err) {
       socket.destroy();
+      opened.socket.destroy();
       if (timedOut) throw timeoutError();
       if (err instanceof StreamEndedError) {
         throw new NbdClientError('handshake', `the server at ${target.uri} closed the connection during the NBD handshake (${err.message})`, 'see the server\'s log: it may limit connections, require TLS, or have been stopped', { cause: err });

@@ -5,6 +5,10 @@ import { unixSocketPathTooLong } from '../net/unix-socket-path.js';
  *
  *   nbd://HOST[:PORT]/[EXPORT]           TCP, port 10809 unless given
  *   nbd+unix:///[EXPORT]?socket=PATH     unix socket
+ *   nbds://…, nbds+unix://…              the same with TLS (NBD_OPT_STARTTLS);
+ *                                        ?tls-certificates=DIR (DIR/ca-cert.pem,
+ *                                        and DIR/client-cert.pem + client-key.pem
+ *                                        if there), ?tls-hostname=NAME
  *
  * Parsed by hand rather than with WHATWG URL: URL folds `+` in queries into
  * spaces and normalises `..` in paths, and both would silently change a socket
@@ -18,18 +22,30 @@ const MAX_EXPORT_NAME_BYTES = 4096;
 
 export type NbdTransport = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
+/** TLS as the URI asks for it (libnbd's parameter names). */
+export interface NbdTls {
+  /** Directory with ca-cert.pem (else the system's CAs) and optionally client-cert.pem and client-key.pem. */
+  certificates?: string;
+  /** The name the server's certificate must carry: for TCP the URI's host unless given; for a unix socket none is checked unless given. */
+  hostname?: string;
+}
+
 export interface NbdTarget {
   /** The URI as the user wrote it, for messages. */
   uri: string;
   transport: NbdTransport;
   /** Decoded; '' is the server's default export. */
   exportName: string;
+  /** Present for nbds:// and nbds+unix://. */
+  tls?: NbdTls;
 }
+
+const TLS_PARAMETERS = ['tls-certificates', 'tls-hostname'];
 
 /** A URI that cannot name an NBD export; `fix` says how to write one. */
 export class NbdUriError extends Error {
   override readonly name = 'NbdUriError';
-  readonly fix = 'write nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH, e.g. nbd+unix:///source?socket=/run/nbd-remapper.sock';
+  readonly fix = 'write nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH (nbds:// and nbds+unix:// for TLS), e.g. nbd+unix:///source?socket=/run/nbd-remapper.sock';
 
   constructor(
     readonly uri: string,
@@ -56,26 +72,43 @@ export function parseNbdUri(uri: string): NbdTarget {
   const exportName = decodeExportName(path, fail);
   const params = parseQuery(query, fail);
 
-  switch (scheme) {
-    case 'nbd': {
-      if (params.size > 0) fail(`nbd:// takes no query parameters (got ${[...params.keys()].join(', ')})`);
-      return { uri, transport: parseHostPort(authority, fail), exportName };
+  const secure = scheme === 'nbds' || scheme === 'nbds+unix';
+  const tls = secure ? tlsOf(params) : undefined;
+  const understood = (names: string[]): void => {
+    for (const key of params.keys()) {
+      if (names.includes(key)) continue;
+      if (!secure && TLS_PARAMETERS.includes(key)) fail(`${key}= needs TLS: write nbds${scheme.slice(3)}://`);
+      fail(names.length === 0 ? `${scheme}:// takes no query parameters (got ${key})` : `unknown query parameter '${key}' (understood: ${names.map((n) => `${n}=`).join(', ')})`);
     }
-    case 'nbd+unix': {
-      if (authority !== '') fail(`nbd+unix:// takes no host (got '${authority}'); write three slashes: nbd+unix:///EXPORT?socket=PATH`);
+  };
+  switch (scheme) {
+    case 'nbd':
+    case 'nbds': {
+      understood(secure ? TLS_PARAMETERS : []);
+      return { uri, transport: parseHostPort(authority, fail, scheme), exportName, ...(tls && { tls }) };
+    }
+    case 'nbd+unix':
+    case 'nbds+unix': {
+      if (authority !== '') fail(`${scheme}:// takes no host (got '${authority}'); write three slashes: ${scheme}:///EXPORT?socket=PATH`);
       const socket = params.get('socket');
-      for (const key of params.keys()) if (key !== 'socket') fail(`unknown query parameter '${key}' (only socket= is understood)`);
-      if (socket === undefined || socket === '') fail('nbd+unix:// needs ?socket=PATH');
+      understood(secure ? ['socket', ...TLS_PARAMETERS] : ['socket']);
+      if (socket === undefined || socket === '') fail(`${scheme}:// needs ?socket=PATH`);
       const tooLong = unixSocketPathTooLong(socket as string);
       if (tooLong !== undefined) fail(tooLong);
-      return { uri, transport: { kind: 'unix', path: socket as string }, exportName };
+      return { uri, transport: { kind: 'unix', path: socket as string }, exportName, ...(tls && { tls }) };
     }
-    case 'nbds':
-    case 'nbds+unix':
-      return fail('TLS (nbds) is not supported by this client; use nbd:// on a trusted network or nbd+unix:// locally');
     default:
-      return fail(`unknown scheme '${schemeText}' (expected nbd or nbd+unix)`);
+      return fail(`unknown scheme '${schemeText}' (expected nbd, nbd+unix, nbds or nbds+unix)`);
   }
+}
+
+function tlsOf(params: Map<string, string>): NbdTls {
+  const tls: NbdTls = {};
+  const certificates = params.get('tls-certificates');
+  const hostname = params.get('tls-hostname');
+  if (certificates !== undefined && certificates !== '') tls.certificates = certificates;
+  if (hostname !== undefined && hostname !== '') tls.hostname = hostname;
+  return tls;
 }
 
 /** "host:port" or "[v6]:port" for messages; the socket path for unix. */
@@ -102,8 +135,8 @@ export function sameServer(a: NbdTarget, b: NbdTarget): boolean {
 
 type Fail = (reason: string) => never;
 
-function parseHostPort(authority: string, fail: Fail): NbdTransport {
-  if (authority === '') fail('nbd:// needs a host, e.g. nbd://127.0.0.1:10809/EXPORT');
+function parseHostPort(authority: string, fail: Fail, scheme: string): NbdTransport {
+  if (authority === '') fail(`${scheme}:// needs a host, e.g. ${scheme}://127.0.0.1:10809/EXPORT`);
   let host: string;
   let portText: string | undefined;
   const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(authority);

@@ -166,3 +166,35 @@ it("QEMU's TLS client (tls-creds-x509) writes and reads through it, over TCP and
   expect(readFileSync(disk).subarray(MiB, MiB + 256 * 1024).every((b) => b === 0x5a)).toBe(true);
   expect(await server.stop()).toBe(0);
 }, 60_000);
+
+it('nbd-remapper copy migrates through TLS (nbds+unix:// with tls-certificates=), and says what to fix when the CA is wrong or TLS is missing', async () => {
+  const dir = scratchDir('nbd-remapper-tls-copy-');
+  cleanup(() => dir.cleanup());
+  const certs = await makeTestCertificates(dir.file('pki'));
+  const stranger = await makeTestCertificates(dir.file('other-pki'), 'some other CA');
+  const disk = dir.file('disk.img');
+  const original = randomImage(disk, 8 * MiB);
+  // The disk's halves swap places: every block moves.
+  const map = dir.file('map.json');
+  writeFileSync(map, JSON.stringify({ extents: [{ destOffset: 0, length: 4 * MiB, diskOffset: 4 * MiB }, { destOffset: 4 * MiB, length: 4 * MiB, diskOffset: 0 }] }));
+  const control = dir.file('control.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--map', map, '--socket', dir.file('nbd.sock'), '--control', control, '--cache', '1M', '--tls-certificates', certs.server]);
+  cleanup(() => server.stop('SIGKILL'));
+  await mustRun(process.execPath, [CLI, 'seal', '--control', control]);
+  const from = server.uri('source');
+  const to = server.uri('destination');
+
+  const plain = await runTool(process.execPath, [CLI, 'copy', '--from', from.replace('nbds+unix', 'nbd+unix'), '--to', to, '--control', control]);
+  expect(plain.code).not.toBe(0);
+  expect(plain.stderr).toMatch(/requires TLS[\s\S]*nbds:\/\//);
+  const untrusted = await runTool(process.execPath, [CLI, 'copy', '--from', withCerts(from, stranger.client), '--to', withCerts(to, stranger.client), '--control', control]);
+  expect(untrusted.code).not.toBe(0);
+  expect(untrusted.stderr).toMatch(/TLS with the server at .* failed[\s\S]*ca-cert\.pem/);
+
+  await mustRun(process.execPath, [CLI, 'copy', '--from', withCerts(from, certs.client), '--to', withCerts(to, certs.client), '--control', control], { timeoutMs: 60_000 });
+  await mustRun(process.execPath, [CLI, 'finish', '--control', control], { timeoutMs: 60_000 });
+  const after = readFileSync(disk);
+  expect(after.subarray(0, 4 * MiB).equals(original.subarray(4 * MiB))).toBe(true);
+  expect(after.subarray(4 * MiB).equals(original.subarray(0, 4 * MiB))).toBe(true);
+  expect(await server.stop()).toBe(0);
+}, 120_000);

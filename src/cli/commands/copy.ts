@@ -48,7 +48,7 @@ export const copyCommand: CommandModule<object, CopyArgs> = {
   describe: 'Copy byte ranges from one NBD export to another (block-level migration; whole disk without --plan)',
   builder: (yargs) =>
     yargs
-      .option('from', { type: 'string', demandOption: true, describe: 'Source export: nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH' })
+      .option('from', { type: 'string', demandOption: true, describe: 'Source export: nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH; nbds:// and nbds+unix:// for TLS (?tls-certificates=DIR with DIR/ca-cert.pem)' })
       .option('to', { type: 'string', demandOption: true, describe: 'Destination export, same forms as --from' })
       .option('plan', {
         type: 'string',

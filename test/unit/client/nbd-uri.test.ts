@@ -22,6 +22,17 @@ describe('parseNbdUri accepts', () => {
     expect(target.transport).toEqual(transport);
     expect(target.exportName).toBe(exportName);
     expect(target.uri).toBe(uri);
+    expect(target.tls).toBeUndefined();
+  });
+
+  it.each([
+    ['nbds://127.0.0.1:10810/source', { kind: 'tcp', host: '127.0.0.1', port: 10810 }, {}],
+    ['nbds://host/d?tls-certificates=/etc/pki/nbd&tls-hostname=nbd.example.org', { kind: 'tcp', host: 'host', port: 10809 }, { certificates: '/etc/pki/nbd', hostname: 'nbd.example.org' }],
+    ['nbds+unix:///d?socket=/run/s.sock&tls-certificates=pki', { kind: 'unix', path: '/run/s.sock' }, { certificates: 'pki' }],
+  ])('%s (TLS)', (uri, transport, tls) => {
+    const target = parseNbdUri(uri);
+    expect(target.transport).toEqual(transport);
+    expect(target.tls).toEqual(tls);
   });
 });
 
@@ -31,8 +42,10 @@ describe('parseNbdUri refuses, naming the URI and the reason', () => {
     ['/dev/nbd0', /form SCHEME/],
     ['nbd:/source', /form SCHEME/],
     ['http://host/x', /unknown scheme 'http'/],
-    ['nbds://host/x', /TLS/],
-    ['nbds+unix:///x?socket=/s', /TLS/],
+    ['nbds://host/x?socket=/s', /unknown query parameter 'socket' \(understood: tls-certificates=, tls-hostname=\)/],
+    ['nbd://host/x?tls-certificates=/etc/pki', /tls-certificates= needs TLS: write nbds:\/\//],
+    ['nbd+unix:///x?socket=/s&tls-certificates=/etc/pki', /tls-certificates= needs TLS: write nbds\+unix:\/\//],
+    ['nbds+unix:///x', /nbds\+unix:\/\/ needs \?socket=PATH/],
     ['nbd+vsock://2/x', /unknown scheme/],
     ['nbd:///x', /needs a host/],
     ['nbd://host:0/x', /port '0'/],
@@ -51,7 +64,7 @@ describe('parseNbdUri refuses, naming the URI and the reason', () => {
     ['nbd+unix:///x', /needs \?socket=PATH/],
     ['nbd+unix:///x?socket=', /needs \?socket=PATH/],
     ['nbd+unix://host/x?socket=/s', /takes no host/],
-    ['nbd+unix:///x?socket=/s&tls=on', /unknown query parameter 'tls'/],
+    ['nbd+unix:///x?socket=/s&tls=on', /unknown query parameter 'tls' \(understood: socket=\)/],
     ['nbd+unix:///x?socket=/a&socket=/b', /given twice/],
   ])('%j', (uri, reason) => {
     let caught: unknown;
