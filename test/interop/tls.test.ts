@@ -6,7 +6,7 @@ import { useCleanups } from '../helpers/cleanups.js';
 import { mustRun, runTool } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
 import { CLI, startServerProcess } from '../helpers/server-process.js';
-import { makeTestCertificates } from '../helpers/tls-certificates.js';
+import { makeTestCertificates, type TestCertificates } from '../helpers/tls-certificates.js';
 
 /**
  * TLS through NBD_OPT_STARTTLS (`serve --tls-certificates`), with libnbd's
@@ -21,12 +21,17 @@ const cleanup = useCleanups();
 
 const withCerts = (uri: string, dir: string): string => `${uri}${uri.includes('?') ? '&' : '?'}tls-certificates=${dir}`;
 
-it('TLS required: clients over unix and TCP read and write through it; a plaintext client is refused', async () => {
-  const dir = scratchDir('nbd-remapper-tls-');
+/** A scratch directory (removed after the test) with a test CA's certificates and a disk image of `size` random bytes. */
+async function scene(prefix: string, size: number): Promise<{ dir: ReturnType<typeof scratchDir>; certs: TestCertificates; disk: string; data: Buffer }> {
+  const dir = scratchDir(prefix);
   cleanup(() => dir.cleanup());
   const certs = await makeTestCertificates(dir.file('pki'));
   const disk = dir.file('disk.img');
-  randomImage(disk, 16 * MiB);
+  return { dir, certs, disk, data: randomImage(disk, size) };
+}
+
+it('TLS required: clients over unix and TCP read and write through it; a plaintext client is refused', async () => {
+  const { dir, certs, disk } = await scene('nbd-remapper-tls-', 16 * MiB);
   const control = dir.file('control.sock');
   const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--listen', '127.0.0.1:0', '--control', control, '--tls-certificates', certs.server]);
   cleanup(() => server.stop('SIGKILL'));
@@ -64,12 +69,8 @@ it('TLS required: clients over unix and TCP read and write through it; a plainte
 }, 120_000);
 
 it('a client that does not trust the certificate is refused, and one that does is served; --tls allow serves plaintext clients too', async () => {
-  const dir = scratchDir('nbd-remapper-tls-allow-');
-  cleanup(() => dir.cleanup());
-  const certs = await makeTestCertificates(dir.file('pki'));
+  const { dir, certs, disk, data } = await scene('nbd-remapper-tls-allow-', 4 * MiB);
   const stranger = await makeTestCertificates(dir.file('other-pki'), 'some other CA');
-  const disk = dir.file('disk.img');
-  const data = randomImage(disk, 4 * MiB);
   const server = await startServerProcess(['serve', '--disk', disk, '--listen', '127.0.0.1:0', '--read-only', '--tls-certificates', certs.server, '--tls', 'allow']);
   cleanup(() => server.stop('SIGKILL'));
   expect(server.stdout()).toMatch(/^TLS offered: /m);
@@ -105,11 +106,7 @@ it('serve refuses TLS options it cannot honour, naming the fix', async () => {
 }, 60_000);
 
 it('garbage instead of a TLS handshake after STARTTLS drops that client and harms no other (G8)', async () => {
-  const dir = scratchDir('nbd-remapper-tls-garbage-');
-  cleanup(() => dir.cleanup());
-  const certs = await makeTestCertificates(dir.file('pki'));
-  const disk = dir.file('disk.img');
-  randomImage(disk, MiB);
+  const { dir, certs, disk } = await scene('nbd-remapper-tls-garbage-', MiB);
   const socketPath = dir.file('nbd.sock');
   const server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only', '--tls-certificates', certs.server]);
   cleanup(() => server.stop('SIGKILL'));
@@ -141,11 +138,7 @@ it('garbage instead of a TLS handshake after STARTTLS drops that client and harm
 }, 60_000);
 
 it("QEMU's TLS client (tls-creds-x509) writes and reads through it, over TCP and a unix socket", async () => {
-  const dir = scratchDir('nbd-remapper-tls-qemu-');
-  cleanup(() => dir.cleanup());
-  const certs = await makeTestCertificates(dir.file('pki'));
-  const disk = dir.file('disk.img');
-  randomImage(disk, 4 * MiB);
+  const { dir, certs, disk } = await scene('nbd-remapper-tls-qemu-', 4 * MiB);
   const socketPath = dir.file('nbd.sock');
   const server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--listen', '127.0.0.1:0', '--control', dir.file('control.sock'), '--tls-certificates', certs.server]);
   cleanup(() => server.stop('SIGKILL'));
@@ -168,12 +161,8 @@ it("QEMU's TLS client (tls-creds-x509) writes and reads through it, over TCP and
 }, 60_000);
 
 it('nbd-remapper copy migrates through TLS (nbds+unix:// with tls-certificates=), and says what to fix when the CA is wrong or TLS is missing', async () => {
-  const dir = scratchDir('nbd-remapper-tls-copy-');
-  cleanup(() => dir.cleanup());
-  const certs = await makeTestCertificates(dir.file('pki'));
+  const { dir, certs, disk, data: original } = await scene('nbd-remapper-tls-copy-', 8 * MiB);
   const stranger = await makeTestCertificates(dir.file('other-pki'), 'some other CA');
-  const disk = dir.file('disk.img');
-  const original = randomImage(disk, 8 * MiB);
   // The disk's halves swap places: every block moves.
   const map = dir.file('map.json');
   writeFileSync(map, JSON.stringify({ extents: [{ destOffset: 0, length: 4 * MiB, diskOffset: 4 * MiB }, { destOffset: 4 * MiB, length: 4 * MiB, diskOffset: 0 }] }));
