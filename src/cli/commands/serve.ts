@@ -96,7 +96,7 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
     })
     .option('tls-certificates', {
       type: 'string',
-      describe: `Directory with the server's TLS certificate (${'server-cert.pem'}, chain included) and key (${'server-key.pem'}), as for nbdkit and qemu-nbd: clients then upgrade with NBD_OPT_STARTTLS (libnbd: nbds:// or nbds+unix:// URIs)`,
+      describe: "Directory with the server's TLS certificate (server-cert.pem, chain included) and key (server-key.pem), as for nbdkit and qemu-nbd: clients then upgrade with NBD_OPT_STARTTLS (libnbd: nbds:// or nbds+unix:// URIs)",
     })
     .option('tls', {
       choices: ['require', 'allow', 'off'] as const,
