@@ -126,15 +126,17 @@ export class SourcePath {
    * A block-status reply of the sealed source has told its client that disk
    * blocks [start, end) are a hole: the client knows their originals (zeroes)
    * as if it had read them, and copiers that follow block status never read
-   * them. They are released as a read releases them and remembered as holes,
-   * so a read after they are overwritten still returns zeroes. Blocks under
-   * a page-cache reply not read yet are left for that reply's read.
+   * them. They are released and remembered as holes, so a read after they
+   * are overwritten still returns zeroes; and confirmed at once, like blocks
+   * declared free: redoing the copy after a crash never needs them, since
+   * the state gives their zeroes back. Blocks under a page-cache reply not
+   * read yet are left for that reply's read.
    */
   releaseHoles(start: number, end: number): void {
     const s = this.s;
     if (s.phase !== 'sealed' || start >= end) return;
     for (const run of s.unreadSourceReplies.split(start, end).free) {
-      for (const fresh of s.release(run.start, run.end, false)) {
+      for (const fresh of s.release(run.start, run.end, true)) {
         s.holes.setRange(fresh.start, fresh.end);
         s.committer.append({ type: 'release-hole', start: fresh.start, count: fresh.end - fresh.start });
       }

@@ -51,11 +51,16 @@ export class DurableState extends BlockLayout {
         this.phase = 'sealed';
         return;
       case 'release':
-      case 'release-hole':
         this.released.forEachRun(false, r.start, r.start + r.count, (a, b) => {
           this.released.setRange(a, b);
           this.unconfirmed.setRange(a, b);
-          if (r.type === 'release-hole') this.holes.setRange(a, b);
+        });
+        return;
+      case 'release-hole':
+        // Confirmed at once, as SourcePath.releaseHoles does.
+        this.released.forEachRun(false, r.start, r.start + r.count, (a, b) => {
+          this.released.setRange(a, b);
+          this.holes.setRange(a, b);
         });
         return;
       case 'checkpoint':

@@ -113,7 +113,8 @@ describe('blocks released as holes', () => {
     };
     expect(holesOf(reopened.state)).toEqual([4, 12]);
     expect(reopened.state.released.count).toBe(12);
-    expect(reopened.state.unconfirmed.count).toBe(12);
+    // Holes are confirmed at once: redoing the copy never needs them.
+    expect(reopened.state.unconfirmed.count).toBe(4);
     for (let round = 1; round <= 20; round++) await holdAll(reopened.journal, round, 32);
     expect(reopened.journal.info().compactions).toBeGreaterThan(0);
     await reopened.journal.close();
