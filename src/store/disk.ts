@@ -7,7 +7,7 @@ import { writeZeroesWith } from '../format/zero-data.js';
 import { mapAllocation, type AllocationExtent, type SeekFn } from './allocation-map.js';
 import { DiskClosedError, DiskReadOnlyError, DiskShrunkError, diskOpenError, loopAttachedError, notUsable } from './disk-errors.js';
 import { otherLoopAttachments, type LoopAttachment } from './loop-attachments.js';
-import { IoPathChooser } from './io-path-chooser.js';
+import { IoPathChooser, type IoPathPolicy } from './io-path-chooser.js';
 import {
   readFully,
   readFullySync,
@@ -22,6 +22,8 @@ export type { AllocationExtent } from './allocation-map.js';
 
 export interface DiskOpenOptions {
   readOnly: boolean;
+  /** When reads may be copied on the event loop where the page cache cannot be asked (tests pin it; default DEFAULT_IO_PATH_POLICY). */
+  ioPathPolicy?: IoPathPolicy;
 }
 
 const SEEK_END = 2;
@@ -65,7 +67,7 @@ export class Disk {
   private closeRequested = false;
   private closing: Promise<void> | undefined;
   private inFlight = 0;
-  private readonly readPath = new IoPathChooser();
+  private readonly readPath: IoPathChooser;
   /** Page-cache reads without waiting (preadv2 RWF_NOWAIT) are offered here; false on a file system that refuses them (tmpfs). */
   private cachedReads = canReadWithoutWaiting;
   private onIdle: (() => void) | undefined;
@@ -78,7 +80,10 @@ export class Disk {
     readonly readOnly: boolean,
     /** fstat at open: which file or device this is, whatever its path names later. */
     private readonly opened: Stats,
-  ) {}
+    ioPathPolicy: IoPathPolicy | undefined,
+  ) {
+    this.readPath = new IoPathChooser(ioPathPolicy);
+  }
 
   static async open(path: string, options: DiskOpenOptions): Promise<Disk> {
     const { readOnly } = options;
@@ -122,7 +127,7 @@ export class Disk {
       // fstat reports 0 bytes for block devices; seeking to the end gives their size.
       const size = isBlockDevice ? await seekAsync(fd, 0, SEEK_END) : stats.size;
       if (size <= 0) throw notUsable(path, isBlockDevice ? 'is a block device of size 0 (no medium?)' : 'is empty (0 bytes)');
-      return new Disk(path, fd, size, isBlockDevice, readOnly, stats);
+      return new Disk(path, fd, size, isBlockDevice, readOnly, stats, options.ioPathPolicy);
     } catch (err) {
       await closeAsync(fd).catch(() => undefined);
       throw err;
