@@ -29,10 +29,10 @@ export function chooseServerKind(): 'ours' | 'qemu-nbd' {
 }
 
 /** `nbd-remapper serve --disk DISK --listen 127.0.0.1:0`; the guest reaches it over TCP. */
-export async function startOurServer(disk: string): Promise<HostNbdServer> {
-  const server = await startServerProcess(['serve', '--disk', disk, '--listen', '127.0.0.1:0']);
+export async function startOurServer(disk: string, moreArgs: readonly string[] = []): Promise<HostNbdServer> {
+  const server = await startServerProcess(['serve', '--disk', disk, '--listen', '127.0.0.1:0', ...moreArgs]);
   const uri = server.uri('source', 'tcp');
-  const port = /^nbd:\/\/127\.0\.0\.1:(\d+)\//.exec(uri)?.[1];
+  const port = /^nbds?:\/\/127\.0\.0\.1:(\d+)\//.exec(uri)?.[1];
   if (!port) {
     await server.stop();
     throw new Error(`cannot read a 127.0.0.1 port from the server's URI ${uri}`);

@@ -5,9 +5,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runTool } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { makeTestCertificates } from '../helpers/tls-certificates.js';
 import { chooseServerKind, startOurServer, startQemuNbd, type HostNbdServer } from './host-servers.js';
 import { assertVmPassed, describeVmRun, prepareVm, runVmScenario, type VmScenarioResult } from './vm.js';
 
@@ -121,5 +123,34 @@ describe('the kernel nbd client in a QEMU VM', () => {
       expect(dump.code, dump.stderr).toBe(0);
       expect(sha256(readFileSync(out)), `${path} read from the image on the host`).toBe(guestSum);
     }
+  }, TEST_TIMEOUT_MS);
+
+  it('attaches source over TLS (nbd-client -x checks the certificate) and reads and writes through it', async () => {
+    const size = 16 * MiB;
+    const disk = dir.file('tls-disk.img');
+    const original = randomImage(disk, size);
+    const payload = randomBytes(MiB);
+    const certs = await makeTestCertificates(dir.file('pki'));
+    const server = await startOurServer(disk, ['--tls-certificates', certs.server]);
+    let result: VmScenarioResult;
+    let serverExit: number | null;
+    try {
+      result = await runVmScenario({
+        scenarioScript: scenario('kernel-client-tls.sh'),
+        forwards: [{ guestPort: NBD_PORT, hostTarget: server.target }],
+        timeoutMs: VM_TIMEOUT_MS,
+        extraFiles: { 'payload.bin': payload, 'ca-cert.pem': readFileSync(join(certs.client, 'ca-cert.pem')) },
+      });
+    } finally {
+      serverExit = await server.stop();
+    }
+    logTimes('kernel-client over TLS', result);
+    assertVmPassed(result);
+    expect(serverExit, 'the server did not exit cleanly').toBe(0);
+    const context = describeVmRun(result);
+    expect(result.reports.sha256_before, `the guest read something else than the image\n${context}`).toBe(sha256(original));
+    const image = readFileSync(disk);
+    expect(image.subarray(size - payload.length).equals(payload), 'the payload is not in the last bytes of the image').toBe(true);
+    expect(sha256(image), 'the guest saw a different device than the image the host has').toBe(result.reports.sha256_after);
   }, TEST_TIMEOUT_MS);
 });
