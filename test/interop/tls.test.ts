@@ -187,3 +187,17 @@ it('nbd-remapper copy migrates through TLS (nbds+unix:// with tls-certificates=)
   expect(after.subarray(4 * MiB).equals(original.subarray(0, 4 * MiB))).toBe(true);
   expect(await server.stop()).toBe(0);
 }, 120_000);
+
+it('nbd-remapper copy with an nbds URI to a server without TLS says the server does not offer it', async () => {
+  const dir = scratchDir('nbd-remapper-tls-none-');
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, MiB);
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--read-only']);
+  cleanup(() => server.stop('SIGKILL'));
+  const secure = server.uri('source').replace(/^nbd\+unix:/, 'nbds+unix:');
+  const result = await runTool(process.execPath, [CLI, 'copy', '--from', secure, '--to', `nbd+unix:///x?socket=${dir.file('none.sock')}`]);
+  expect(result.code).not.toBe(0);
+  expect(result.stderr).toMatch(/does not offer TLS: it answered NBD_OPT_STARTTLS with ERR_UNSUP[\s\S]*fix: use nbd:\/\/ or nbd\+unix:\/\/ \(no TLS\)/);
+  expect(await server.stop()).toBe(0);
+}, 60_000);
