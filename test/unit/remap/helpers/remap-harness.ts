@@ -6,6 +6,7 @@ import { RemapMap, type MapExtent } from '../../../../src/remap/map.js';
 import type { RemapEngine } from '../../../../src/remap/remap-engine.js';
 import type { StateCommitter } from '../../../../src/remap/state-committer.js';
 import type { StateRecord } from '../../../../src/remap/state-journal.js';
+import type { PagedBitmap } from '../../../../src/remap/paged-bitmap.js';
 import { CheckingJournal } from './checking-journal.js';
 import { MemoryDevice, patternBytes, prng } from './memory-device.js';
 import { readExport } from '../../../../src/server/block-export.js';
@@ -345,6 +346,14 @@ export class Harness {
       if (finishedBefore) expect.fail('a source read after finish succeeded: the source is gone');
     } catch (err) {
       if (this.sealed && err instanceof NbdError && err.errno === Errno.EIO) {
+        // EIO only for an original that is gone: never for one still on the disk or a hole the state remembers as zeroes.
+        // Both sets only grow, so what holds now held when the read decided.
+        const { destroyed, holes } = (this.engine as unknown as { s: { destroyed: PagedBitmap; holes: PagedBitmap } }).s;
+        const first = Math.floor(offset / this.B);
+        const last = Math.floor((offset + length - 1) / this.B);
+        let gone = false;
+        for (let p = first; p <= last; p++) if (destroyed.get(p) && !holes.get(p)) gone = true;
+        if (!finishedBefore && !gone) expect.fail(`G2: source read ${offset}+${length} failed with EIO although no block of it lost its original`);
         this.eio++;
         return;
       }
