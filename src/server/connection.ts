@@ -102,7 +102,8 @@ export class Connection {
       this.socket.destroy();
       return;
     }
-    const secure = new TLSSocket(this.socket, { isServer: true, secureContext: tls.context });
+    // With verifyPeer a client without a certificate the CA signed fails the TLS handshake (and is dropped below).
+    const secure = new TLSSocket(this.socket, { isServer: true, secureContext: tls.context, requestCert: tls.verifyPeer, rejectUnauthorized: tls.verifyPeer });
     secure.once('secure', () => this.log.debug(`TLS established (${secure.getProtocol() ?? 'unknown protocol'}, ${secure.getCipher().name})`));
     secure.on('error', (err) => this.log.warn(`TLS failed, dropping the client: ${err.message}`));
     const reader = new SocketReader();

@@ -12,11 +12,14 @@ export interface ServerTls {
   context: SecureContext;
   /** Where the certificate came from, for the start-up line. */
   source: string;
+  /** Clients must show a certificate the CA of ca-cert.pem signed (nbdkit's --tls-verify-peer). */
+  verifyPeer: boolean;
 }
 
 /** The files of a certificates directory, named as nbdkit, qemu and libnbd name them. */
 export const SERVER_CERT_FILE = 'server-cert.pem';
 export const SERVER_KEY_FILE = 'server-key.pem';
+export const CA_CERT_FILE = 'ca-cert.pem';
 
 /** Why a certificates directory cannot be used, naming the file and the fix. */
 export class TlsCertificatesError extends Error {
@@ -31,32 +34,32 @@ export class TlsCertificatesError extends Error {
 
 /**
  * The server's certificate and key from `dir` (server-cert.pem with its
- * chain, server-key.pem), checked now: a server that starts must be able to
- * finish every TLS handshake.
+ * chain, server-key.pem), and with `verifyPeer` the CA that signs client
+ * certificates (ca-cert.pem), checked now: a server that starts must be able
+ * to finish every TLS handshake.
  */
-export function loadServerTls(dir: string, mode: ServerTls['mode']): ServerTls {
-  const read = (name: string): Buffer => {
+export function loadServerTls(dir: string, mode: ServerTls['mode'], verifyPeer = false): ServerTls {
+  const read = (name: string, fix: string): Buffer => {
     const path = join(dir, name);
     try {
       return readFileSync(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new TlsCertificatesError(
-        `cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
-        `put the server's certificate (PEM, chain included) in ${SERVER_CERT_FILE} and its private key in ${SERVER_KEY_FILE} in that directory, as for nbdkit --tls-certificates`,
-      );
+      throw new TlsCertificatesError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`, fix);
     }
   };
-  const cert = read(SERVER_CERT_FILE);
-  const key = read(SERVER_KEY_FILE);
+  const ownFix = `put the server's certificate (PEM, chain included) in ${SERVER_CERT_FILE} and its private key in ${SERVER_KEY_FILE} in that directory, as for nbdkit --tls-certificates`;
+  const cert = read(SERVER_CERT_FILE, ownFix);
+  const key = read(SERVER_KEY_FILE, ownFix);
+  const ca = verifyPeer ? read(CA_CERT_FILE, `put the certificate of the CA that signs the clients' certificates in ${CA_CERT_FILE} there, or leave out --tls-verify-peer`) : undefined;
   let context: SecureContext;
   try {
-    context = createSecureContext({ cert, key });
+    context = createSecureContext({ cert, key, ...(ca && { ca }) });
   } catch (err) {
     throw new TlsCertificatesError(
-      `${join(dir, SERVER_CERT_FILE)} and ${SERVER_KEY_FILE} cannot be used together: ${(err as Error).message}`,
-      'check that the key belongs to the certificate and both are PEM',
+      `the certificates in ${dir} cannot be used: ${(err as Error).message}`,
+      `check that ${SERVER_KEY_FILE} belongs to ${SERVER_CERT_FILE} and every file is PEM`,
     );
   }
-  return { mode, context, source: dir };
+  return { mode, context, source: dir, verifyPeer };
 }

@@ -103,6 +103,9 @@ it('serve refuses TLS options it cannot honour, naming the fix', async () => {
   const missing = await runTool(process.execPath, [CLI, 'serve', '--disk', disk, '--socket', dir.file('b.sock'), '--control', dir.file('b.ctl'), '--tls-certificates', empty]);
   expect(missing.code).toBe(2);
   expect(missing.stderr).toMatch(/server-cert\.pem: no such file[\s\S]*server-key\.pem/);
+  const peerWithoutTls = await runTool(process.execPath, [CLI, 'serve', '--disk', disk, '--socket', dir.file('c.sock'), '--control', dir.file('c.ctl'), '--tls-verify-peer']);
+  expect(peerWithoutTls.code).toBe(2);
+  expect(peerWithoutTls.stderr).toMatch(/--tls-verify-peer needs TLS[\s\S]*--tls-certificates DIR/);
 }, 60_000);
 
 it('garbage instead of a TLS handshake after STARTTLS drops that client and harms no other (G8)', async () => {
@@ -200,4 +203,33 @@ it('nbd-remapper copy with an nbds URI to a server without TLS says the server d
   expect(result.code).not.toBe(0);
   expect(result.stderr).toMatch(/does not offer TLS: it answered NBD_OPT_STARTTLS with ERR_UNSUP[\s\S]*fix: use nbd:\/\/ or nbd\+unix:\/\/ \(no TLS\)/);
   expect(await server.stop()).toBe(0);
+}, 60_000);
+
+it('--tls-verify-peer lets in only clients with a certificate the CA signed, libnbd and nbd-remapper copy alike', async () => {
+  const { dir, certs, disk, data } = await scene('nbd-remapper-tls-peer-', 4 * MiB);
+  const stranger = await makeTestCertificates(dir.file('other-pki'), 'some other CA');
+  const control = dir.file('control.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--listen', '127.0.0.1:0', '--control', control, '--tls-certificates', certs.server, '--tls-verify-peer']);
+  cleanup(() => server.stop('SIGKILL'));
+  expect(server.stdout()).toMatch(/clients must show a certificate that CA signed/);
+  const source = server.uri('source');
+  const destination = server.uri('destination');
+  expect(source).toMatch(/^nbds:\/\//);
+
+  const withoutCert = await runTool('nbdinfo', [withCerts(source, certs.client)]);
+  expect(withoutCert.code).not.toBe(0);
+  const otherCa = await runTool('nbdinfo', [withCerts(source, stranger.clientWithCert)]);
+  expect(otherCa.code).not.toBe(0);
+  expect(await mustRun('nbdinfo', [withCerts(source, certs.clientWithCert)])).toMatch(/with TLS/);
+
+  await mustRun(process.execPath, [CLI, 'seal', '--control', control]);
+  const refused = await runTool(process.execPath, [CLI, 'copy', '--from', withCerts(source, certs.client), '--to', withCerts(destination, certs.client)]);
+  expect(refused.code).not.toBe(0);
+  // The identity map: the copy writes every block back where it was, through TLS with the client's certificate.
+  await mustRun(process.execPath, [CLI, 'copy', '--from', withCerts(source, certs.clientWithCert), '--to', withCerts(destination, certs.clientWithCert), '--control', control]);
+  const back = dir.file('back.img');
+  await mustRun('nbdcopy', [withCerts(destination, certs.clientWithCert), back]);
+  expect(readFileSync(back).equals(data)).toBe(true);
+  expect(await server.stop()).toBe(0);
+  expect(server.stderr() + server.stdout()).toMatch(/TLS failed, dropping the client: .*certificate/i);
 }, 60_000);

@@ -74,12 +74,15 @@ function checkOptions(options: ServeOptions): Sizes {
 /** --tls and --tls-certificates: require is the default once certificates are given. */
 function tlsOf(options: ServeOptions): ServerTls | undefined {
   const mode = options.tls ?? (options.tlsCertificates !== undefined ? 'require' : 'off');
-  if (mode === 'off') return undefined;
+  if (mode === 'off') {
+    if (options.tlsVerifyPeer) throw new UserError('--tls-verify-peer needs TLS', 'give --tls-certificates DIR (and leave out --tls off)', 2);
+    return undefined;
+  }
   if (options.tlsCertificates === undefined) {
     throw new UserError(`--tls ${mode} needs the server's certificate`, 'give --tls-certificates DIR, a directory with server-cert.pem and server-key.pem', 2);
   }
   try {
-    return loadServerTls(resolve(options.tlsCertificates), mode === 'require' ? 'required' : 'allowed');
+    return loadServerTls(resolve(options.tlsCertificates), mode === 'require' ? 'required' : 'allowed', options.tlsVerifyPeer);
   } catch (err) {
     if (err instanceof TlsCertificatesError) throw new UserError(`--tls-certificates: ${err.message}`, err.fix, 2);
     throw err;
@@ -160,7 +163,9 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       await control.listen(options.control);
     }
     for (const endpoint of endpoints) bound.push(await server.listen(endpoint));
-    for (const open of bound.filter(isReachableFromElsewhere)) log.warn(openPortWarning(open, options.readOnly, sizes.tls?.mode === 'required'));
+    // Clients with a certificate the CA signed are the only ones a server that requires TLS and verifies peers lets in.
+    const closed = sizes.tls?.mode === 'required' && sizes.tls.verifyPeer;
+    if (!closed) for (const open of bound.filter(isReachableFromElsewhere)) log.warn(openPortWarning(open, options.readOnly, sizes.tls?.mode === 'required'));
   } catch (err) {
     loopWatch?.stop();
     await server.close();
@@ -229,7 +234,9 @@ function printBanner(
   const required = tls?.mode === 'required';
   if (tls !== undefined) {
     print(
-      `TLS ${required ? 'required' : 'offered'}: certificate from ${tls.source}; clients check it against the CA that signed it (libnbd: ?tls-certificates=DIR with DIR/ca-cert.pem)`,
+      `TLS ${required ? 'required' : 'offered'}: certificate from ${tls.source}; clients check it against the CA that signed it (libnbd: ?tls-certificates=DIR with DIR/ca-cert.pem)${
+        tls.verifyPeer ? '; clients must show a certificate that CA signed (DIR/client-cert.pem, client-key.pem)' : ''
+      }`,
     );
   }
   // The CA's certificate, where nbdkit's layout keeps it beside the server's (nbd-client checks the server against it).

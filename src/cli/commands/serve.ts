@@ -25,6 +25,7 @@ export interface ServeOptions {
   stallTimeout: number;
   tlsCertificates?: string;
   tls?: 'require' | 'allow' | 'off';
+  tlsVerifyPeer: boolean;
   verbose: boolean;
 }
 
@@ -101,6 +102,11 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
     .option('tls', {
       choices: ['require', 'allow', 'off'] as const,
       describe: 'require: clients must use TLS (the default with --tls-certificates); allow: TLS or not, as each client chooses; off: no TLS',
+    })
+    .option('tls-verify-peer', {
+      type: 'boolean',
+      default: false,
+      describe: "Accept only TLS clients whose certificate the CA in the certificates directory's ca-cert.pem signed (libnbd sends client-cert.pem and client-key.pem from its tls-certificates directory); with --tls require, nobody else gets in",
     })
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Log every failed request and connection event' });
 }
