@@ -9,12 +9,7 @@ import type { BytePiece } from './map.js';
  */
 export async function allocationDescriptors(device: BlockDevice, pieces: readonly BytePiece[]): Promise<StatusDescriptor[]> {
   const out: StatusDescriptor[] = [];
-  const push = (length: number, flags: number): void => {
-    if (length <= 0) return;
-    const last = out[out.length - 1];
-    if (last !== undefined && last.flags === flags) last.length += length;
-    else out.push({ length, flags });
-  };
+  const push = (length: number, flags: number): void => append(out, length, flags);
   for (const piece of pieces) {
     if (device.allocation === undefined) {
       push(piece.length, 0);
@@ -30,4 +25,42 @@ export async function allocationDescriptors(device: BlockDevice, pieces: readonl
     push(piece.length - covered, 0);
   }
   return out;
+}
+
+/**
+ * `descriptors` (from `offset`, back to back) with the byte ranges of `holes`
+ * (sorted, disjoint, inside them) reported as HOLE|ZERO; neighbours with the
+ * same flags merged.
+ */
+export function withHoles(descriptors: readonly StatusDescriptor[], offset: number, holes: ReadonlyArray<{ start: number; end: number }>): StatusDescriptor[] {
+  const out: StatusDescriptor[] = [];
+  let h = 0;
+  let at = offset;
+  for (const d of descriptors) {
+    const end = at + d.length;
+    while (at < end) {
+      while (h < holes.length && holes[h].end <= at) h++;
+      const hole = holes[h];
+      if (hole === undefined || hole.start >= end) {
+        append(out, end - at, d.flags);
+        at = end;
+      } else if (hole.start > at) {
+        append(out, hole.start - at, d.flags);
+        at = hole.start;
+      } else {
+        const to = Math.min(end, hole.end);
+        append(out, to - at, AllocationFlag.HOLE | AllocationFlag.ZERO);
+        at = to;
+      }
+    }
+  }
+  return out;
+}
+
+/** Adds `length` bytes of `flags`, merged into the last descriptor when its flags are the same. */
+function append(out: StatusDescriptor[], length: number, flags: number): void {
+  if (length <= 0) return;
+  const last = out[out.length - 1];
+  if (last !== undefined && last.flags === flags) last.length += length;
+  else out.push({ length, flags });
 }

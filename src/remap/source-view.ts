@@ -1,6 +1,6 @@
 import { AllocationFlag, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
 import type { BlockExport, ExportCapabilities, FileSpan, WriteOptions, ZeroOptions } from '../server/block-export.js';
-import { allocationDescriptors } from './allocation-descriptors.js';
+import { allocationDescriptors, withHoles } from './allocation-descriptors.js';
 import type { RemapState } from './remap-state.js';
 import type { SourcePath } from './source-path.js';
 import { viewBlockSize } from './view-block-size.js';
@@ -99,22 +99,29 @@ export class SourceView implements BlockExport {
 
   /**
    * The disk's own holes: our writes never punch holes, so a hole now was a
-   * hole in the original too (reporting data for a former hole is allowed).
-   * Once sealed, telling a client that whole blocks are a hole releases them
-   * (SourcePath.releaseHoles): copiers that follow block status skip holes.
+   * hole in the original too. Once sealed, telling a client that whole
+   * blocks are a hole releases them (SourcePath.releaseHoles): copiers that
+   * follow block status skip holes. Blocks released so are still reported
+   * as holes after destination data has landed on them: their originals
+   * are zeroes, and that is what a read of them returns.
    */
   async blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
-    const descriptors = await allocationDescriptors(this.s.device, [{ destOffset: offset, diskOffset: offset, length }]);
-    if (this.s.phase !== 'sealed') return descriptors;
+    const s = this.s;
+    const live = await allocationDescriptors(s.device, [{ destOffset: offset, diskOffset: offset, length }]);
+    if (s.phase !== 'sealed') return live;
     let at = offset;
-    for (const d of descriptors) {
+    for (const d of live) {
       if ((d.flags & AllocationFlag.ZERO) !== 0) {
-        const { start, end } = wholeBlocks(at, d.length, this.s.B, this.s.map.diskSize);
+        const { start, end } = wholeBlocks(at, d.length, s.B, s.map.diskSize);
         this.path.releaseHoles(start, end);
       }
       at += d.length;
     }
-    return descriptors;
+    const remembered: Array<{ start: number; end: number }> = [];
+    s.holes.forEachRun(true, Math.floor(offset / s.B), Math.ceil((offset + length) / s.B), (a, b) =>
+      remembered.push({ start: Math.max(offset, a * s.B), end: Math.min(offset + length, b * s.B) }),
+    );
+    return remembered.length === 0 ? live : withHoles(live, offset, remembered);
   }
 
   attach(clientId: string): void {
@@ -125,3 +132,4 @@ export class SourceView implements BlockExport {
     this.s.sourceClients.delete(clientId);
   }
 }
+

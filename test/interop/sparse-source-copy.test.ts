@@ -73,6 +73,9 @@ it('a hole released by block status reads as zeroes once destination data has la
   await mustRun('nbdcopy', ['--flush', written, `${server.uri('destination')}`], { timeoutMs: 60_000 });
   expect((await status()).landed).toBe((8 * MiB) / 4096);
   expect(readFileSync(disk).subarray(0, 8 * MiB).equals(readFileSync(written))).toBe(true);
+  // The disk holds data there now, but source still reports what its original was: a hole.
+  const sourceMap = async (): Promise<string> => (await mustRun('nbdinfo', ['--map', server.uri('source')])).trim().split('\n')[0];
+  expect(await sourceMap()).toMatch(/^\s*0\s+8388608\s+3\s+hole,zero$/);
 
   const readSource = async (name: string): Promise<Buffer> => {
     const out = dir.file(name);
@@ -82,6 +85,7 @@ it('a hole released by block status reads as zeroes once destination data has la
   expect((await readSource('source-1.img')).equals(readFileSync(original))).toBe(true);
   await server.stop('SIGKILL');
   server = await startServerProcess(args);
+  expect(await sourceMap()).toMatch(/^\s*0\s+8388608\s+3\s+hole,zero$/);
   expect((await readSource('source-2.img')).equals(readFileSync(original))).toBe(true);
   expect(await server.stop()).toBe(0);
 }, 120_000);
