@@ -31,6 +31,15 @@ function logTimes(label: string, result: VmScenarioResult): void {
   );
 }
 
+/** Runs a scenario with the guest's NBD port forwarded to `server`, then stops the server: it flushes on the way out, so the image is final once it has exited. */
+async function runAgainst(server: HostNbdServer, scenarioScript: string, extraFiles: Record<string, Buffer>): Promise<{ result: VmScenarioResult; serverExit: number | null }> {
+  const running = runVmScenario({ scenarioScript, forwards: [{ guestPort: NBD_PORT, hostTarget: server.target }], timeoutMs: VM_TIMEOUT_MS, extraFiles });
+  const [outcome] = await Promise.allSettled([running]);
+  const serverExit = await server.stop();
+  if (outcome.status === 'rejected') throw outcome.reason;
+  return { result: outcome.value, serverExit };
+}
+
 describe('the kernel nbd client in a QEMU VM', () => {
   const dir = scratchDir('nbd-remapper-vm-test-');
 
@@ -82,19 +91,7 @@ describe('the kernel nbd client in a QEMU VM', () => {
     const kind = chooseServerKind();
     const server: HostNbdServer = kind === 'ours' ? await startOurServer(disk) : await startQemuNbd(disk, dir.file('nbd.sock'));
     console.info(`kernel-client: serving with ${server.description}`);
-    let result: VmScenarioResult;
-    let serverExit: number | null;
-    try {
-      result = await runVmScenario({
-        scenarioScript: scenario('kernel-client.sh'),
-        forwards: [{ guestPort: NBD_PORT, hostTarget: server.target }],
-        timeoutMs: VM_TIMEOUT_MS,
-        extraFiles: { 'payload.bin': payload },
-      });
-    } finally {
-      // The server flushes on the way out, so the image is final once it has exited.
-      serverExit = await server.stop();
-    }
+    const { result, serverExit } = await runAgainst(server, scenario('kernel-client.sh'), { 'payload.bin': payload });
     logTimes('kernel-client', result);
     assertVmPassed(result);
     expect(serverExit, `${server.description} did not exit cleanly`).toBe(0);
@@ -132,18 +129,10 @@ describe('the kernel nbd client in a QEMU VM', () => {
     const payload = randomBytes(MiB);
     const certs = await makeTestCertificates(dir.file('pki'));
     const server = await startOurServer(disk, ['--tls-certificates', certs.server]);
-    let result: VmScenarioResult;
-    let serverExit: number | null;
-    try {
-      result = await runVmScenario({
-        scenarioScript: scenario('kernel-client-tls.sh'),
-        forwards: [{ guestPort: NBD_PORT, hostTarget: server.target }],
-        timeoutMs: VM_TIMEOUT_MS,
-        extraFiles: { 'payload.bin': payload, 'ca-cert.pem': readFileSync(join(certs.client, 'ca-cert.pem')) },
-      });
-    } finally {
-      serverExit = await server.stop();
-    }
+    const { result, serverExit } = await runAgainst(server, scenario('kernel-client-tls.sh'), {
+      'payload.bin': payload,
+      'ca-cert.pem': readFileSync(join(certs.client, 'ca-cert.pem')),
+    });
     logTimes('kernel-client over TLS', result);
     assertVmPassed(result);
     expect(serverExit, 'the server did not exit cleanly').toBe(0);
