@@ -5,6 +5,7 @@ import { checkpointCommand, finishCommand, sealCommand, statusCommand } from './
 import { copyCommand } from './commands/copy.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
+import { verifyCommand } from './commands/verify.js';
 import { reportError } from './user-error.js';
 
 const EPILOGUE = `A migration, in short: serve the disk; attach "source" and "destination" with nbd-client;
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
     .command(checkpointCommand)
     .command(finishCommand)
     .command(copyCommand)
+    .command(verifyCommand)
     .command(demoCommand)
     .demandCommand(1, 'name a command (see the list above)')
     .strict()

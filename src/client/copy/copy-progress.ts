@@ -22,6 +22,8 @@ export class CopyProgress {
   constructor(
     private readonly out: ProgressStream,
     private readonly now: () => number = Date.now,
+    /** What the work is called on the bar and the lines (`verify` reads without copying). */
+    private readonly label = 'copy',
   ) {
     this.started = now();
     this.lastShown = this.started;
@@ -37,10 +39,10 @@ export class CopyProgress {
       if (now - this.lastShown < REDRAW_MS && done < total) return;
       const filled = Math.round(fraction * BAR_WIDTH);
       const left = fraction > 0 && fraction < 1 ? `  ~${Math.ceil(((elapsed / fraction) * (1 - fraction)) / 1000)} s left` : '';
-      this.out.write(`\rcopy [${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${percent}  ${amounts}  ${formatRate(done, elapsed)}${left}\x1b[K`);
+      this.out.write(`\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${percent}  ${amounts}  ${formatRate(done, elapsed)}${left}\x1b[K`);
     } else {
       if (now - this.lastShown < LINE_EVERY_MS) return;
-      this.out.write(`copy: ${amounts} (${percent}), ${formatRate(done, elapsed)}\n`);
+      this.out.write(`${this.label}: ${amounts} (${percent}), ${formatRate(done, elapsed)}\n`);
     }
     this.lastShown = now;
     this.shown = true;

@@ -1,0 +1,69 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { NbdClient } from '../nbd-client.js';
+import { CopyProgress, type ProgressStream } from '../copy/copy-progress.js';
+import { ManifestError, formatManifest, parseManifest } from './digest-manifest.js';
+import { exportDigests } from './export-digests.js';
+
+export interface RunVerifyOptions {
+  /** The export to read: before finish, `destination`; after it, `destination` again (now the disk itself). */
+  uri: string;
+  /** Write a record of the export here … */
+  record?: string;
+  /** … or compare the export with a record written before. */
+  against?: string;
+  chunkBytes: number;
+  requests: number;
+  progress?: ProgressStream;
+}
+
+/** A range of the export whose bytes differ from the record. */
+export interface Mismatch {
+  offset: number;
+  length: number;
+}
+
+export type VerifyOutcome =
+  | { kind: 'recorded'; size: number; chunks: number; path: string }
+  | { kind: 'identical'; size: number; chunks: number }
+  | { kind: 'differs'; size: number; chunks: number; mismatches: Mismatch[] };
+
+/**
+ * G6 as a person checks it: record what `destination` serves before
+ * `finish`, and compare with what it serves afterwards, when it is a plain
+ * view of the disk. Equal records mean the disk holds, byte for byte, what
+ * the new layout's filesystems were written with.
+ */
+export async function runVerify(options: RunVerifyOptions): Promise<VerifyOutcome> {
+  const against = options.against === undefined ? undefined : parseManifest(await readFile(options.against, 'utf8'), options.against);
+  const client = await NbdClient.connect(options.uri);
+  try {
+    const chunkBytes = against?.chunkBytes ?? options.chunkBytes;
+    if (against !== undefined && against.size !== client.size) {
+      throw new ManifestError(
+        `${options.uri} has ${client.size} bytes, the record ${options.against} was made of ${against.size}`,
+        'compare the export the record was made of (destination, before finish) with the same export after it',
+      );
+    }
+    const progress = options.progress === undefined ? undefined : new CopyProgress(options.progress, Date.now, 'verify');
+    const digests = await exportDigests(client, chunkBytes, options.requests, (done, total) => progress?.update(done, total));
+    progress?.end();
+    const size = client.size;
+    if (against === undefined) {
+      const path = options.record as string;
+      await writeFile(path, formatManifest({ size, chunkBytes, digests }));
+      return { kind: 'recorded', size, chunks: digests.length, path };
+    }
+    const mismatches: Mismatch[] = [];
+    digests.forEach((digest, i) => {
+      if (digest.equals(against.digests[i])) return;
+      const offset = i * chunkBytes;
+      const length = Math.min(chunkBytes, size - offset);
+      const last = mismatches[mismatches.length - 1];
+      if (last !== undefined && last.offset + last.length === offset) last.length += length;
+      else mismatches.push({ offset, length });
+    });
+    return mismatches.length === 0 ? { kind: 'identical', size, chunks: digests.length } : { kind: 'differs', size, chunks: digests.length, mismatches };
+  } finally {
+    await client.close();
+  }
+}
