@@ -54,7 +54,8 @@ export async function negotiate(
   target: NbdTarget,
   plain: HandshakeChannel,
   options: { structuredReplies: boolean },
-  startTls: () => Promise<HandshakeChannel> = () => Promise.reject(new Error('no TLS')),
+  /** For nbds URIs: upgrades the connection once the server acknowledged NBD_OPT_STARTTLS. */
+  startTls: () => Promise<HandshakeChannel>,
 ): Promise<NegotiatedExport> {
   const { handshakeFlags } = await readGreeting(target, plain.reader);
   if ((handshakeFlags & HandshakeFlag.FIXED_NEWSTYLE) === 0) {
