@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
 import { mustRun, runTool } from '../helpers/run-tool.js';
@@ -108,12 +108,12 @@ it('serve refuses TLS options it cannot honour, naming the fix', async () => {
   expect(peerWithoutTls.stderr).toMatch(/--tls-verify-peer needs TLS[\s\S]*--tls-certificates DIR/);
 }, 60_000);
 
-it('garbage instead of a TLS handshake after STARTTLS drops that client and harms no other (G8)', async () => {
-  const { dir, certs, disk } = await scene('nbd-remapper-tls-garbage-', MiB);
-  const socketPath = dir.file('nbd.sock');
-  const server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only', '--tls-certificates', certs.server]);
-  cleanup(() => server.stop('SIGKILL'));
-
+/**
+ * A raw client that gets through the greeting and NBD_OPT_STARTTLS's ACK, then
+ * leaves the socket to the test: what it sends (or does not) instead of a TLS
+ * handshake is the point.
+ */
+async function afterStartTls(socketPath: string): Promise<{ client: Socket; closed: Promise<void> }> {
   const client = connect(socketPath);
   const received: Buffer[] = [];
   client.on('data', (chunk: Buffer) => received.push(chunk));
@@ -132,12 +132,31 @@ it('garbage instead of a TLS handshake after STARTTLS drops that client and harm
   const reply = (await until(18 + 20)).subarray(18, 38);
   expect(reply.readUInt32BE(8)).toBe(5);
   expect(reply.readUInt32BE(12)).toBe(1); // NBD_REP_ACK
-  client.write(Buffer.from('this is not a TLS ClientHello\n'.repeat(64)));
-  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the server kept a client that sent garbage for TLS')), 10_000))]);
+  return { client, closed };
+}
+
+const closedWithin = (closed: Promise<void>, ms: number, what: string): Promise<unknown> =>
+  Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error(what)), ms))]);
+
+it('garbage instead of a TLS handshake after STARTTLS, or nothing at all, drops that client and harms no other (G8)', async () => {
+  const { dir, certs, disk } = await scene('nbd-remapper-tls-garbage-', MiB);
+  const socketPath = dir.file('nbd.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', socketPath, '--read-only', '--tls-certificates', certs.server, '--handshake-timeout', '2']);
+  cleanup(() => server.stop('SIGKILL'));
+
+  const garbage = await afterStartTls(socketPath);
+  garbage.client.write(Buffer.from('this is not a TLS ClientHello\n'.repeat(64)));
+  await closedWithin(garbage.closed, 10_000, 'the server kept a client that sent garbage for TLS');
+
+  // The handshake timeout covers the TLS handshake: a client that goes quiet after STARTTLS is dropped too.
+  const quiet = await afterStartTls(socketPath);
+  await closedWithin(quiet.closed, 10_000, 'the server kept a client that went quiet inside the TLS handshake past --handshake-timeout');
 
   expect(await mustRun('nbdinfo', [withCerts(server.uri('source'), certs.client)])).toMatch(/with TLS/);
   expect(await server.stop()).toBe(0);
-  expect(server.stderr() + server.stdout()).toMatch(/TLS failed, dropping the client/);
+  const log = server.stderr() + server.stdout();
+  expect(log).toMatch(/TLS failed, dropping the client/);
+  expect(log).toMatch(/handshake not finished within 2000 ms, dropping the client/);
 }, 60_000);
 
 it("QEMU's TLS client (tls-creds-x509) writes and reads through it, over TCP and a unix socket", async () => {
