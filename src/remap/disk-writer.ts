@@ -3,9 +3,6 @@ import type { TrackedIo } from './disk-io-tracker.js';
 import type { RemapState } from './remap-state.js';
 import { zeroRange } from './block-device.js';
 
-/** Revisit-cache entries are at least this big (fewer, larger entries; one read each). */
-const CAPTURE_CHUNK_BYTES = 64 * 1024;
-
 function chunkStarts(start: number, end: number, step: number): number[] {
   const out: number[] = [];
   for (let p = start; p < end; p += step) out.push(p);
@@ -181,11 +178,11 @@ export class DiskWriter {
     return this.execute(this.plan(runs, barrier, ahead));
   }
 
-  /** Reads the originals of a capture in chunks of up to CAPTURE_CHUNK_BYTES, each kept as one revisit-cache entry. */
+  /** Reads the originals of a capture in chunks of up to the revisit cache's chunkBlocks, each kept as one entry. */
   private async capture(c: PlannedWrite['captures'][number]): Promise<void> {
     const s = this.s;
     const B = s.B;
-    const chunkBlocks = Math.max(1, Math.floor(CAPTURE_CHUNK_BYTES / B));
+    const chunkBlocks = s.revisit.chunkBlocks;
     let chunks: CapturedChunk[];
     try {
       chunks = await Promise.all(

@@ -1,4 +1,5 @@
 import { ControlRefusal, type MigrationControl } from '../control/migration-control.js';
+import { formatBytes } from '../format/bytes.js';
 import { DestinationReader } from './destination-reader.js';
 import { DestinationView } from './destination-view.js';
 import { DestinationWriter } from './destination-writer.js';
@@ -54,6 +55,31 @@ export class RemapEngine implements MigrationControl {
     this.planner = new FinishPlanner(s, disk, options.finishWaveBytes);
     this.source = new SourceView(s, this.sourcePath);
     this.destination = new DestinationView(s, reader, new DestinationWriter(s, reader, disk));
+    if (s.phase === 'sealed') {
+      // Reopened sealed: the caches take their memory in the background, while clients are already served.
+      this.reserveCaches().then(
+        (taken) => s.log.info(`${taken} taken`),
+        (err: Error) => s.log.warn(`${err.message}; the caches take memory as they fill instead`),
+      );
+    }
+  }
+
+  /**
+   * Takes the memory of both caches before destination data arrives
+   * (reserved-memory.ts): at seal, and when a sealed migration is reopened.
+   * Says what it took, for the log.
+   */
+  private async reserveCaches(): Promise<string> {
+    const s = this.s;
+    try {
+      const [ram, revisit] = await Promise.all([s.reserveCache(), s.revisit.reserve()]);
+      return `${formatBytes(ram)} of RAM for the cache and ${formatBytes(revisit)} for the revisit cache`;
+    } catch (err) {
+      throw new ControlRefusal(
+        `could not take the RAM of the caches (--cache ${formatBytes(s.cacheBytes)}, --revisit-cache ${formatBytes(s.revisit.maxBytes)}): ${(err as Error).message}`,
+        'restart the server with a smaller --cache or --revisit-cache: destination data beyond the cache spills into blocks already read',
+      );
+    }
   }
 
   get phase(): Phase {
@@ -90,11 +116,13 @@ export class RemapEngine implements MigrationControl {
       );
     }
     let samples;
+    let taken;
     try {
       // The originals are what the disk holds now, unsynced source writes included: make them durable, or a
       // crash could bring back older bytes than the copy read. A few of them identify this disk on reopen.
       await s.device.sync();
       samples = await sampleOriginals(s.device, s.map);
+      taken = await this.reserveCaches();
     } catch (err) {
       s.sealing = false;
       throw err;
@@ -107,7 +135,7 @@ export class RemapEngine implements MigrationControl {
     s.committer.append({ type: 'seal', samples });
     s.phase = 'sealed';
     s.sealing = false;
-    s.log.info(`sealed: ${s.released.count} free block(s) released at once`);
+    s.log.info(`sealed: ${s.released.count} free block(s) released at once; ${taken} taken`);
     this.emit();
     await s.committer.commitThrough();
   }

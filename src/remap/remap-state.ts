@@ -11,6 +11,7 @@ import { LandingQueue } from './landing-queue.js';
 import type { RemapMap } from './map.js';
 import { PagedBitmap } from './paged-bitmap.js';
 import { RangeLocks } from './range-locks.js';
+import { reserveInTurns, touchedBuffer } from './reserved-memory.js';
 import { RevisitCache } from './revisit-cache.js';
 import { RunQueue } from './run-queue.js';
 import { StateCommitter } from './state-committer.js';
@@ -313,6 +314,24 @@ export class RemapState extends BlockLayout {
     if (this.pinnedForJournal.size === 0) return Promise.resolve();
     const released = new Promise<void>((wake) => this.pinWaiters.push(wake));
     return this.committer.commitThrough(this.pinnedThroughSeq).then(() => released);
+  }
+
+  /**
+   * Takes the rest of the cache's memory now (see reserved-memory.ts): block
+   * buffers carved from touched slabs, queued as spares, until held data,
+   * spares and the uncarved rest of a slab fill `cacheBytes`. Returns the
+   * bytes taken. Destination writes meanwhile carve as usual (blockBuffer),
+   * and this stops short of the cache wherever they got to.
+   */
+  reserveCache(): Promise<number> {
+    return reserveInTurns(() => {
+      const owned = this.ramInUseBytes + (this.spareBuffers.length - this.spareHead) * this.B + (this.slab === undefined ? 0 : this.slab.length - this.slabUsed);
+      const bytes = Math.floor(Math.min(SLAB_BYTES, this.cacheBytes - owned) / this.B) * this.B;
+      if (bytes <= 0) return 0;
+      const slab = touchedBuffer(bytes);
+      for (let at = 0; at < bytes; at += this.B) this.spareBuffers.push(slab.subarray(at, at + this.B));
+      return bytes;
+    });
   }
 
   private blockBuffer(): Buffer {

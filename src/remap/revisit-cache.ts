@@ -1,5 +1,11 @@
 import { LRUCache } from 'lru-cache';
+import { reserveInTurns, touchedBuffer } from './reserved-memory.js';
 import { RunMap } from './run-map.js';
+
+/** About the most one capture reads into one buffer (whole blocks: see chunkBlocks), so the size of one entry at most. */
+const CHUNK_BYTES = 64 * 1024;
+/** Spares kept beyond maxBytes at most, in chunks (see recycle). */
+const SPARE_SLACK_CHUNKS = 64;
 
 /**
  * Originals of disk blocks that have been overwritten, for source reads that
@@ -16,12 +22,15 @@ export class RevisitCache {
   /** Disk block → first block of the chunk that holds it. */
   private readonly index = new RunMap(false);
   /**
-   * Evicted chunk buffers, reused by the next captures (a migration would
-   * otherwise allocate, and collect, every byte it overwrites). An evicted
-   * buffer may still be in a pending callback that copies out of it, so it
-   * becomes reusable only after the next turn of the event loop.
+   * Buffers for the next captures, by length: taken up front (reserve) and
+   * recycled from evicted entries, since a migration would otherwise allocate,
+   * and collect, every byte it overwrites. Entries and spares together stay
+   * within maxBytes plus SPARE_SLACK_CHUNKS chunks. An evicted buffer may still be in a pending callback that
+   * copies out of it, so it becomes a spare only after the next turn of the
+   * event loop.
    */
-  private spare: Buffer[] = [];
+  private readonly spares = new Map<number, Buffer[]>();
+  private spareBytes = 0;
   private quarantine: Buffer[] = [];
   private releaseScheduled = false;
   hits = 0;
@@ -57,22 +66,55 @@ export class RevisitCache {
     return this.lru?.size ?? 0;
   }
 
-  /** A buffer for a capture of `length` bytes: a recycled one when there is one of that size. */
+  /** Blocks one capture reads into one buffer at most: one entry each. */
+  get chunkBlocks(): number {
+    return Math.max(1, Math.floor(CHUNK_BYTES / this.blockSize));
+  }
+
+  /** Bytes of spare buffers: memory the cache owns but does not fill yet. */
+  get spareBufferBytes(): number {
+    return this.spareBytes;
+  }
+
+  /**
+   * Takes the cache's memory now (see reserved-memory.ts): spare buffers of
+   * a whole chunk (chunkBlocks), touched, until entries and spares fill
+   * maxBytes. Returns the bytes taken.
+   */
+  reserve(): Promise<number> {
+    const bytes = this.chunkBlocks * this.blockSize;
+    return reserveInTurns(() => {
+      if (this.lru === undefined || this.bytes + this.spareBytes + bytes > this.maxBytes) return 0;
+      this.keepSpare(touchedBuffer(bytes));
+      return bytes;
+    });
+  }
+
+  /** A buffer for a capture of `length` bytes: a spare one when there is one of that size. */
   buffer(length: number): Buffer {
-    const last = this.spare[this.spare.length - 1];
-    if (last !== undefined && last.length === length) return this.spare.pop() as Buffer;
-    return Buffer.allocUnsafeSlow(length);
+    const spare = this.spares.get(length)?.pop();
+    if (spare === undefined) return Buffer.allocUnsafeSlow(length);
+    this.spareBytes -= length;
+    return spare;
+  }
+
+  private keepSpare(buffer: Buffer): void {
+    const list = this.spares.get(buffer.length);
+    if (list === undefined) this.spares.set(buffer.length, [buffer]);
+    else list.push(buffer);
+    this.spareBytes += buffer.length;
   }
 
   private recycle(chunk: Buffer): void {
-    // Keep no more spares than the cache could hold: they replace entries one for one.
-    if (this.spare.length + this.quarantine.length >= 64) return;
     this.quarantine.push(chunk);
     if (this.releaseScheduled) return;
     this.releaseScheduled = true;
     setImmediate(() => {
       this.releaseScheduled = false;
-      this.spare.push(...this.quarantine);
+      // Entries and spares stay within maxBytes, except for a few chunks: a capture takes its buffer before
+      // its entry evicts another, so a full cache would otherwise allocate every buffer and drop every evicted one.
+      const room = Math.max(this.maxBytes - this.bytes, Math.min(this.maxBytes, SPARE_SLACK_CHUNKS * this.chunkBlocks * this.blockSize));
+      for (const buffer of this.quarantine) if (this.spareBytes + buffer.length <= room) this.keepSpare(buffer);
       this.quarantine = [];
     });
   }

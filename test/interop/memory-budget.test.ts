@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GUARANTEED_REQUEST_BYTES } from '../../src/server/memory-budget.js';
 import { RawNbdClient } from '../helpers/raw-nbd-client.js';
+import { rssOf, settledRss } from '../helpers/process-memory.js';
 import { mustRun } from '../helpers/run-tool.js';
 import { randomImage, scratchDir } from '../helpers/scratch.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
@@ -12,27 +13,6 @@ const WRITE = 1;
 /** DEFAULT_MAX_BUFFERED_BYTES: what all connections together may hold. */
 const BUDGET = 256 * MiB;
 const HOGS = 12;
-
-function rssOf(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmRSS:'));
-  if (line === undefined) throw new Error(`no VmRSS for process ${pid}`);
-  return Number(line.split(/\s+/)[1]) * 1024;
-}
-
-/** Polls until three readings in a row agree within 1 MiB (the server has taken all it will), at most ~10 s. */
-async function settledRss(pid: number): Promise<number> {
-  let last = rssOf(pid);
-  let steady = 0;
-  for (let i = 0; i < 50 && steady < 3; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const now = rssOf(pid);
-    steady = Math.abs(now - last) < MiB ? steady + 1 : 0;
-    last = now;
-  }
-  return last;
-}
 
 /** HOGS clients that each ask for four 32 MiB reads and from then on read nothing: the server's replies pile up on its side. */
 async function readHogs(target: { path: string } | { host: string; port: number }): Promise<RawNbdClient[]> {

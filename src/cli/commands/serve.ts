@@ -45,12 +45,12 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
     .option('cache', {
       type: 'string',
       default: `${DEFAULT_CACHE_BYTES / MiB}M`,
-      describe: 'RAM for destination data that cannot land yet (K/M/G); over it, data spills into already-read disk blocks',
+      describe: 'RAM for destination data that cannot land yet (K/M/G), taken when the source is sealed; over it, data spills into already-read disk blocks',
     })
     .option('revisit-cache', {
       type: 'string',
       default: `${DEFAULT_REVISIT_CACHE_BYTES / MiB}M`,
-      describe: 'RAM keeping originals of overwritten blocks, so a second read of an old block still returns the old data (0 disables)',
+      describe: 'RAM keeping originals of overwritten blocks, so a second read of an old block still returns the old data (0 disables); taken when the source is sealed',
     })
     .option('control', {
       type: 'string',
