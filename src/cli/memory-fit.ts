@@ -1,4 +1,4 @@
-// Whether the RAM the caches may fill fits this machine (or its container): found at start, not by the OOM killer hours in.
+// Whether the RAM the caches take at seal fits this machine (or its container): found at start, not by the OOM killer at seal or hours in.
 import { totalmem } from 'node:os';
 import { formatBytes } from '../format/bytes.js';
 import { UserError } from './user-error.js';
@@ -24,7 +24,7 @@ export function checkMemoryFit(cacheBytes: number, revisitCacheBytes: number, li
   const sizes = `--cache ${formatBytes(cacheBytes)} and --revisit-cache ${formatBytes(revisitCacheBytes)} (plus ~${formatBytes(SERVER_BASE_BYTES)} for the server) need ${formatBytes(need)} of RAM`;
   if (need > limit.bytes) {
     throw new UserError(
-      `${sizes}, more than ${limit.what} (${formatBytes(limit.bytes)}): the kernel would kill the server once the cache filled, losing what was not flushed yet`,
+      `${sizes}, more than ${limit.what} (${formatBytes(limit.bytes)}): seal takes that memory, and the kernel would kill the server for it`,
       `give a smaller --cache: destination data beyond it spills into blocks already read, and only what neither holds fails with ENOSPC`,
       2,
     );

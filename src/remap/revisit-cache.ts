@@ -25,9 +25,9 @@ export class RevisitCache {
    * Buffers for the next captures, by length: taken up front (reserve) and
    * recycled from evicted entries, since a migration would otherwise allocate,
    * and collect, every byte it overwrites. Entries and spares together stay
-   * within maxBytes plus SPARE_SLACK_CHUNKS chunks. An evicted buffer may still be in a pending callback that
-   * copies out of it, so it becomes a spare only after the next turn of the
-   * event loop.
+   * within maxBytes plus SPARE_SLACK_CHUNKS chunks. An evicted buffer may
+   * still be in a pending callback that copies out of it, so it becomes a
+   * spare only after the next turn of the event loop.
    */
   private readonly spares = new Map<number, Buffer[]>();
   private spareBytes = 0;

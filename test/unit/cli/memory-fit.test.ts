@@ -17,7 +17,7 @@ describe('the caches against the RAM there is', () => {
     }
     expect(err).toBeInstanceOf(UserError);
     expect((err as UserError).message).toBe(
-      "--cache 16 GiB and --revisit-cache 64 MiB (plus ~96 MiB for the server) need 16 GiB of RAM, more than this machine's memory (16 GiB): the kernel would kill the server once the cache filled, losing what was not flushed yet",
+      "--cache 16 GiB and --revisit-cache 64 MiB (plus ~96 MiB for the server) need 16 GiB of RAM, more than this machine's memory (16 GiB): seal takes that memory, and the kernel would kill the server for it",
     );
     expect((err as UserError).fix).toMatch(/give a smaller --cache/);
     expect((err as UserError).exitCode).toBe(2);
