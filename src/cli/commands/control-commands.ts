@@ -3,7 +3,7 @@ import { ControlClient, defaultControlPath } from '../../control/control-client.
 import type { FinishProgress, MigrationStatus } from '../../control/migration-control.js';
 import { formatStatus } from '../format-status.js';
 import { UserError } from '../user-error.js';
-import { ProgressReporter } from '../progress-reporter.js';
+import { BLOCKS, ProgressDisplay } from '../../format/progress-display.js';
 
 interface ControlOptions {
   control: string;
@@ -75,7 +75,7 @@ export const finishCommand: CommandModule<object, FinishOptions> = {
       .example('$0 finish', 'ask the running server to finish')
       .example('$0 finish --disk disk.img', 'finish (or resume finishing) offline; the server must not be running') as unknown as Argv<FinishOptions>,
   handler: async (argv) => {
-    const progress = new ProgressReporter('finish', process.stdout);
+    const progress = new ProgressDisplay(process.stdout, 'finish', BLOCKS);
     if (argv.disk !== undefined) {
       try {
         await finishDiskOffline(argv.disk, argv.state, (p) => progress.update(p.done, p.total));

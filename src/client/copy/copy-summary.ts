@@ -1,6 +1,6 @@
 import { formatBytes } from '../../format/bytes.js';
 import type { CopySummary } from './copy-engine.js';
-import { formatRate } from './copy-rate.js';
+import { formatRate } from '../../format/rate.js';
 
 /** The line a finished copy ends with: how much, how it was sent, how long, how fast. */
 export function formatCopySummary(summary: CopySummary): string {

@@ -5,7 +5,7 @@ import { NbdClientError } from '../nbd-client-error.js';
 import { parseNbdUri, sameExport, sameServer, type NbdTarget } from '../nbd-uri.js';
 import { copyByPlan, type CopySummary } from './copy-engine.js';
 import { CopyPlanError, wholeDiskPlan, type CopyPlan } from './copy-plan.js';
-import { CopyProgress, type ProgressStream } from './copy-progress.js';
+import { ProgressDisplay, type ProgressStream } from '../../format/progress-display.js';
 import { parseCopyPlan } from './parse-copy-plan.js';
 import { planBytes } from './plan-chunks.js';
 import { validateCopyPlan } from './validate-copy-plan.js';
@@ -80,7 +80,7 @@ export async function runCopy(options: RunCopyOptions, io: RunCopyIo): Promise<C
       io.note('copying through nbd-remapper without --control: if the server crashes, this copy cannot resume; give --control with its control socket to checkpoint as it goes');
     }
 
-    const progress = options.progress ? new CopyProgress(io.progressStream) : undefined;
+    const progress = options.progress ? new ProgressDisplay(io.progressStream, 'copy') : undefined;
     if (options.progress) {
       const moves = plan.moves.length;
       io.note(`copying ${formatBytes(planBytes(plan))} in ${moves} move${moves === 1 ? '' : 's'} from ${source.uri} to ${destination.uri} (requests of ${formatBytes(requestSize)}, ${options.requests} in flight)`);

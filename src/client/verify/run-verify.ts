@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { NbdClient } from '../nbd-client.js';
-import { CopyProgress, type ProgressStream } from '../copy/copy-progress.js';
+import { ProgressDisplay, type ProgressStream } from '../../format/progress-display.js';
 import { ManifestError, formatManifest, parseManifest } from './digest-manifest.js';
 import { exportDigests } from './export-digests.js';
 
@@ -44,7 +44,7 @@ export async function runVerify(options: RunVerifyOptions): Promise<VerifyOutcom
         'compare the export the record was made of (destination, before finish) with the same export after it',
       );
     }
-    const progress = options.progress === undefined ? undefined : new CopyProgress(options.progress, Date.now, 'verify');
+    const progress = options.progress === undefined ? undefined : new ProgressDisplay(options.progress, 'verify');
     const digests = await exportDigests(client, chunkBytes, options.requests, (done, total) => progress?.update(done, total));
     progress?.end();
     const size = client.size;

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { BLOCKS, ProgressDisplay } from '../../../src/format/progress-display.js';
+
+const MiB = 1024 * 1024;
+
+function stream(isTTY: boolean): { isTTY: boolean; text: string; write(t: string): void } {
+  return {
+    isTTY,
+    text: '',
+    write(t: string) {
+      this.text += t;
+    },
+  };
+}
+
+describe('ProgressDisplay', () => {
+  it('redraws a bar in place on a terminal, at most every 100 ms of the clock it is given, and ends the line', () => {
+    let now = 0;
+    const out = stream(true);
+    const progress = new ProgressDisplay(out, 'copy', undefined, () => now);
+    now = 50;
+    progress.update(1 * MiB, 10 * MiB);
+    expect(out.text).toBe('');
+    now = 1000;
+    progress.update(5 * MiB, 10 * MiB);
+    expect(out.text).toBe(`\rcopy [${'#'.repeat(15)}${'.'.repeat(15)}] 50.0%  5.0 MiB of 10 MiB  5.2 MB/s  ~1 s left\x1b[K`);
+    now = 1010;
+    progress.update(10 * MiB, 10 * MiB);
+    expect(out.text.endsWith(`\rcopy [${'#'.repeat(30)}] 100.0%  10 MiB of 10 MiB  10.4 MB/s\x1b[K`)).toBe(true);
+    progress.end();
+    expect(out.text.endsWith('\n')).toBe(true);
+  });
+
+  it('writes a plain line every 5 s of the clock otherwise', () => {
+    let now = 0;
+    const out = stream(false);
+    const progress = new ProgressDisplay(out, 'copy', undefined, () => now);
+    now = 4999;
+    progress.update(1 * MiB, 4 * MiB);
+    expect(out.text).toBe('');
+    now = 5000;
+    progress.update(2 * MiB, 4 * MiB);
+    now = 6000;
+    progress.update(3 * MiB, 4 * MiB);
+    expect(out.text).toBe('copy: 2.0 MiB of 4.0 MiB (50.0%), 0.4 MB/s\n');
+    // Work that ends short says where it stopped.
+    progress.end();
+    expect(out.text).toBe('copy: 2.0 MiB of 4.0 MiB (50.0%), 0.4 MB/s\ncopy: stopped at 3.0 MiB of 4.0 MiB (75.0%)\n');
+  });
+
+  it('in a log, long work gets its last line when it completes, short work none', () => {
+    let now = 0;
+    const long = stream(false);
+    const finish = new ProgressDisplay(long, 'finish', BLOCKS, () => now);
+    now = 6000;
+    finish.update(10, 40);
+    now = 7000;
+    finish.update(40, 40);
+    finish.end();
+    expect(long.text).toBe('finish: 10/40 blocks (25.0%)\nfinish: 40/40 blocks (100.0%)\n');
+
+    now = 0;
+    const short = stream(false);
+    const quick = new ProgressDisplay(short, 'finish', BLOCKS, () => now);
+    now = 300;
+    quick.update(40, 40);
+    quick.end();
+    expect(short.text).toBe('');
+  });
+
+  it('counts blocks without a rate on a terminal', () => {
+    let now = 0;
+    const out = stream(true);
+    const progress = new ProgressDisplay(out, 'finish', BLOCKS, () => now);
+    now = 2000;
+    progress.update(1, 4);
+    expect(out.text).toBe(`\rfinish [${'#'.repeat(8)}${'.'.repeat(22)}] 25.0%  1/4 blocks  ~6 s left\x1b[K`);
+  });
+});
