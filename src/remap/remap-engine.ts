@@ -117,12 +117,16 @@ export class RemapEngine implements MigrationControl {
     }
     let samples;
     let taken;
+    // Taking the memory is CPU, the sync below mostly waiting for the device: side by side. If the sync fails,
+    // what was taken stays as spares, and a second seal takes only the rest.
+    const reserving = this.reserveCaches();
+    reserving.catch(() => undefined);
     try {
       // The originals are what the disk holds now, unsynced source writes included: make them durable, or a
       // crash could bring back older bytes than the copy read. A few of them identify this disk on reopen.
       await s.device.sync();
       samples = await sampleOriginals(s.device, s.map);
-      taken = await this.reserveCaches();
+      taken = await reserving;
     } catch (err) {
       s.sealing = false;
       throw err;
