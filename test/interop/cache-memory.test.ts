@@ -47,7 +47,9 @@ it('seal takes --cache and --revisit-cache, and a migration that fills both take
   expect(server.stderr()).toMatch(/32 MiB of RAM for the cache and 16 MiB for the revisit cache taken/);
 
   // The first half is read (released) and checkpointed: the spills may overwrite it, capturing what they destroy.
-  await nbdsh(source, `for off in range(0, ${half}, ${4 * MiB}):\n    h.pread(${4 * MiB}, off)`);
+  const read = await nbdsh(source, `for off in range(0, ${half}, ${4 * MiB}):\n    h.pread(${4 * MiB}, off)`);
+  expect(read.stderr).toBe('');
+  expect(read.code).toBe(0);
   await cli(['checkpoint']);
   await mustRun('nbdcopy', ['-C', '1', data, `nbd+unix:///destination?socket=${socket}`], { timeoutMs: 60_000 });
   const status = JSON.parse(await cli(['status', '--json'])) as { heldInRamBytes: number; spilled: number; revisitCache: { bytes: number } };
@@ -57,6 +59,7 @@ it('seal takes --cache and --revisit-cache, and a migration that fills both take
       `${(status.heldInRamBytes / MiB).toFixed(0)} MiB held in RAM, ${status.spilled} blocks spilled, ${(status.revisitCache.bytes / MiB).toFixed(0)} MiB of originals kept`,
   );
   expect(status.heldInRamBytes).toBe(32 * MiB);
+  expect(status.spilled).toBe((64 * MiB) / 4096);
   expect(status.revisitCache.bytes).toBe(16 * MiB);
   // Taken at seal: both caches (48 MiB), less what the allocator hands out of memory that was resident already.
   expect(sealed - unsealed).toBeGreaterThan(36 * MiB);
