@@ -55,19 +55,26 @@ export class RemapEngine implements MigrationControl {
     this.planner = new FinishPlanner(s, disk, options.finishWaveBytes);
     this.source = new SourceView(s, this.sourcePath);
     this.destination = new DestinationView(s, reader, new DestinationWriter(s, reader, disk));
-    if (s.phase === 'sealed') {
-      // Reopened sealed: the caches take their memory in the background, while clients are already served.
-      this.reserveCaches().then(
-        (taken) => s.log.info(`${taken} taken`),
-        (err: Error) => s.log.warn(`${err.message}; the caches take memory as they fill instead`),
-      );
-    }
+  }
+
+  /**
+   * A migration reopened sealed, to be served: the caches take their memory
+   * as seal would have, in the background while clients are already served.
+   * (Not for an offline finish, which needs neither cache filled.)
+   */
+  takeCacheMemoryInBackground(): void {
+    const s = this.s;
+    if (s.phase !== 'sealed') return;
+    this.reserveCaches().then(
+      (taken) => s.log.info(`${taken} taken`),
+      (err: Error) => s.log.warn(`${err.message}; the caches take memory as they fill instead`),
+    );
   }
 
   /**
    * Takes the memory of both caches before destination data arrives
-   * (reserved-memory.ts): at seal, and when a sealed migration is reopened.
-   * Says what it took, for the log.
+   * (reserved-memory.ts): at seal, and when a sealed migration is reopened
+   * to be served. Says what it took, for the log.
    */
   private async reserveCaches(): Promise<string> {
     const s = this.s;

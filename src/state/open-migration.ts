@@ -114,6 +114,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
           `${st.heldBlocks} destination block(s) held (${st.holds.size} in RAM from the state, ${st.spill.size} in slots, ${st.zeros.size} as zeroes)` +
           (st.atRisk > 0 ? `, ${st.atRisk} original(s) at risk` : ''),
       );
+      engine.takeCacheMemoryInBackground();
       return { engine, resumed: true, close: closer(engine, opened.journal, o.log, o.closeRetryMs ?? CLOSE_RETRY_MS) };
     } catch (err) {
       await opened.journal.close().catch(() => undefined);
