@@ -28,13 +28,14 @@ const BAR_WIDTH = 30;
 /**
  * Progress of long work (copy, verify, finish): a bar redrawn in place on a
  * terminal; otherwise a plain line every few seconds, so a log stays
- * readable, the last one when the work completes, and one saying where it
- * stopped if it did not.
+ * readable, one when the work completes, and one saying where it stopped if
+ * it did not.
  */
 export class ProgressDisplay {
   private readonly started: number;
   private lastShown: number;
   private shown = false;
+  private completeShown = false;
   private lastDone = -1;
   private lastTotal = 0;
 
@@ -63,8 +64,9 @@ export class ProgressDisplay {
       const left = fraction > 0 && fraction < 1 ? `  ~${Math.ceil(((elapsed / fraction) * (1 - fraction)) / 1000)} s left` : '';
       this.out.write(`\r${this.label} [${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${percentOf(fraction)}  ${this.unit.amounts(done, total)}${rate === undefined ? '' : `  ${rate}`}${left}\x1b[K`);
     } else {
-      // Short work says nothing here (its caller sums it up); long work gets its last line too.
-      if (now - this.lastShown < LINE_EVERY_MS && !(complete && this.shown)) return;
+      // The line at completion is always written (once): a log then says how much the work did.
+      if (complete ? this.completeShown : now - this.lastShown < LINE_EVERY_MS) return;
+      this.completeShown = complete;
       this.out.write(`${this.label}: ${this.unit.amounts(done, total)} (${percentOf(fraction)})${rate === undefined ? '' : `, ${rate}`}\n`);
     }
     this.lastShown = now;

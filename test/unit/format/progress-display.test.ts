@@ -48,13 +48,14 @@ describe('ProgressDisplay', () => {
     expect(out.text).toBe('copy: 2.0 MiB of 4.0 MiB (50.0%), 0.4 MB/s\ncopy: stopped at 3.0 MiB of 4.0 MiB (75.0%)\n');
   });
 
-  it('in a log, long work gets its last line when it completes, short work none', () => {
+  it('in a log, the line at completion is always written, once', () => {
     let now = 0;
     const long = stream(false);
     const finish = new ProgressDisplay(long, 'finish', BLOCKS, () => now);
     now = 6000;
     finish.update(10, 40);
     now = 7000;
+    finish.update(40, 40);
     finish.update(40, 40);
     finish.end();
     expect(long.text).toBe('finish: 10/40 blocks (25.0%)\nfinish: 40/40 blocks (100.0%)\n');
@@ -63,9 +64,10 @@ describe('ProgressDisplay', () => {
     const short = stream(false);
     const quick = new ProgressDisplay(short, 'finish', BLOCKS, () => now);
     now = 300;
+    quick.update(20, 40);
     quick.update(40, 40);
     quick.end();
-    expect(short.text).toBe('');
+    expect(short.text).toBe('finish: 40/40 blocks (100.0%)\n');
   });
 
   it('counts blocks without a rate on a terminal', () => {
