@@ -88,8 +88,8 @@ export class RemapState extends BlockLayout {
   /**
    * Block buffers for RAM entries: carved from slabs (one allocation per
    * 1 MiB, not per block) and reused once dropped, never freed. Never more
-   * than the cache holds: held + spare ≤ the most ever held ≤ the cache, plus
-   * the uncarved rest of one slab.
+   * than the cache holds: held + spare + slabs reserved at seal ≤ the cache,
+   * plus the uncarved rest of one slab.
    */
   private spareBuffers: Buffer[] = [];
   /**
@@ -117,6 +117,13 @@ export class RemapState extends BlockLayout {
   private spareHead = 0;
   private slab: Buffer | undefined;
   private slabUsed = 0;
+  /**
+   * Slabs taken at seal (reserveCache), not carved yet: a block buffer is a
+   * JavaScript object (~100 bytes of heap), so they are carved as data
+   * arrives, not 262,144 of them at once for a 1 GiB cache.
+   */
+  private reservedSlabs: Buffer[] = [];
+  private reservedSlabBytes = 0;
 
   /** RAM-held blocks whose home can take them, in the order they became landable. */
   readonly landableConfirmed = new LandingQueue();
@@ -317,19 +324,23 @@ export class RemapState extends BlockLayout {
   }
 
   /**
-   * Takes the rest of the cache's memory now (see reserved-memory.ts): block
-   * buffers carved from touched slabs, queued as spares, until held data,
-   * spares and the uncarved rest of a slab fill `cacheBytes`. Returns the
-   * bytes taken. Destination writes meanwhile carve as usual (blockBuffer),
-   * and this stops short of the cache wherever they got to.
+   * Takes the rest of the cache's memory now (see reserved-memory.ts):
+   * touched slabs that blockBuffer carves before allocating, until held data,
+   * spares, the uncarved rest of a slab and the reserved slabs fill
+   * `cacheBytes`. Returns the bytes taken. Destination writes meanwhile carve
+   * as usual, and this stops short of the cache wherever they got to.
    */
   reserveCache(): Promise<number> {
     return reserveInTurns(() => {
-      const owned = this.ramInUseBytes + (this.spareBuffers.length - this.spareHead) * this.B + (this.slab === undefined ? 0 : this.slab.length - this.slabUsed);
+      const owned =
+        this.ramInUseBytes +
+        (this.spareBuffers.length - this.spareHead) * this.B +
+        (this.slab === undefined ? 0 : this.slab.length - this.slabUsed) +
+        this.reservedSlabBytes;
       const bytes = Math.floor(Math.min(SLAB_BYTES, this.cacheBytes - owned) / this.B) * this.B;
       if (bytes <= 0) return 0;
-      const slab = touchedBuffer(bytes);
-      for (let at = 0; at < bytes; at += this.B) this.spareBuffers.push(slab.subarray(at, at + this.B));
+      this.reservedSlabs.push(touchedBuffer(bytes));
+      this.reservedSlabBytes += bytes;
       return bytes;
     });
   }
@@ -347,8 +358,10 @@ export class RemapState extends BlockLayout {
       return spare;
     }
     if (this.slab === undefined || this.slabUsed === this.slab.length) {
+      const reserved = this.reservedSlabs.pop();
+      if (reserved !== undefined) this.reservedSlabBytes -= reserved.length;
       const bytes = Math.max(this.B, Math.floor(Math.min(SLAB_BYTES, this.cacheBytes) / this.B) * this.B);
-      this.slab = Buffer.allocUnsafeSlow(bytes);
+      this.slab = reserved ?? Buffer.allocUnsafeSlow(bytes);
       this.slabUsed = 0;
     }
     const block = this.slab.subarray(this.slabUsed, this.slabUsed + this.B);

@@ -1,20 +1,13 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
 import { prng } from './helpers/memory-device.js';
 import { SparseDevice } from './helpers/sparse-device.js';
 import { readExport } from '../../../src/server/block-export.js';
+import { collectGarbage } from '../../helpers/collect-garbage.js';
 
 const TiB = 2 ** 40;
 const MiB = 2 ** 20;
 const B = 4096;
-
-/** A real garbage collection, so the memory numbers measure what is live. */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-}
 
 describe('a 1 TiB sparse destination (mkfs-scale zeroes)', () => {
   it('write-zeroes and trim of the whole destination plus scattered writes keep the engine tiny', async () => {
