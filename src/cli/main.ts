@@ -26,12 +26,15 @@ async function main(): Promise<void> {
     .command(demoCommand)
     .demandCommand(1, 'name a command (see the list above)')
     .strict()
+    // An option given twice takes its last value (as getopt tools do), rather than becoming a list no check expects.
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .recommendCommands()
     .epilogue(EPILOGUE)
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((message, err, y) => {
-      if (err) throw err;
-      process.stderr.write(`${y.help()}\n\nnbd-remapper: ${message}\n`);
+    .fail((message: string | undefined, err: Error | undefined, y) => {
+      // yargs reports some usage errors (an option missing its value) as a YError rather than a message.
+      if (err !== undefined && err.name !== 'YError') throw err;
+      process.stderr.write(`${y.help()}\n\nnbd-remapper: ${message ?? err?.message}\n`);
       process.exit(2);
     })
     .parseAsync();

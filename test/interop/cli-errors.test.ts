@@ -240,3 +240,40 @@ it.runIf(canAttachLoop)('says at once, in the log and in status, when a loop dev
     dir.cleanup();
   }
 });
+
+it('an option given without its value is refused by name, not replaced by its default or the next option', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 65536);
+  // Each would have served (with the 256M default cache, or the flag taken as the value) or failed elsewhere.
+  for (const [args, name] of [
+    [['serve', '--disk', disk, '--socket', dir.file('a.sock'), '--cache'], 'cache'],
+    [['serve', '--disk', disk, '--socket', dir.file('a.sock'), '--revisit-cache', '--safe'], 'revisit-cache'],
+    [['serve', '--socket', dir.file('a.sock'), '--disk'], 'disk'],
+    [['finish', '--disk'], 'disk'],
+    [['copy', '--from', 'nbd+unix:///source?socket=/nonexistent', '--to'], 'to'],
+  ] as const) {
+    const run = await cli([...args]);
+    expect(run.code, args.join(' ')).toBe(2);
+    expect(run.stderr).toContain(`Not enough arguments following: ${name}`);
+    expect(existsSync(`${disk}.remap-state`)).toBe(false);
+  }
+  dir.cleanup();
+});
+
+it('an option given twice takes its last value, as in other tools, instead of failing on a list', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 1024 * 1024);
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('a.sock'), '--cache', '64M', '--cache', '1M', '--block-size', '512', '--block-size', '4096']);
+  try {
+    expect(server.stdout()).toMatch(/block size 4096, cache 1M,/);
+  } finally {
+    expect(await server.stop()).toBe(0);
+  }
+  const twice = await cli(['serve', '--disk', disk, '--disk', dir.file('nope.img')]);
+  expect(twice.code).toBe(1);
+  expect(twice.stderr).toContain('nope.img');
+  expect(twice.stderr).not.toContain(`${disk},`);
+  dir.cleanup();
+});

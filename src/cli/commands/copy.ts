@@ -48,21 +48,21 @@ export const copyCommand: CommandModule<object, CopyArgs> = {
   describe: 'Copy byte ranges from one NBD export to another (block-level migration; whole disk without --plan)',
   builder: (yargs) =>
     yargs
-      .option('from', { type: 'string', demandOption: true, describe: 'Source export: nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH; nbds:// and nbds+unix:// for TLS (?tls-certificates=DIR with DIR/ca-cert.pem)' })
-      .option('to', { type: 'string', demandOption: true, describe: 'Destination export, same forms as --from' })
+      .option('from', { type: 'string', requiresArg: true, demandOption: true, describe: 'Source export: nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH; nbds:// and nbds+unix:// for TLS (?tls-certificates=DIR with DIR/ca-cert.pem)' })
+      .option('to', { type: 'string', requiresArg: true, demandOption: true, describe: 'Destination export, same forms as --from' })
       .option('plan', {
-        type: 'string',
+        type: 'string', requiresArg: true,
         describe: 'JSON file {"moves":[{"from":SRC,"to":DST,"length":N},…]} run in order (docs/copy-plans.md); default: the whole source to destination offset 0',
       })
-      .option('request-size', { type: 'string', default: '1M', describe: 'Bytes per read/write request (K/M suffixes)' })
-      .option('requests', { type: 'number', default: 8, describe: 'Chunks in flight at once' })
+      .option('request-size', { type: 'string', requiresArg: true, default: '1M', describe: 'Bytes per read/write request (K/M suffixes)' })
+      .option('requests', { type: 'number', requiresArg: true, default: 8, describe: 'Chunks in flight at once' })
       .option('progress', { type: 'boolean', default: false, describe: 'Show progress on stderr (a bar on a terminal, a line every few seconds otherwise)' })
       .option('control', {
-        type: 'string',
+        type: 'string', requiresArg: true,
         describe:
           'Control socket of the nbd-remapper serving --from: checkpoint as the copy goes, and resume after the last checkpoint when run again (after a crash, re-reading what a checkpoint confirmed could fail)',
       })
-      .option('checkpoint-every', { type: 'string', default: `${DEFAULT_CHECKPOINT_EVERY / 2 ** 30}G`, describe: 'With --control: flush the destination and checkpoint after each this many bytes (K/M/G)' })
+      .option('checkpoint-every', { type: 'string', requiresArg: true, default: `${DEFAULT_CHECKPOINT_EVERY / 2 ** 30}G`, describe: 'With --control: flush the destination and checkpoint after each this many bytes (K/M/G)' })
       .example('$0 copy --from nbd://127.0.0.1/source --to nbd://127.0.0.1/destination', 'migrate a whole disk')
       .example('$0 copy --from URI --to URI --plan moves.json', 'copy the ranges a plan lists')
       .example('$0 copy --from URI --to URI --control /run/nbd-remapper/control.sock', 'checkpoint as it goes; run it again after a crash to resume') as unknown as Argv<CopyArgs>,

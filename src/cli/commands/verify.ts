@@ -62,11 +62,11 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
   describe: 'Check that the disk after finish is what destination served before it: record its checksums before finish, compare after',
   builder: (yargs) =>
     yargs
-      .option('export', { type: 'string', demandOption: true, describe: 'The export to read: nbd+unix:///destination?socket=PATH or nbd://HOST:PORT/destination (nbds for TLS)' })
-      .option('record', { type: 'string', describe: 'Write the SHA-256 of every chunk of the export to this file (before finish)' })
-      .option('against', { type: 'string', describe: 'Compare the export with a file --record wrote (after finish); exit 1 and the differing byte ranges if it differs' })
-      .option('chunk-size', { type: 'string', default: '1M', describe: 'Bytes per checksum when recording (4K…64M); a comparison uses the record\'s' })
-      .option('requests', { type: 'number', default: 8, describe: 'Chunks read at once' })
+      .option('export', { type: 'string', requiresArg: true, demandOption: true, describe: 'The export to read: nbd+unix:///destination?socket=PATH or nbd://HOST:PORT/destination (nbds for TLS)' })
+      .option('record', { type: 'string', requiresArg: true, describe: 'Write the SHA-256 of every chunk of the export to this file (before finish)' })
+      .option('against', { type: 'string', requiresArg: true, describe: 'Compare the export with a file --record wrote (after finish); exit 1 and the differing byte ranges if it differs' })
+      .option('chunk-size', { type: 'string', requiresArg: true, default: '1M', describe: 'Bytes per checksum when recording (4K…64M); a comparison uses the record\'s' })
+      .option('requests', { type: 'number', requiresArg: true, default: 8, describe: 'Chunks read at once' })
       .option('progress', { type: 'boolean', default: false, describe: 'Show progress on stderr' })
       .example('$0 verify --export nbd+unix:///destination?socket=/run/nbd.sock --record before-finish.sha256', 'before finish (sources detached, copy done)')
       .example('$0 verify --export nbd+unix:///destination?socket=/run/nbd.sock --against before-finish.sha256', 'after finish: exit 0 if the disk is what destination served') as unknown as Argv<VerifyArgs>,
