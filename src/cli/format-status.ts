@@ -67,7 +67,7 @@ export function formatStatus(status: MigrationStatus): string {
   const retained = num(s.cacheBytes) - num(s.heldInRamBytes);
   lines.push(
     `destination:  held in RAM ${count(s.heldInRam)} (${formatBytes(num(s.heldInRamBytes))}, ${percent}% of the ${formatBytes(limit)} cache${retained > 0 ? `; ${formatBytes(retained)} more until a commit in flight is done` : ''}), as zeroes ${count(s.heldAsZero)}, spilled ${count(s.spilled)}, landed ${count(s.landed)}`,
-    `              ${s.destinationLanded ? 'destination data has landed: the old layout can no longer be restored' : 'nothing has landed yet: the disk still holds the old layout'}`,
+    `              ${landedLine(s)}`,
   );
   if (num(s.enospc) > 0) {
     lines.push(`refused:      ${count(s.enospc)} destination write(s) failed with ENOSPC (cache and free slots full)${s.lastEnospc ? `; last: ${String(s.lastEnospc)}` : ''}`);
@@ -84,6 +84,12 @@ export function formatStatus(status: MigrationStatus): string {
   const rest = Object.fromEntries(Object.entries(s).filter(([key]) => !SUMMARISED.has(key)));
   if (Object.keys(rest).length > 0) lines.push(...formatFields(rest, ''));
   return lines.join('\n');
+}
+
+/** Whether the old layout can still be restored; once finished, that the new one is there. */
+function landedLine(s: Record<string, unknown>): string {
+  if (s.phase === 'finished') return 'finished: the disk holds the new layout; destination is a plain view of it';
+  return s.destinationLanded ? 'destination data has landed: the old layout can no longer be restored' : 'nothing has landed yet: the disk still holds the old layout';
 }
 
 interface Durability {

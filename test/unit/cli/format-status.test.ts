@@ -54,6 +54,14 @@ describe('formatStatus', () => {
     expect(text).not.toMatch(/releasedAsHoles/);
   });
 
+  it('once finished, says the disk holds the new layout, not that nothing has landed', () => {
+    // A migration whose data all landed during finish (or an identity map with nothing written) still has destinationLanded false.
+    const text = formatStatus({ ...base, phase: 'finished', destinationLanded: false, heldInRam: 0, heldInRamBytes: 0, cacheBytes: 0, heldAsZero: 0, spilled: 0 });
+    expect(text).toMatch(/^\s+finished: the disk holds the new layout; destination is a plain view of it$/m);
+    expect(text).not.toMatch(/old layout/);
+    expect(formatStatus({ ...base, destinationLanded: false })).toMatch(/nothing has landed yet: the disk still holds the old layout/);
+  });
+
   it('shows RAM a commit in flight still takes from the cache', () => {
     expect(formatStatus({ ...base, cacheBytes: 16384 + 8192 })).toMatch(/25% of the 64 KiB cache; 8\.0 KiB more until a commit in flight is done\)/);
   });
