@@ -59,6 +59,26 @@ it('copies a whole disk byte for byte; all-zero regions arrive as zeroes, sent a
   await mustRun('cmp', [dir.file('src.img'), dir.file('dst.img')]);
 });
 
+it('says when the request size splits blocks the exports prefer whole, and still copies right', async () => {
+  const dir = setup();
+  writeFileSync(dir.file('src.img'), randomBytes(MiB));
+  writeFileSync(dir.file('dst.img'), randomBytes(MiB));
+  const from = await remapperSource(dir.file('src.img'), dir.file('src.sock'));
+  const to = await qemuNbd(dir.file('dst.img'), dir.file('dst.sock'), 'destination');
+
+  const odd = await copy(['--from', from, '--to', to, '--request-size', '6000']);
+  expect(odd.code).toBe(0);
+  // Both advertise a preferred block size of 4096 (NBD_INFO_BLOCK_SIZE); each is named once.
+  expect(odd.stderr).toContain(`requests of 6000 bytes are not a multiple of the preferred block size 4096 of ${from}`);
+  expect(odd.stderr).toContain(`requests of 6000 bytes are not a multiple of the preferred block size 4096 of ${to}`);
+  expect(odd.stderr).toMatch(/read-modify-write/);
+  await mustRun('cmp', [dir.file('src.img'), dir.file('dst.img')]);
+
+  const whole = await copy(['--from', from, '--to', to, '--request-size', '64K']);
+  expect(whole.code).toBe(0);
+  expect(whole.stderr).not.toMatch(/preferred block size/);
+});
+
 it('runs a plan of two moves and leaves the rest of the destination alone', async () => {
   const dir = setup();
   const source = randomBytes(4 * MiB);

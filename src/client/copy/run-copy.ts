@@ -116,7 +116,7 @@ async function readPlanFile(path: string): Promise<string> {
   }
 }
 
-/** The request size both exports accept: lowered to the smaller maximum payload, and aligned to both minimum block sizes. */
+/** The request size both exports accept: lowered to the smaller maximum payload, and aligned to both minimum block sizes (a remark when not to the preferred ones). */
 function settleRequestSize(wanted: number, source: NbdClient, destination: NbdClient, io: RunCopyIo): number {
   let size = wanted;
   for (const end of [source, destination]) {
@@ -130,6 +130,16 @@ function settleRequestSize(wanted: number, source: NbdClient, destination: NbdCl
       throw new CopyPlanError(
         `--request-size ${size} is not a multiple of the minimum block size ${end.blockSize.minimum} of ${end.uri}`,
         `use a multiple of ${end.blockSize.minimum}, e.g. --request-size 1M`,
+      );
+    }
+  }
+  for (const end of [source, destination]) {
+    const preferred = end.blockSize.preferred;
+    if (size % preferred !== 0) {
+      io.note(
+        `requests of ${size} bytes are not a multiple of the preferred block size ${preferred} of ${end.uri}: ` +
+          `a write covering part of a block costs that server a read-modify-write; ` +
+          `a multiple of ${preferred}, e.g. --request-size 1M, avoids it`,
       );
     }
   }
