@@ -11,7 +11,8 @@ interface ControlOptions {
 
 function withControl<T>(yargs: Argv<T>): Argv<T & ControlOptions> {
   return yargs.option('control', {
-    type: 'string', requiresArg: true,
+    type: 'string',
+    requiresArg: true,
     default: defaultControlPath(),
     describe: 'Control socket of the running server (the same default as `serve --control`; env NBD_REMAPPER_CONTROL)',
   }) as unknown as Argv<T & ControlOptions>;
@@ -46,7 +47,8 @@ export const checkpointCommand: CommandModule<object, ControlOptions & { note?: 
   builder: (y) =>
     withControl(y)
       .option('note', {
-        type: 'string', requiresArg: true,
+        type: 'string',
+        requiresArg: true,
         describe: "Your own words on how far the copy got (at most 4 KiB), kept with the checkpoint in the state and shown by status — where to go on after a crash",
       })
       .example('$0 checkpoint --note "rsync done: /home, /srv"', 'checkpoint, and remember what is copied') as unknown as Argv<ControlOptions & { note?: string }>,
@@ -68,7 +70,8 @@ export const finishCommand: CommandModule<object, FinishOptions> = {
   builder: (y) =>
     withControl(y)
       .option('disk', {
-        type: 'string', requiresArg: true,
+        type: 'string',
+        requiresArg: true,
         describe: 'Finish offline, without a server (after a crash, or to resume an interrupted finish): the disk the server ran on',
       })
       .option('state', { type: 'string', requiresArg: true, describe: 'With --disk: the state file the server ran with (default DISK.remap-state next to an image file)' })

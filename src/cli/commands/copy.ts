@@ -51,14 +51,16 @@ export const copyCommand: CommandModule<object, CopyArgs> = {
       .option('from', { type: 'string', requiresArg: true, demandOption: true, describe: 'Source export: nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH; nbds:// and nbds+unix:// for TLS (?tls-certificates=DIR with DIR/ca-cert.pem)' })
       .option('to', { type: 'string', requiresArg: true, demandOption: true, describe: 'Destination export, same forms as --from' })
       .option('plan', {
-        type: 'string', requiresArg: true,
+        type: 'string',
+        requiresArg: true,
         describe: 'JSON file {"moves":[{"from":SRC,"to":DST,"length":N},…]} run in order (docs/copy-plans.md); default: the whole source to destination offset 0',
       })
       .option('request-size', { type: 'string', requiresArg: true, default: '1M', describe: 'Bytes per read/write request (K/M suffixes)' })
       .option('requests', { type: 'number', requiresArg: true, default: 8, describe: 'Chunks in flight at once' })
       .option('progress', { type: 'boolean', default: false, describe: 'Show progress on stderr (a bar on a terminal, a line every few seconds otherwise)' })
       .option('control', {
-        type: 'string', requiresArg: true,
+        type: 'string',
+        requiresArg: true,
         describe:
           'Control socket of the nbd-remapper serving --from: checkpoint as the copy goes, and resume after the last checkpoint when run again (after a crash, re-reading what a checkpoint confirmed could fail)',
       })

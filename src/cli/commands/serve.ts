@@ -34,31 +34,37 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
   return yargs
     .option('disk', { type: 'string', requiresArg: true, demandOption: disk.demand, describe: disk.describe })
     .option('map', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       describe: 'JSON map of the new layout: {"extents":[{"destOffset","length","diskOffset"},…]} in bytes, destination order (default: identity, the destination is the whole disk). See README "Map files"',
     })
     .option('block-size', {
-      type: 'number', requiresArg: true,
+      type: 'number',
+      requiresArg: true,
       default: DEFAULT_BLOCK_SIZE,
       describe: 'Unit of ordering B in bytes (power of two, 512…65536); map extents must be multiples of it',
     })
     .option('cache', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       default: `${DEFAULT_CACHE_BYTES / MiB}M`,
       describe: 'RAM for destination data that cannot land yet (K/M/G), taken when the source is sealed; over it, data spills into already-read disk blocks',
     })
     .option('revisit-cache', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       default: `${DEFAULT_REVISIT_CACHE_BYTES / MiB}M`,
       describe: 'RAM keeping originals of overwritten blocks, so a second read of an old block still returns the old data (0 disables); taken when the source is sealed',
     })
     .option('control', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       default: defaultControlPath(),
       describe: 'Unix socket of the control plane (seal, checkpoint, status, finish use the same default; env NBD_REMAPPER_CONTROL)',
     })
     .option('state', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       describe:
         'Durable record of the migration (default: DISK.remap-state next to an image file; required for a block device, on another disk). Restarting with it resumes exactly where the migration was. STATE.lock beside it keeps a second process off it',
     })
@@ -74,7 +80,8 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
       describe: 'Never overwrite an original a checkpoint has not confirmed (a write that would need one fails with ENOSPC): re-running the copy from the last checkpoint always works',
     })
     .option('listen', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       describe: `TCP address HOST:PORT (default ${DEFAULT_HOST}:${DEFAULT_PORT} unless only --socket is given; port 0 picks a free port)`,
     })
     .option('socket', { type: 'string', requiresArg: true, describe: 'Also (or only) listen on this unix socket path' })
@@ -85,18 +92,21 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
     })
     .option('max-connections', { type: 'number', requiresArg: true, default: DEFAULT_SERVER_OPTIONS.maxConnections, describe: 'Clients served at once; more are refused' })
     .option('handshake-timeout', {
-      type: 'number', requiresArg: true,
+      type: 'number',
+      requiresArg: true,
       default: DEFAULT_SERVER_OPTIONS.handshakeTimeoutMs / 1000,
       describe: 'Seconds a client may take to finish the NBD handshake before it is dropped',
     })
     .option('stall-timeout', {
-      type: 'number', requiresArg: true,
+      type: 'number',
+      requiresArg: true,
       default: DEFAULT_SERVER_OPTIONS.stallTimeoutMs / 1000,
       describe:
         'Seconds a client may hold request memory that other clients wait for (all clients share 256 MiB) while it neither reads its replies nor sends the rest of a request; then it is disconnected. Keep it well under the clients\' own timeout (nbd-client -t)',
     })
     .option('tls-certificates', {
-      type: 'string', requiresArg: true,
+      type: 'string',
+      requiresArg: true,
       describe: "Directory with the server's TLS certificate (server-cert.pem, chain included) and key (server-key.pem), as for nbdkit and qemu-nbd: clients then upgrade with NBD_OPT_STARTTLS (libnbd: nbds:// or nbds+unix:// URIs)",
     })
     .option('tls', {
