@@ -86,29 +86,31 @@ export class DiskWriter {
       }
       // Destroyed ahead: still on the disk, and source reads are served from it (SourcePath) until a write
       // is planned for the block; that write captures it (below), so the revisit cache holds only what is gone.
-      for (let p = a; p < b; p++) s.destroyedAhead.set(p, seq);
+      s.destroyedAhead.assign(a, b, seq);
     };
     for (const run of runs) {
       const end = run.disk + run.count;
       blocks += run.count;
       tracked.push(s.io.register('write', run.disk, end));
       if (s.destroyedAhead.size > 0) {
+        const ahead = s.destroyedAhead.collect(run.disk, end);
+        if (ahead.length > 0) s.destroyedAhead.remove(run.disk, end);
+        // Touching runs are one capture whatever their records: the chunks it reads do not depend on them.
         let from = -1;
-        for (let p = run.disk; p <= end; p++) {
-          const seq = p < end ? s.destroyedAhead.get(p) : undefined;
-          if (seq === undefined) {
-            if (from >= 0) capture(from, p);
-            from = -1;
-            continue;
+        let to = -1;
+        for (const r of ahead) {
+          if (r.start !== to) {
+            if (from >= 0) capture(from, to);
+            from = r.start;
           }
-          s.destroyedAhead.delete(p);
+          to = r.end;
           const last = permits[permits.length - 1];
-          if (last !== undefined && last.end === p && last.seq === seq) last.end++;
-          else permits.push({ start: p, end: p + 1, seq });
-          if (from < 0) from = p;
-          freshBlocks++;
-          permitSeq = Math.max(permitSeq, seq);
+          if (last !== undefined && last.end === r.start && last.seq === r.value) last.end = r.end;
+          else permits.push({ start: r.start, end: r.end, seq: r.value });
+          freshBlocks += r.end - r.start;
+          permitSeq = Math.max(permitSeq, r.value);
         }
+        if (from >= 0) capture(from, to);
       }
       s.destroyed.forEachRun(false, run.disk, end, (a, b) => {
         destroyedAny = true;
@@ -170,7 +172,7 @@ export class DiskWriter {
    * overwritten), and source reads still find the original on the disk.
    */
   private unpermitted(plan: PlannedWrite): void {
-    for (const d of plan.permits) for (let p = d.start; p < d.end; p++) this.s.destroyedAhead.set(p, d.seq);
+    for (const d of plan.permits) this.s.destroyedAhead.assign(d.start, d.end, d.seq);
   }
 
   /** Plan and execute in one go (for callers with nothing to decide in between). */

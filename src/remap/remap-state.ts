@@ -13,6 +13,7 @@ import { PagedBitmap } from './paged-bitmap.js';
 import { RangeLocks } from './range-locks.js';
 import { reserveInTurns, touchedBuffer } from './reserved-memory.js';
 import { RevisitCache } from './revisit-cache.js';
+import { RunMap } from './run-map.js';
 import { RunQueue } from './run-queue.js';
 import { StateCommitter } from './state-committer.js';
 import type { StateJournal } from './state-journal.js';
@@ -154,7 +155,7 @@ export class RemapState extends BlockLayout {
    * (DiskWriter.unpermitted). Bounded by the destroy-ahead window plus the
    * writes that failed so.
    */
-  readonly destroyedAhead = new Map<number, number>();
+  readonly destroyedAhead = new RunMap(false);
   /** --safe refused a write since the last checkpoint because only unconfirmed originals were left (status hints at a checkpoint). */
   safeBlocked = false;
   enospcCount = 0;
