@@ -119,23 +119,28 @@ class BlockTable {
 
   protected clearValues(): void {}
 
-  /** Rebuilds at `size` slots; subclasses carry their values along. */
+  /**
+   * Rebuilds at `size` slots. Each value moves as its key is placed
+   * (startRehome), not through a list of moves: that list was a pair per
+   * member at every doubling.
+   */
   protected resize(size: number): void {
     const oldKeys = this.slots;
+    const carry = this.startRehome(size);
     this.slots = new Float64Array(size).fill(EMPTY);
     this.mask = size - 1;
     this.count = 0;
-    const moves: Array<[number, number]> = [];
     for (let i = 0; i < oldKeys.length; i++) {
       if (oldKeys[i] === EMPTY) continue;
-      moves.push([i, this.claim(oldKeys[i]).slot]);
+      const to = this.claim(oldKeys[i]).slot;
+      carry?.(i, to);
     }
-    this.rehomeValues(size, moves);
   }
 
-  protected rehomeValues(size: number, moves: ReadonlyArray<[number, number]>): void {
+  /** Before a rebuild at `size` slots: what moves a value from its old slot to its new one (a set has none). */
+  protected startRehome(size: number): ((from: number, to: number) => void) | undefined {
     void size;
-    void moves;
+    return undefined;
   }
 
   private home(block: number): number {
@@ -190,9 +195,12 @@ export class BlockMap<V> extends BlockTable {
     this.values.fill(undefined);
   }
 
-  protected override rehomeValues(size: number, moves: ReadonlyArray<[number, number]>): void {
+  protected override startRehome(size: number): (from: number, to: number) => void {
     const old = this.values;
-    this.values = new Array<V | undefined>(size).fill(undefined);
-    for (const [from, to] of moves) this.values[to] = old[from];
+    const values = new Array<V | undefined>(size).fill(undefined);
+    this.values = values;
+    return (from, to) => {
+      values[to] = old[from];
+    };
   }
 }
