@@ -75,7 +75,7 @@ async function runOnce(root: string, scenario: string): Promise<RunResult> {
   for (let at = 0; at < HALF; at += MiB) await engine.source.readInto(chunk, at);
   await engine.checkpoint();
   const data = Buffer.alloc(HALF);
-  for (let at = 0; at < HALF; at += 4) data.writeUInt32LE((at * 2654435761) >>> 0, at);
+  for (let at = 0; at < HALF; at += 4) data.writeUInt32LE(Math.imul(at + 1, 0x9e3779b1) >>> 0, at);
 
   const cpu = process.cpuUsage();
   const started = process.hrtime.bigint();

@@ -59,7 +59,7 @@ it('copies a whole disk byte for byte; all-zero regions arrive as zeroes, sent a
   await mustRun('cmp', [dir.file('src.img'), dir.file('dst.img')]);
 });
 
-it('says when the request size splits blocks the exports prefer whole, and still copies right', async () => {
+it('says when the request size splits blocks the destination prefers whole, and still copies right', async () => {
   const dir = setup();
   writeFileSync(dir.file('src.img'), randomBytes(MiB));
   writeFileSync(dir.file('dst.img'), randomBytes(MiB));
@@ -68,9 +68,9 @@ it('says when the request size splits blocks the exports prefer whole, and still
 
   const odd = await copy(['--from', from, '--to', to, '--request-size', '6000']);
   expect(odd.code).toBe(0);
-  // Both advertise a preferred block size of 4096 (NBD_INFO_BLOCK_SIZE); each is named once.
-  expect(odd.stderr).toContain(`requests of 6000 bytes are not a multiple of the preferred block size 4096 of ${from}`);
+  // qemu-nbd advertises a preferred block size of 4096 (NBD_INFO_BLOCK_SIZE). Only the writing end is named: partial reads cost little.
   expect(odd.stderr).toContain(`requests of 6000 bytes are not a multiple of the preferred block size 4096 of ${to}`);
+  expect(odd.stderr).not.toContain(`preferred block size 4096 of ${from}`);
   expect(odd.stderr).toMatch(/read-modify-write/);
   await mustRun('cmp', [dir.file('src.img'), dir.file('dst.img')]);
 

@@ -116,7 +116,7 @@ async function readPlanFile(path: string): Promise<string> {
   }
 }
 
-/** The request size both exports accept: lowered to the smaller maximum payload, and aligned to both minimum block sizes (a remark when not to the preferred ones). */
+/** The request size both exports accept: lowered to the smaller maximum payload, and aligned to both minimum block sizes (a remark when not to the destination's preferred one). */
 function settleRequestSize(wanted: number, source: NbdClient, destination: NbdClient, io: RunCopyIo): number {
   let size = wanted;
   for (const end of [source, destination]) {
@@ -133,15 +133,13 @@ function settleRequestSize(wanted: number, source: NbdClient, destination: NbdCl
       );
     }
   }
-  for (const end of [source, destination]) {
-    const preferred = end.blockSize.preferred;
-    if (size % preferred !== 0) {
-      io.note(
-        `requests of ${size} bytes are not a multiple of the preferred block size ${preferred} of ${end.uri}: ` +
-          `a write covering part of a block costs that server a read-modify-write; ` +
-          `a multiple of ${preferred}, e.g. --request-size 1M, avoids it`,
-      );
-    }
+  // Reads of part of a block cost the source little; a write of part of one makes the destination read it first.
+  const preferred = destination.blockSize.preferred;
+  if (size % preferred !== 0) {
+    io.note(
+      `requests of ${size} bytes are not a multiple of the preferred block size ${preferred} of ${destination.uri}: ` +
+        `a write covering part of a block costs that server a read-modify-write; a multiple of ${preferred}, e.g. --request-size 1M, avoids it`,
+    );
   }
   return size;
 }
