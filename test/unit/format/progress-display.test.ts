@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BLOCKS, ProgressDisplay } from '../../../src/format/progress-display.js';
+import { BLOCKS, ProgressDisplay, type ProgressUnit } from '../../../src/format/progress-display.js';
 
 const MiB = 1024 * 1024;
 
@@ -13,18 +13,30 @@ function stream(isTTY: boolean): { isTTY: boolean; text: string; write(t: string
   };
 }
 
+/** A display writing to a string, on a clock the test sets with `at`. */
+function clocked(isTTY: boolean, label: string, unit?: ProgressUnit) {
+  let now = 0;
+  const out = stream(isTTY);
+  const progress = new ProgressDisplay(out, label, unit, () => now);
+  return {
+    out,
+    progress,
+    at(ms: number): void {
+      now = ms;
+    },
+  };
+}
+
 describe('ProgressDisplay', () => {
   it('redraws a bar in place on a terminal, at most every 100 ms of the clock it is given, and ends the line', () => {
-    let now = 0;
-    const out = stream(true);
-    const progress = new ProgressDisplay(out, 'copy', undefined, () => now);
-    now = 50;
+    const { out, progress, at } = clocked(true, 'copy');
+    at(50);
     progress.update(1 * MiB, 10 * MiB);
     expect(out.text).toBe('');
-    now = 1000;
+    at(1000);
     progress.update(5 * MiB, 10 * MiB);
     expect(out.text).toBe(`\rcopy [${'#'.repeat(15)}${'.'.repeat(15)}] 50.0%  5.0 MiB of 10 MiB  5.2 MB/s  ~1 s left\x1b[K`);
-    now = 1010;
+    at(1010);
     progress.update(10 * MiB, 10 * MiB);
     expect(out.text.endsWith(`\rcopy [${'#'.repeat(30)}] 100.0%  10 MiB of 10 MiB  10.4 MB/s\x1b[K`)).toBe(true);
     progress.end();
@@ -32,15 +44,13 @@ describe('ProgressDisplay', () => {
   });
 
   it('writes a plain line every 5 s of the clock otherwise', () => {
-    let now = 0;
-    const out = stream(false);
-    const progress = new ProgressDisplay(out, 'copy', undefined, () => now);
-    now = 4999;
+    const { out, progress, at } = clocked(false, 'copy');
+    at(4999);
     progress.update(1 * MiB, 4 * MiB);
     expect(out.text).toBe('');
-    now = 5000;
+    at(5000);
     progress.update(2 * MiB, 4 * MiB);
-    now = 6000;
+    at(6000);
     progress.update(3 * MiB, 4 * MiB);
     expect(out.text).toBe('copy: 2.0 MiB of 4.0 MiB (50.0%), 0.4 MB/s\n');
     // Work that ends short says where it stopped.
@@ -49,21 +59,17 @@ describe('ProgressDisplay', () => {
   });
 
   it('in a log, the line at completion is always written, once', () => {
-    let now = 0;
-    const long = stream(false);
-    const finish = new ProgressDisplay(long, 'finish', BLOCKS, () => now);
-    now = 6000;
+    const { out: long, progress: finish, at } = clocked(false, 'finish', BLOCKS);
+    at(6000);
     finish.update(10, 40);
-    now = 7000;
+    at(7000);
     finish.update(40, 40);
     finish.update(40, 40);
     finish.end();
     expect(long.text).toBe('finish: 10/40 blocks (25.0%)\nfinish: 40/40 blocks (100.0%)\n');
 
-    now = 0;
-    const short = stream(false);
-    const quick = new ProgressDisplay(short, 'finish', BLOCKS, () => now);
-    now = 300;
+    const { out: short, progress: quick, at: atQuick } = clocked(false, 'finish', BLOCKS);
+    atQuick(300);
     quick.update(20, 40);
     quick.update(40, 40);
     quick.end();
@@ -71,10 +77,8 @@ describe('ProgressDisplay', () => {
   });
 
   it('counts blocks without a rate on a terminal', () => {
-    let now = 0;
-    const out = stream(true);
-    const progress = new ProgressDisplay(out, 'finish', BLOCKS, () => now);
-    now = 2000;
+    const { out, progress, at } = clocked(true, 'finish', BLOCKS);
+    at(2000);
     progress.update(1, 4);
     expect(out.text).toBe(`\rfinish [${'#'.repeat(8)}${'.'.repeat(22)}] 25.0%  1/4 blocks  ~6 s left\x1b[K`);
   });
