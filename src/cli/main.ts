@@ -6,14 +6,18 @@ import { copyCommand } from './commands/copy.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
 import { verifyCommand } from './commands/verify.js';
+import { usageErrorText } from './usage-error.js';
 import { reportError } from './user-error.js';
 
 const EPILOGUE = `A migration, in short: serve the disk; attach "source" and "destination" with nbd-client;
 mount the old filesystems from source; fstrim them, then seal; mkfs the new layout on
 destination and copy the files; finish. See README.md for the walk-through.`;
 
+const COMMANDS = [serveCommand, statusCommand, sealCommand, checkpointCommand, finishCommand, copyCommand, verifyCommand, demoCommand];
+
 async function main(): Promise<void> {
-  await yargs(hideBin(process.argv))
+  const args = hideBin(process.argv);
+  await yargs(args)
     .scriptName('nbd-remapper')
     .usage('$0 <command> [options]\n\nChange a disk\'s layout in place through two NBD exports.')
     .command(serveCommand)
@@ -34,7 +38,8 @@ async function main(): Promise<void> {
     .fail((message: string | undefined, err: Error | undefined, y) => {
       // yargs reports some usage errors (an option missing its value) as a YError rather than a message.
       if (err !== undefined && err.name !== 'YError') throw err;
-      process.stderr.write(`${y.help()}\n\nnbd-remapper: ${message ?? err?.message}\n`);
+      const names = COMMANDS.flatMap((c) => c.command ?? []);
+      process.stderr.write(usageErrorText(args, names, message ?? err?.message ?? 'usage error', () => String(y.help())));
       process.exit(2);
     })
     .parseAsync();

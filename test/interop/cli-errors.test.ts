@@ -261,6 +261,19 @@ it('an option given without its value is refused by name, not replaced by its de
   dir.cleanup();
 });
 
+it('a usage error within a command is the error and where to look, not the whole --help above it', async () => {
+  const missing = await cli(['copy', '--from', 'nbd+unix:///source?socket=/nonexistent', '--to']);
+  expect(missing.code).toBe(2);
+  expect(missing.stderr).toBe('nbd-remapper copy: Not enough arguments following: to\n  fix: `nbd-remapper copy --help` lists its options, with examples\n');
+  const unknown = await cli(['seal', '--frobnicate']);
+  expect(unknown.code).toBe(2);
+  expect(unknown.stderr).toMatch(/^nbd-remapper seal: Unknown argument: frobnicate\n {2}fix: `nbd-remapper seal --help`/);
+  // Without a command the list of commands is the help that matters: it comes first.
+  const none = await cli([]);
+  expect(none.code).toBe(2);
+  expect(none.stderr).toMatch(/Commands:[\s\S]*nbd-remapper serve[\s\S]*nbd-remapper: name a command \(see the list above\)\n$/);
+});
+
 it('an option given twice takes its last value, as in other tools, instead of failing on a list', async () => {
   const dir = scratchDir();
   const disk = dir.file('disk.img');
