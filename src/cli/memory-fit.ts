@@ -1,6 +1,7 @@
 // Whether the RAM the caches take at seal fits this machine (or its container): found at start, not by the OOM killer at seal or hours in.
 import { totalmem } from 'node:os';
 import { formatBytes } from '../format/bytes.js';
+import { HELD_BLOCK_BOOKKEEPING_BYTES } from '../remap/defaults.js';
 import { UserError } from './user-error.js';
 
 /** What the server takes besides its caches: Node itself, code, bookkeeping (the RSS budget of DESIGN's 1 TiB test). */
@@ -19,13 +20,17 @@ export function memoryLimitBytes(): { bytes: number; what: string } {
  * Refuses caches that cannot fit at all; returns a warning for caches that
  * leave little room (undefined when they fit well).
  */
-export function checkMemoryFit(cacheBytes: number, revisitCacheBytes: number, limit = memoryLimitBytes()): string | undefined {
-  const need = cacheBytes + revisitCacheBytes + SERVER_BASE_BYTES;
-  const sizes = `--cache ${formatBytes(cacheBytes)} and --revisit-cache ${formatBytes(revisitCacheBytes)} (plus ~${formatBytes(SERVER_BASE_BYTES)} for the server) need ${formatBytes(need)} of RAM`;
+export function checkMemoryFit(cacheBytes: number, revisitCacheBytes: number, blockSize: number, limit = memoryLimitBytes()): string | undefined {
+  const bookkeeping = Math.ceil(cacheBytes / blockSize) * HELD_BLOCK_BOOKKEEPING_BYTES;
+  const need = cacheBytes + revisitCacheBytes + SERVER_BASE_BYTES + bookkeeping;
+  const sizes =
+    `--cache ${formatBytes(cacheBytes)} and --revisit-cache ${formatBytes(revisitCacheBytes)} (plus ~${formatBytes(SERVER_BASE_BYTES)} for the server ` +
+    `and ~${formatBytes(bookkeeping)} to keep track of a full cache of ${blockSize}-byte blocks) need ${formatBytes(need)} of RAM`;
   if (need > limit.bytes) {
     throw new UserError(
       `${sizes}, more than ${limit.what} (${formatBytes(limit.bytes)}): seal takes that memory, and the kernel would kill the server for it`,
-      `give a smaller --cache: destination data beyond it spills into blocks already read, and only what neither holds fails with ENOSPC`,
+      'give a smaller --cache: destination data beyond it spills into blocks already read, and only what neither holds fails with ENOSPC' +
+        (bookkeeping * 10 > cacheBytes ? `; or a larger --block-size (each block held costs ~${HELD_BLOCK_BOOKKEEPING_BYTES} bytes besides its data)` : ''),
       2,
     );
   }

@@ -67,7 +67,7 @@ function checkOptions(options: ServeOptions): Sizes {
   }
   const revisitCacheBytes = parseSize(options.revisitCache, '--revisit-cache');
   // Only a remapping server fills the caches.
-  const tight = options.readOnly ? undefined : checkMemoryFit(cacheBytes, revisitCacheBytes);
+  const tight = options.readOnly ? undefined : checkMemoryFit(cacheBytes, revisitCacheBytes, options.blockSize);
   return { cacheBytes, revisitCacheBytes, tight, tls: tlsOf(options) };
 }
 

@@ -1,6 +1,7 @@
 import { totalmem } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { checkMemoryFit, memoryLimitBytes, SERVER_BASE_BYTES } from '../../../src/cli/memory-fit.js';
+import { HELD_BLOCK_BOOKKEEPING_BYTES } from '../../../src/remap/defaults.js';
 import { UserError } from '../../../src/cli/user-error.js';
 
 const MiB = 1024 * 1024;
@@ -11,22 +12,40 @@ describe('the caches against the RAM there is', () => {
   it('refuses caches that cannot fit, naming the sizes, the limit and the fix (exit 2: a usage error)', () => {
     let err: unknown;
     try {
-      checkMemoryFit(16 * GiB, 64 * MiB, limit);
+      checkMemoryFit(16 * GiB, 64 * MiB, 4096, limit);
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(UserError);
     expect((err as UserError).message).toBe(
-      "--cache 16 GiB and --revisit-cache 64 MiB (plus ~96 MiB for the server) need 16 GiB of RAM, more than this machine's memory (16 GiB): seal takes that memory, and the kernel would kill the server for it",
+      "--cache 16 GiB and --revisit-cache 64 MiB (plus ~96 MiB for the server and ~512 MiB to keep track of a full cache of 4096-byte blocks) need 17 GiB of RAM, more than this machine's memory (16 GiB): seal takes that memory, and the kernel would kill the server for it",
     );
     expect((err as UserError).fix).toMatch(/give a smaller --cache/);
+    // With 4 KiB blocks the bookkeeping is a small part: the block size is not the fix to offer.
+    expect((err as UserError).fix).not.toMatch(/--block-size/);
     expect((err as UserError).exitCode).toBe(2);
   });
 
   it('warns when they take most of it, and is silent when they fit well', () => {
-    expect(checkMemoryFit(13 * GiB, 0, limit)).toMatch(/need 13 GiB of RAM, 82% of this machine's memory \(16 GiB\)/);
-    expect(checkMemoryFit(12 * GiB - SERVER_BASE_BYTES, 0, limit)).toBeUndefined();
-    expect(checkMemoryFit(256 * MiB, 64 * MiB, limit)).toBeUndefined();
+    expect(checkMemoryFit(12 * GiB, 0, 4096, limit)).toMatch(/need 12 GiB of RAM, 78% of this machine's memory \(16 GiB\)/);
+    const fullCache = (cache: number): number => cache + SERVER_BASE_BYTES + (cache / 4096) * HELD_BLOCK_BOOKKEEPING_BYTES;
+    expect(fullCache(11.5 * GiB)).toBeLessThan(12 * GiB);
+    expect(checkMemoryFit(11.5 * GiB, 0, 4096, limit)).toBeUndefined();
+    expect(checkMemoryFit(256 * MiB, 64 * MiB, 4096, limit)).toBeUndefined();
+  });
+
+  it('counts the heap each held block takes besides its data: with small blocks it decides', () => {
+    // 13 GiB of 4 KiB blocks: 416 MiB of bookkeeping, a warning. Of 512-byte blocks: 3.25 GiB, more than the machine.
+    expect(checkMemoryFit(13 * GiB, 0, 4096, limit)).toMatch(/~416 MiB to keep track of a full cache of 4096-byte blocks\) need 14 GiB of RAM, 84%/);
+    let err: unknown;
+    try {
+      checkMemoryFit(13 * GiB, 0, 512, limit);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as UserError).message).toMatch(/~3\.3 GiB to keep track of a full cache of 512-byte blocks\) need 16 GiB of RAM, more than/);
+    expect((err as UserError).fix).toMatch(/or a larger --block-size \(each block held costs ~128 bytes besides its data\)/);
   });
 
   it('takes the machine, or a smaller cgroup limit', () => {
