@@ -44,7 +44,8 @@ describe('the caches against the RAM there is', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(UserError);
-    expect((err as UserError).message).toMatch(/~3\.3 GiB to keep track of a full cache of 512-byte blocks\) need 16 GiB of RAM, more than/);
+    // 16.3 GiB against 16 GiB: written apart, not as "need 16 GiB … more than … (16 GiB)".
+    expect((err as UserError).message).toMatch(/~3\.3 GiB to keep track of a full cache of 512-byte blocks\) need 16\.3 GiB of RAM, more than this machine's memory \(16\.0 GiB\)/);
     expect((err as UserError).fix).toMatch(/or a larger --block-size \(each block held costs ~128 bytes besides its data\)/);
   });
 
