@@ -20,6 +20,7 @@ describe('usageErrorText', () => {
 
   it('without a command (none, or an unknown one): the help with its list of commands first, then the error', () => {
     expect(usageErrorText([], COMMANDS, 'name a command', () => 'HELP')).toBe('HELP\n\nnbd-remapper: name a command\n');
-    expect(usageErrorText(['sael'], COMMANDS, 'Did you mean seal?', () => 'HELP')).toBe('HELP\n\nnbd-remapper: Did you mean seal?\n');
+    expect(usageErrorText(['sael'], COMMANDS, 'Did you mean seal?', () => 'HELP')).toBe('HELP\n\nnbd-remapper: unknown command sael: Did you mean seal?\n');
+    expect(usageErrorText(['bogus'], COMMANDS, 'Unknown argument: bogus', () => 'HELP')).toBe('HELP\n\nnbd-remapper: Unknown argument: bogus\n');
   });
 });
