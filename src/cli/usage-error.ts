@@ -7,9 +7,9 @@
 export function usageErrorText(args: readonly string[], commands: readonly string[], message: string, help: () => string): string {
   const command = args.find((a) => commands.includes(a));
   if (command === undefined) {
-    // yargs' suggestion ("Did you mean seal?") does not say what it was given.
+    // yargs' suggestion for a mistyped command ("Did you mean seal?") does not say what it was given.
     const word = args.find((a) => !a.startsWith('-'));
-    const said = word !== undefined && !message.includes(word) ? `unknown command ${word}: ${message}` : message;
+    const said = word !== undefined && message.startsWith('Did you mean') ? `unknown command ${word}: ${message}` : message;
     return `${help()}\n\nnbd-remapper: ${said}\n`;
   }
   return `nbd-remapper ${command}: ${message}\n  fix: \`nbd-remapper ${command} --help\` lists its options, with examples\n`;

@@ -22,5 +22,7 @@ describe('usageErrorText', () => {
     expect(usageErrorText([], COMMANDS, 'name a command', () => 'HELP')).toBe('HELP\n\nnbd-remapper: name a command\n');
     expect(usageErrorText(['sael'], COMMANDS, 'Did you mean seal?', () => 'HELP')).toBe('HELP\n\nnbd-remapper: unknown command sael: Did you mean seal?\n');
     expect(usageErrorText(['bogus'], COMMANDS, 'Unknown argument: bogus', () => 'HELP')).toBe('HELP\n\nnbd-remapper: Unknown argument: bogus\n');
+    // An option's value is not taken for a command.
+    expect(usageErrorText(['--cache', '1M'], COMMANDS, 'name a command', () => 'HELP')).toBe('HELP\n\nnbd-remapper: name a command\n');
   });
 });
