@@ -77,6 +77,8 @@ export class FinishPlanner {
       if (this.stopRequested) throw new FinishStoppedError(this.progress);
       if (s.heldBlocks === 0) {
         if (s.locks.heldCount === 0) {
+          // Nothing is held again: the wave arena's memory goes with the caches' (releaseCacheMemory).
+          this.waveArena = undefined;
           settled();
           return;
         }

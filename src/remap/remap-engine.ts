@@ -232,7 +232,8 @@ export class RemapEngine implements MigrationControl {
       await s.committer.flush();
       s.committer.append({ type: 'finished' });
       await s.committer.commitThrough();
-      s.log.info('finish complete: the disk holds the new layout');
+      s.releaseCacheMemory();
+      s.log.info('finish complete: the disk holds the new layout; the caches gave their memory back');
       this.emit();
     };
     this.finishing = run().finally(() => {

@@ -125,6 +125,8 @@ export class RemapState extends BlockLayout {
    */
   private reservedSlabs: Buffer[] = [];
   private reservedSlabBytes = 0;
+  /** Finished: nothing is held again, and the cache keeps no memory (releaseCacheMemory). */
+  private cacheReleased = false;
 
   /** RAM-held blocks whose home can take them, in the order they became landable. */
   readonly landableConfirmed = new LandingQueue();
@@ -292,7 +294,7 @@ export class RemapState extends BlockLayout {
 
   /** A buffer nothing uses any more: block buffers become spares (short ones are left to the GC). */
   private reuse(buffer: Buffer): void {
-    if (buffer.length === this.B) this.spareBuffers.push(buffer);
+    if (buffer.length === this.B && !this.cacheReleased) this.spareBuffers.push(buffer);
   }
 
   /** RAM the cache occupies: held data plus buffers a commit in flight still writes from. Never above cacheBytes (G4). */
@@ -333,6 +335,7 @@ export class RemapState extends BlockLayout {
    */
   reserveCache(): Promise<number> {
     return reserveInTurns(() => {
+      if (this.cacheReleased) return 0;
       const owned =
         this.ramInUseBytes +
         (this.spareBuffers.length - this.spareHead) * this.B +
@@ -344,6 +347,23 @@ export class RemapState extends BlockLayout {
       this.reservedSlabBytes += bytes;
       return bytes;
     });
+  }
+
+  /**
+   * After finish nothing is held again — destination is a plain view of the
+   * disk and source is gone — so both caches give their memory back: a server
+   * left serving the new layout would otherwise keep the RAM of --cache and
+   * --revisit-cache (320 MiB by default) for nothing.
+   */
+  releaseCacheMemory(): void {
+    this.cacheReleased = true;
+    this.spareBuffers = [];
+    this.spareHead = 0;
+    this.slab = undefined;
+    this.slabUsed = 0;
+    this.reservedSlabs = [];
+    this.reservedSlabBytes = 0;
+    this.revisit.release();
   }
 
   private blockBuffer(): Buffer {

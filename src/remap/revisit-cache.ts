@@ -33,6 +33,8 @@ export class RevisitCache {
   private spareBytes = 0;
   private quarantine: Buffer[] = [];
   private releaseScheduled = false;
+  /** Given up for good (release): nothing is kept or taken any more. */
+  private released = false;
   hits = 0;
   misses = 0;
 
@@ -84,7 +86,7 @@ export class RevisitCache {
   reserve(): Promise<number> {
     const bytes = this.chunkBlocks * this.blockSize;
     return reserveInTurns(() => {
-      if (this.lru === undefined || this.bytes + this.spareBytes + bytes > this.maxBytes) return 0;
+      if (this.lru === undefined || this.released || this.bytes + this.spareBytes + bytes > this.maxBytes) return 0;
       this.keepSpare(touchedBuffer(bytes));
       return bytes;
     });
@@ -106,6 +108,7 @@ export class RevisitCache {
   }
 
   private recycle(chunk: Buffer): void {
+    if (this.released) return;
     this.quarantine.push(chunk);
     if (this.releaseScheduled) return;
     this.releaseScheduled = true;
@@ -121,10 +124,22 @@ export class RevisitCache {
 
   /** Keeps `originals`: the bytes of consecutive blocks from `start` (the buffer is kept, not copied). */
   put(start: number, originals: Buffer): void {
-    if (this.lru === undefined || originals.length > this.maxBytes) return;
+    if (this.lru === undefined || this.released || originals.length > this.maxBytes) return;
     this.lru.set(start, originals);
     // Index after set: a chunk too big for the cache is disposed at once.
     if (this.lru.has(start)) this.index.assign(start, start + Math.ceil(originals.length / this.blockSize), start);
+  }
+
+  /**
+   * Drops every original and spare buffer for good, so their memory goes
+   * back: for when no source read can come any more (after finish).
+   */
+  release(): void {
+    this.released = true;
+    this.lru?.clear();
+    this.spares.clear();
+    this.spareBytes = 0;
+    this.quarantine = [];
   }
 
   /** Copies the original bytes [from, to) of `block` into `target` at `at`; false (and a miss counted) when it is gone. */

@@ -66,5 +66,13 @@ it('seal takes --cache and --revisit-cache, and a migration that fills both take
   // Filled since: within the memory taken, give or take the bookkeeping and a few spare capture buffers; a cache
   // that took its memory again as it filled would add 32 MiB or more.
   expect(migrated - sealed).toBeLessThan(24 * MiB);
+
+  // After finish nothing is held again: both caches' memory (48 MiB) and finish's own wave arena go back to
+  // the system, rather than staying with a server left serving the new layout (it grew ~20 MiB instead).
+  await cli(['finish']);
+  expect(server.stderr()).toMatch(/finish complete: .*the caches gave their memory back/);
+  const finished = await settledRss(pid);
+  console.log(`RSS after finish: ${(finished / MiB).toFixed(0)} MiB`);
+  expect(migrated - finished).toBeGreaterThan(36 * MiB);
   expect(await server.stop()).toBe(0);
 }, 180_000);

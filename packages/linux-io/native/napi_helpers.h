@@ -27,4 +27,5 @@ napi_value register_socket_send_buffer(napi_env env, napi_value exports);
 napi_value register_pread_nowait(napi_env env, napi_value exports);
 napi_value register_send_from_file(napi_env env, napi_value exports);
 napi_value register_socket_hold(napi_env env, napi_value exports);
+napi_value register_free_memory(napi_env env, napi_value exports);
 #endif

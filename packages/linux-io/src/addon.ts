@@ -10,9 +10,10 @@ export interface LinuxIoAddon {
   holdDescriptor(fd: number): number;
   shutdownSocket(fd: number): void;
   closeDescriptor(fd: number): void;
+  returnFreeMemory(): boolean;
 }
 
-const FUNCTIONS = ['sendBufferSize', 'setSendBufferSize', 'sendQueueBytes', 'preadNoWait', 'sendFromFile', 'holdDescriptor', 'shutdownSocket', 'closeDescriptor'] as const;
+const FUNCTIONS = ['sendBufferSize', 'setSendBufferSize', 'sendQueueBytes', 'preadNoWait', 'sendFromFile', 'holdDescriptor', 'shutdownSocket', 'closeDescriptor', 'returnFreeMemory'] as const;
 
 function isLinuxIoAddon(value: unknown): value is LinuxIoAddon {
   if (typeof value !== 'object' || value === null) return false;

@@ -3,3 +3,4 @@ export { sendBufferSize, sendQueueBytes, setSendBufferSize } from './send-buffer
 export { canReadWithoutWaiting, readCached, type CachedRead } from './pread-nowait.js';
 export { canSendFromFile, sendFromFile, writtenBefore } from './send-from-file.js';
 export { closeDescriptor, holdDescriptor, shutdownSocket } from './socket-hold.js';
+export { returnFreeMemory } from './free-memory.js';

@@ -18,6 +18,7 @@ import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, openPortWarning, otherMachinesLine, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
 import { checkMemoryFit } from '../memory-fit.js';
+import { giveBackMemory } from '../give-back-memory.js';
 import { parseSize } from '../parse-size.js';
 import { serverOutput } from '../server-output.js';
 import { UserError } from '../user-error.js';
@@ -137,7 +138,10 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       if (engine.phase !== 'finished') table.add(engine.source);
       table.add(engine.destination);
       engine.onPhase((phase) => {
-        if (phase === 'finished') table.remove('source');
+        if (phase !== 'finished') return;
+        table.remove('source');
+        // The engine let go of both caches' memory: the kernel gets it back now.
+        void giveBackMemory();
       });
       // Status carries what the server saw of its clients beside what the engine holds.
       const remap = engine;
