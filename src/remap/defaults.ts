@@ -4,9 +4,10 @@ export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_REVISIT_CACHE_BYTES = 64 * 1024 * 1024;
 
 /**
- * Heap per destination block held in RAM, on top of its data: its buffer
- * object, its table and landing-queue entries (112–116 bytes measured,
- * test/unit/remap/cache-reservation.test.ts). A full cache of 512-byte blocks
- * adds a quarter to the cache's size, so the memory check at start counts it.
+ * Memory per destination block held in RAM, on top of its data: its entries
+ * in the tables of held, dirty and landable blocks (41–48 bytes measured,
+ * test/unit/remap/cache-reservation.test.ts; the tables double as they grow,
+ * so up to about twice that just after). A full cache of 512-byte blocks
+ * adds a fifth to the cache's size, so the memory check at start counts it.
  */
-export const HELD_BLOCK_BOOKKEEPING_BYTES = 128;
+export const HELD_BLOCK_BOOKKEEPING_BYTES = 96;

@@ -40,7 +40,7 @@ export class DestinationReader {
         const from = Math.max(offset, blockStart);
         const to = Math.min(end, blockStart + s.map.destBlockLength(d));
         const inBlock = from - blockStart;
-        const ram = s.ram.get(d);
+        const ram = s.ramData(d);
         if (ram !== undefined) {
           ram.copy(buffer, from - offset, inBlock, inBlock + (to - from));
           pending = undefined;

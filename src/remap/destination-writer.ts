@@ -427,7 +427,7 @@ export class DestinationWriter {
       const run: VictimRun = { dest: d, disk: s.map.homeOf(d), buffers: [], locks: [], bytes: 0, freeBytes: 0 };
       let next = d;
       for (;;) {
-        const buffer = s.ram.get(next) as Buffer;
+        const buffer = s.ramData(next) as Buffer;
         run.buffers.push(buffer);
         run.bytes += buffer.length;
         if (!s.isPinned(next)) run.freeBytes += buffer.length;

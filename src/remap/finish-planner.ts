@@ -226,7 +226,7 @@ export class FinishPlanner {
         runs.push({ disk: m.home, count: m.count, data: 'zero' });
       } else if (m.kind === 'ram') {
         const buffers: Buffer[] = [];
-        for (let k = 0; k < m.count; k++) buffers.push(s.ram.get(m.dest + k) as Buffer);
+        for (let k = 0; k < m.count; k++) buffers.push(s.ramData(m.dest + k) as Buffer);
         runs.push({ disk: m.home, count: m.count, data: buffers.length === 1 ? buffers[0] : buffers });
       }
     }

@@ -11,15 +11,12 @@ import { LandingQueue } from './landing-queue.js';
 import type { RemapMap } from './map.js';
 import { PagedBitmap } from './paged-bitmap.js';
 import { RangeLocks } from './range-locks.js';
-import { reserveInTurns, touchedBuffer } from './reserved-memory.js';
+import { RamCells } from './ram-cells.js';
 import { RevisitCache } from './revisit-cache.js';
 import { RunMap } from './run-map.js';
 import { RunQueue } from './run-queue.js';
 import { StateCommitter } from './state-committer.js';
 import type { StateJournal } from './state-journal.js';
-
-/** RAM-held blocks are carved from slabs of this size. */
-const SLAB_BYTES = 1024 * 1024;
 
 export interface RemapStateOptions {
   device: BlockDevice;
@@ -76,7 +73,10 @@ export class RemapState extends BlockLayout {
   /** Disk blocks taken as slots: those in slotOwner, and those reserved for a spill still being written. Live only: recovery rebuilds it from spill. */
   readonly slotted: PagedBitmap;
 
-  readonly ram = new BlockMap<Buffer>();
+  /** RAM-held destination blocks: d → its cell in `cells`. */
+  readonly ram = new BlockMap<number>();
+  /** The RAM cache's memory. */
+  readonly cells: RamCells;
   ramBytes = 0;
   /**
    * RAM-held blocks whose newest data is not in the journal yet: a crash
@@ -87,19 +87,12 @@ export class RemapState extends BlockLayout {
    */
   readonly ramDirty = new BlockSet();
   /**
-   * Block buffers for RAM entries: carved from slabs (one allocation per
-   * 1 MiB, not per block) and reused once dropped, never freed. Never more
-   * than the cache holds: held + spare + slabs reserved at seal ≤ the cache,
-   * plus the uncarved rest of one slab.
-   */
-  private spareBuffers: Buffer[] = [];
-  /**
    * RAM buffers a `hold` record writes from, until its commit is done (how
    * many records each): changed only through a copy, reused only afterwards.
    */
-  private readonly pinnedForJournal = new Map<Buffer, number>();
-  /** Buffers let go of while pinned: no longer held data, but still memory until unpinned (then block buffers become spares). */
-  private readonly releasedWhilePinned = new Set<Buffer>();
+  private readonly pinnedForJournal = new Map<number, number>();
+  /** Cells let go of while pinned: no longer held data, but still memory until unpinned (then they become spares). */
+  private readonly releasedWhilePinned = new Set<number>();
   /**
    * Bytes of releasedWhilePinned. They count against the cache like held
    * data (G4 bounds the memory, not only what it holds): a write that needs
@@ -109,25 +102,6 @@ export class RemapState extends BlockLayout {
   private pinWaiters: Array<() => void> = [];
   /** The last `hold` record written from a pinned buffer: committing through it unpins them all. */
   private pinnedThroughSeq = 0;
-  /**
-   * Spares are reused first in, first out: blocks dropped together (a landed
-   * run) come back in the same order for blocks admitted together, so the
-   * next victim run is again one contiguous piece of memory — one pwrite
-   * instead of a pwritev of a buffer per block.
-   */
-  private spareHead = 0;
-  private slab: Buffer | undefined;
-  private slabUsed = 0;
-  /**
-   * Slabs taken at seal (reserveCache), not carved yet: a block buffer is a
-   * JavaScript object (~100 bytes of heap), so they are carved as data
-   * arrives, not 262,144 of them at once for a 1 GiB cache.
-   */
-  private reservedSlabs: Buffer[] = [];
-  private reservedSlabBytes = 0;
-  /** Finished: nothing is held again, and the cache keeps no memory (releaseCacheMemory). */
-  private cacheReleased = false;
-
   /** RAM-held blocks whose home can take them, in the order they became landable. */
   readonly landableConfirmed = new LandingQueue();
   readonly landableUnconfirmed = new LandingQueue();
@@ -181,6 +155,7 @@ export class RemapState extends BlockLayout {
     this.log = options.log;
     this.safe = options.safe;
     this.cacheBytes = options.cacheBytes;
+    this.cells = new RamCells(this.B, options.cacheBytes);
     this.slotted = new PagedBitmap(options.map.diskBlocks);
     this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
     this.committer = new StateCommitter(options.journal, options.device, {
@@ -220,7 +195,7 @@ export class RemapState extends BlockLayout {
   }
 
   locationOf(d: number): Location {
-    const data = this.ram.get(d);
+    const data = this.ramData(d);
     if (data !== undefined) return { kind: 'ram', data };
     if (this.zeros.has(d)) return { kind: 'zero' };
     const slot = this.spill.get(d);
@@ -250,19 +225,19 @@ export class RemapState extends BlockLayout {
     if (logged) this.ramDirty.delete(d);
     else this.ramDirty.add(d);
     const old = this.ram.get(d);
-    // Overwritten whole, so a buffer a `hold` record still writes from is replaced, not copied first (ramWritable).
-    if (old !== undefined && old.length === data.length && !this.pinnedForJournal.has(old)) {
-      data.copy(old);
+    // Overwritten whole, so a cell a `hold` record still writes from is replaced, not copied first (ramWritable).
+    if (old !== undefined && this.cells.lengthOf(old) === data.length && !this.pinnedForJournal.has(old)) {
+      data.copy(this.cells.view(old));
       return;
     }
-    const copy = data.length === this.B ? this.blockBuffer() : Buffer.allocUnsafeSlow(data.length);
-    data.copy(copy);
+    const cell = this.cells.take(data.length);
+    data.copy(this.cells.view(cell));
     if (old !== undefined) {
-      this.ramBytes -= old.length;
+      this.ramBytes -= this.cells.lengthOf(old);
       this.letGo(old);
     }
-    this.ram.set(d, copy);
-    this.ramBytes += copy.length;
+    this.ram.set(d, cell);
+    this.ramBytes += data.length;
     this.heldVersion++;
     this.noteLandable(d);
   }
@@ -273,28 +248,30 @@ export class RemapState extends BlockLayout {
    * (the caller checked the room in the same turn: DestinationWriter.changeable).
    */
   ramWritable(d: number): Buffer | undefined {
-    const data = this.ram.get(d);
-    if (data === undefined || !this.pinnedForJournal.has(data)) return data;
-    const copy = data.length === this.B ? this.blockBuffer() : Buffer.allocUnsafeSlow(data.length);
-    data.copy(copy);
+    const cell = this.ram.get(d);
+    if (cell === undefined) return undefined;
+    if (!this.pinnedForJournal.has(cell)) return this.cells.view(cell);
+    const copy = this.cells.take(this.cells.lengthOf(cell));
+    this.cells.view(cell).copy(this.cells.view(copy));
     this.ram.set(d, copy);
-    this.letGo(data);
-    return copy;
+    this.letGo(cell);
+    return this.cells.view(copy);
   }
 
-  /** A buffer no longer in RAM: a spare block buffer now, or once the record writing from it is committed. */
-  private letGo(buffer: Buffer): void {
-    if (this.pinnedForJournal.has(buffer)) {
-      this.releasedWhilePinned.add(buffer);
-      this.retainedBytes += buffer.length;
+  /** d's RAM-held data (a view of its cell, valid until d leaves RAM), or undefined. */
+  ramData(d: number): Buffer | undefined {
+    const cell = this.ram.get(d);
+    return cell === undefined ? undefined : this.cells.view(cell);
+  }
+
+  /** A cell no longer in RAM: a spare now, or once the record writing from it is committed. */
+  private letGo(cell: number): void {
+    if (this.pinnedForJournal.has(cell)) {
+      this.releasedWhilePinned.add(cell);
+      this.retainedBytes += this.cells.lengthOf(cell);
     } else {
-      this.reuse(buffer);
+      this.cells.giveBack(cell);
     }
-  }
-
-  /** A buffer nothing uses any more: block buffers become spares (short ones are left to the GC). */
-  private reuse(buffer: Buffer): void {
-    if (buffer.length === this.B && !this.cacheReleased) this.spareBuffers.push(buffer);
   }
 
   /** RAM the cache occupies: held data plus buffers a commit in flight still writes from. Never above cacheBytes (G4). */
@@ -309,8 +286,8 @@ export class RemapState extends BlockLayout {
 
   /** d's RAM buffer is one a commit in flight writes from: changing d takes a second buffer. */
   isPinned(d: number): boolean {
-    const data = this.ram.get(d);
-    return data !== undefined && this.pinnedForJournal.has(data);
+    const cell = this.ram.get(d);
+    return cell !== undefined && this.pinnedForJournal.has(cell);
   }
 
   /**
@@ -328,25 +305,13 @@ export class RemapState extends BlockLayout {
 
   /**
    * Takes the rest of the cache's memory now (see reserved-memory.ts):
-   * touched slabs that blockBuffer carves before allocating, until held data,
+   * touched slabs that RamCells carves before allocating, until held data,
    * spares, the uncarved rest of a slab and the reserved slabs fill
    * `cacheBytes`. Returns the bytes taken. Destination writes meanwhile carve
    * as usual, and this stops short of the cache wherever they got to.
    */
   reserveCache(): Promise<number> {
-    return reserveInTurns(() => {
-      if (this.cacheReleased) return 0;
-      const owned =
-        this.ramInUseBytes +
-        (this.spareBuffers.length - this.spareHead) * this.B +
-        (this.slab === undefined ? 0 : this.slab.length - this.slabUsed) +
-        this.reservedSlabBytes;
-      const bytes = Math.floor(Math.min(SLAB_BYTES, this.cacheBytes - owned) / this.B) * this.B;
-      if (bytes <= 0) return 0;
-      this.reservedSlabs.push(touchedBuffer(bytes));
-      this.reservedSlabBytes += bytes;
-      return bytes;
-    });
+    return this.cells.reserve(() => this.ramInUseBytes);
   }
 
   /**
@@ -356,47 +321,17 @@ export class RemapState extends BlockLayout {
    * --revisit-cache (320 MiB by default) for nothing.
    */
   releaseCacheMemory(): void {
-    this.cacheReleased = true;
-    this.spareBuffers = [];
-    this.spareHead = 0;
-    this.slab = undefined;
-    this.slabUsed = 0;
-    this.reservedSlabs = [];
-    this.reservedSlabBytes = 0;
+    this.cells.release();
     this.revisit.release();
   }
 
-  private blockBuffer(): Buffer {
-    if (this.spareHead < this.spareBuffers.length) {
-      const spare = this.spareBuffers[this.spareHead++];
-      if (this.spareHead === this.spareBuffers.length) {
-        this.spareBuffers = [];
-        this.spareHead = 0;
-      } else if (this.spareHead > 1024 && this.spareHead * 2 > this.spareBuffers.length) {
-        this.spareBuffers = this.spareBuffers.slice(this.spareHead);
-        this.spareHead = 0;
-      }
-      return spare;
-    }
-    if (this.slab === undefined || this.slabUsed === this.slab.length) {
-      const reserved = this.reservedSlabs.pop();
-      if (reserved !== undefined) this.reservedSlabBytes -= reserved.length;
-      const bytes = Math.max(this.B, Math.floor(Math.min(SLAB_BYTES, this.cacheBytes) / this.B) * this.B);
-      this.slab = reserved ?? Buffer.allocUnsafeSlow(bytes);
-      this.slabUsed = 0;
-    }
-    const block = this.slab.subarray(this.slabUsed, this.slabUsed + this.B);
-    this.slabUsed += this.B;
-    return block;
-  }
-
-  /** d's RAM copy is no longer its newest data. Callers drop only buffers no I/O is using any more. */
+  /** d's RAM copy is no longer its newest data. Callers drop only cells no I/O is using any more. */
   ramDrop(d: number): void {
     const old = this.ram.get(d);
     if (old === undefined) return;
     this.ram.delete(d);
     this.ramDirty.delete(d);
-    this.ramBytes -= old.length;
+    this.ramBytes -= this.cells.lengthOf(old);
     this.letGo(old);
     this.landableConfirmed.delete(d);
     this.landableUnconfirmed.delete(d);
@@ -573,13 +508,13 @@ export class RemapState extends BlockLayout {
     // The records write from the RAM buffers themselves: pinned until committed, they are replaced
     // rather than changed (ramWritable) and not reused (ramDrop). Copying 64 MiB of held blocks at the
     // FLUSH that ends a copy cost ~0.3 s, most of it first touches of fresh memory.
-    const pinned: Buffer[] = [];
+    const pinned: number[] = [];
     let lastSeq = 0;
     for (const d of blocks) {
-      const data = this.ram.get(d) as Buffer;
-      this.pinnedForJournal.set(data, (this.pinnedForJournal.get(data) ?? 0) + 1);
-      pinned.push(data);
-      lastSeq = this.committer.append({ type: 'hold', dest: d, data });
+      const cell = this.ram.get(d) as number;
+      this.pinnedForJournal.set(cell, (this.pinnedForJournal.get(cell) ?? 0) + 1);
+      pinned.push(cell);
+      lastSeq = this.committer.append({ type: 'hold', dest: d, data: this.cells.view(cell) });
       this.ramDirty.delete(d);
     }
     this.pinnedThroughSeq = Math.max(this.pinnedThroughSeq, lastSeq);
@@ -588,16 +523,16 @@ export class RemapState extends BlockLayout {
         // The commit failed (commits stop there): these blocks are not in the journal after all.
         for (let i = 0; i < blocks.length; i++) if (this.ram.get(blocks[i]) === pinned[i]) this.ramDirty.add(blocks[i]);
       }
-      for (const data of pinned) {
-        const left = (this.pinnedForJournal.get(data) ?? 1) - 1;
+      for (const cell of pinned) {
+        const left = (this.pinnedForJournal.get(cell) ?? 1) - 1;
         if (left > 0) {
-          this.pinnedForJournal.set(data, left);
+          this.pinnedForJournal.set(cell, left);
           continue;
         }
-        this.pinnedForJournal.delete(data);
-        if (this.releasedWhilePinned.delete(data)) {
-          this.retainedBytes -= data.length;
-          this.reuse(data);
+        this.pinnedForJournal.delete(cell);
+        if (this.releasedWhilePinned.delete(cell)) {
+          this.retainedBytes -= this.cells.lengthOf(cell);
+          this.cells.giveBack(cell);
         }
       }
       for (const wake of this.pinWaiters.splice(0)) wake();

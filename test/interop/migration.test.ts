@@ -257,7 +257,7 @@ it('refuses maps that break a rule, naming the extent and the rule', async () =>
   // More than any machine here has: refused at start, not by the OOM killer once it fills.
   const huge = await cli(['serve', '--disk', disk, '--cache', '100T', '--socket', dir.file('nbd.sock'), '--control', dir.file('c.sock')]);
   expect(huge.code).toBe(2);
-  expect(huge.stderr).toMatch(/--cache 100 TiB and --revisit-cache 64 MiB .* to keep track of a full cache of 4096-byte blocks\) need 103 TiB of RAM, more than this (machine's memory|process's cgroup memory limit)/);
+  expect(huge.stderr).toMatch(/--cache 100 TiB and --revisit-cache 64 MiB .* to keep track of a full cache of 4096-byte blocks\) need 102 TiB of RAM, more than this (machine's memory|process's cgroup memory limit)/);
   expect(huge.stderr).toMatch(/fix: give a smaller --cache/);
   const noServer = await cli(['status', '--control', dir.file('nobody.sock')]);
   expect(noServer.code).not.toBe(0);

@@ -1,28 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
 import { RemapMap } from '../../../src/remap/map.js';
-import { collectGarbage } from '../../helpers/collect-garbage.js';
+import { collectGarbage, settledMemory } from '../../helpers/collect-garbage.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 
 const MiB = 2 ** 20;
 const B = 4096;
-
-/**
- * Array buffer memory once collected: V8 frees the memory of dead array
- * buffers on a sweeper thread after the collection, so the figure is read
- * until two readings a little apart agree (at most ~1 s).
- */
-async function arrayBuffersAfterCollection(): Promise<number> {
-  let last = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 20; i++) {
-    collectGarbage();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const now = process.memoryUsage().arrayBuffers;
-    if (Math.abs(now - last) < 64 * 1024) return now;
-    last = now;
-  }
-  return last;
-}
 
 describe('after finish', () => {
   it('the caches give their memory back: a server left serving the new layout keeps none of it', async () => {
@@ -57,7 +40,7 @@ describe('after finish', () => {
     expect(copied - before).toBeGreaterThan(30 * MiB);
 
     await engine.finish();
-    const finished = await arrayBuffersAfterCollection();
+    const finished = (await settledMemory()).arrayBuffers;
     console.log(`array buffers: ${((copied - before) / MiB).toFixed(1)} MiB over the start before finish, ${((finished - before) / MiB).toFixed(1)} MiB after`);
     expect(finished - before).toBeLessThan(2 * MiB);
     expect(engine.status().revisitCache.entries).toBe(0);
