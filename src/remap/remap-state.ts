@@ -87,7 +87,7 @@ export class RemapState extends BlockLayout {
    */
   readonly ramDirty = new BlockSet();
   /**
-   * RAM buffers a `hold` record writes from, until its commit is done (how
+   * RAM cells a `hold` record writes from, until its commit is done (how
    * many records each): changed only through a copy, reused only afterwards.
    */
   private readonly pinnedForJournal = new Map<number, number>();
@@ -100,7 +100,7 @@ export class RemapState extends BlockLayout {
    */
   retainedBytes = 0;
   private pinWaiters: Array<() => void> = [];
-  /** The last `hold` record written from a pinned buffer: committing through it unpins them all. */
+  /** The last `hold` record written from a pinned cell: committing through it unpins them all. */
   private pinnedThroughSeq = 0;
   /** RAM-held blocks whose home can take them, in the order they became landable. */
   readonly landableConfirmed = new LandingQueue();

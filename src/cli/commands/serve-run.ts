@@ -140,8 +140,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       engine.onPhase((phase) => {
         if (phase !== 'finished') return;
         table.remove('source');
-        // The engine let go of both caches' memory: the kernel gets it back now.
-        void giveBackMemory();
+        // The engine let go of both caches' memory: the kernel gets it back now (best effort: never worth failing over).
+        giveBackMemory().catch((err: unknown) => log.warn(`could not give the caches' memory back to the system: ${err instanceof Error ? err.message : String(err)}`));
       });
       // Status carries what the server saw of its clients beside what the engine holds.
       const remap = engine;
