@@ -1,20 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { expect, it } from 'vitest';
 import { returnFreeMemory } from '../src/index.js';
+import { settledMemory } from '../../../test/helpers/collect-garbage.js';
+import { rssOf } from '../../../test/helpers/process-memory.js';
 
 const MiB = 1024 * 1024;
-
-function rss(): number {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmRSS:')) as string;
-  return Number(line.split(/\s+/)[1]) * 1024;
-}
-
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-}
 
 it('gives back to the kernel freed memory the allocator kept between pieces still in use', async () => {
   // 96 MiB in 64 KiB pieces (below glibc's threshold for pieces of their own), every 16th kept: the freed
@@ -24,13 +13,10 @@ it('gives back to the kernel freed memory the allocator kept between pieces stil
   const kept = pieces.filter((_, i) => i % 16 === 0);
   pieces.length = 0;
   // V8 frees dead array buffers' memory on a sweeper thread after the collection: wait for it.
-  for (let i = 0; i < 10; i++) {
-    collectGarbage();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const before = rss();
+  await settledMemory();
+  const before = rssOf(process.pid);
   expect(returnFreeMemory()).toBe(true);
-  const after = rss();
+  const after = rssOf(process.pid);
   console.log(`RSS ${(before / MiB).toFixed(0)} MiB before malloc_trim, ${(after / MiB).toFixed(0)} MiB after`);
   expect(before - after).toBeGreaterThan(48 * MiB);
   expect(kept.every((b) => b[0] === 1 && b[b.length - 1] === 1)).toBe(true);
