@@ -57,10 +57,22 @@ export interface BlockExport {
   cache(offset: number, length: number): Promise<void>;
   /** base:allocation of [offset, offset+length): descriptors covering at least the first byte. */
   blockStatus(offset: number, length: number): Promise<StatusDescriptor[]>;
+  /** Meta contexts of the export's own besides base:allocation, offered in this order after it. */
+  readonly metaContexts?: readonly MetaContextSource[];
 
   /** A client finished the handshake on this export / went away. Views use this (e.g. finish refuses while source has clients). */
   attach?(clientId: string): void;
   detach?(clientId: string): void;
+}
+
+/**
+ * A meta context an export answers BLOCK_STATUS for (spec, "Metadata
+ * querying"): `name` is `namespace:leaf` outside the reserved `base:`, and
+ * `status` answers like blockStatus, with the flags the context defines.
+ */
+export interface MetaContextSource {
+  readonly name: string;
+  status(offset: number, length: number): Promise<StatusDescriptor[]>;
 }
 
 /** Bytes of an export as they lie in a file: the descriptor stays open while the export serves. */

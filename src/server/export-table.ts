@@ -29,7 +29,7 @@ export function describeExport(exp: BlockExport): ExportDescriptor {
     size: exp.size,
     transmissionFlags: transmissionFlagsOf(caps),
     blockSize: exp.blockSize,
-    metaContexts: caps.blockStatus ? [BASE_ALLOCATION] : [],
+    metaContexts: caps.blockStatus ? [BASE_ALLOCATION, ...(exp.metaContexts ?? []).map((context) => context.name)] : [],
   };
 }
 

@@ -335,8 +335,9 @@ export class ReplyWriter {
     this.send(encodeSimpleReply(cookie, 0));
   }
 
-  blockStatus(cookie: bigint, contextId: number, descriptors: StatusDescriptor[]): void {
-    this.send(encodeBlockStatus(ReplyFlag.DONE, cookie, contextId, descriptors));
+  /** One context's chunk of a BLOCK_STATUS reply; `last` ends the reply. */
+  blockStatus(cookie: bigint, contextId: number, descriptors: StatusDescriptor[], last: boolean): void {
+    this.send(encodeBlockStatus(last ? ReplyFlag.DONE : 0, cookie, contextId, descriptors));
   }
 
   error(cookie: bigint, errno: ErrnoValue, message: string): void {

@@ -12,6 +12,7 @@ import {
   type NegotiatedSession,
   type Request,
   type RequestFrame,
+  type StatusDescriptor,
 } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
 import type { SocketReader } from '../net/socket-reader.js';
@@ -54,7 +55,8 @@ export class TransmissionSession {
   private readonly parser: RequestParser;
   private readonly replies: ReplyWriter;
   private readonly validation: ValidationContext;
-  private readonly blockStatusContextId: number | undefined;
+  /** The meta contexts this connection selected, in id order: BLOCK_STATUS answers one chunk for each. */
+  private readonly statusContexts: Array<{ id: number; status: (offset: number, length: number) => Promise<StatusDescriptor[]> }> = [];
   private inFlight = 0;
   private inFlightBytes = 0;
   private disconnecting = false;
@@ -98,13 +100,17 @@ export class TransmissionSession {
     this.replies = new ReplyWriter(socket, negotiated.structuredReplies, (why) =>
       log.warn(`read replies are copied through the server from now on, on every connection: sending them from the page cache failed (${why})`),
     );
-    for (const [id, name] of negotiated.metaContexts) if (name === BASE_ALLOCATION) this.blockStatusContextId = id;
+    for (const [id, name] of negotiated.metaContexts) {
+      const own = exp.metaContexts?.find((context) => context.name === name);
+      if (name === BASE_ALLOCATION) this.statusContexts.push({ id, status: (offset, length) => exp.blockStatus(offset, length) });
+      else if (own !== undefined) this.statusContexts.push({ id, status: (offset, length) => own.status(offset, length) });
+    }
     const capabilities: ExportCapabilities = exp.capabilities();
     this.validation = {
       size: exp.size,
       capabilities,
       structuredReplies: negotiated.structuredReplies,
-      blockStatusContext: this.blockStatusContextId !== undefined,
+      blockStatusContext: this.statusContexts.length > 0,
       maxPayload: limits.maxPayload,
     };
     if (negotiated.leftover.length > 0) this.parser.push(negotiated.leftover);
@@ -335,9 +341,13 @@ export class TransmissionSession {
         if (length > 0) await this.exp.cache(offset, length);
         break;
       case Command.BLOCK_STATUS: {
-        const found = await this.exp.blockStatus(offset, length);
-        const descriptors = clipDescriptors(found, length, (flags & CommandFlag.REQ_ONE) !== 0);
-        this.replies.blockStatus(cookie, this.blockStatusContextId ?? 0, descriptors);
+        // Every context is answered before the first chunk goes out, so a failure is one error reply, not a torn one.
+        const found = await Promise.all(this.statusContexts.map((context) => context.status(offset, length)));
+        const onlyOne = (flags & CommandFlag.REQ_ONE) !== 0;
+        found.forEach((descriptors, i) => {
+          const last = i === found.length - 1;
+          this.replies.blockStatus(cookie, this.statusContexts[i].id, clipDescriptors(descriptors, length, onlyOne), last);
+        });
         return;
       }
     }

@@ -6,7 +6,7 @@ export interface ValidationContext {
   size: number;
   capabilities: ExportCapabilities;
   structuredReplies: boolean;
-  /** base:allocation was selected with SET_META_CONTEXT. */
+  /** At least one meta context was selected with SET_META_CONTEXT. */
   blockStatusContext: boolean;
   /** Largest READ/WRITE payload accepted (the advertised maximum block size). */
   maxPayload: number;
@@ -69,7 +69,7 @@ export function validateRequest(request: Request, context: ValidationContext): V
       break;
     case Command.BLOCK_STATUS:
       if (!context.structuredReplies || !context.blockStatusContext) {
-        return fail(Errno.EINVAL, 'BLOCK_STATUS needs structured replies and the base:allocation meta context');
+        return fail(Errno.EINVAL, 'BLOCK_STATUS needs structured replies and a meta context selected with SET_META_CONTEXT');
       }
       if (length === 0) return fail(Errno.EINVAL, 'BLOCK_STATUS of zero length');
       break;

@@ -1,0 +1,81 @@
+import { Errno, NbdError, type StatusDescriptor } from 'nbd-protocol-ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../src/log/logger.js';
+import type { MetaContextSource } from '../../../src/server/block-export.js';
+import { ExportList } from '../../../src/server/export-table.js';
+import { DEFAULT_SERVER_OPTIONS, NbdServer } from '../../../src/server/nbd-server.js';
+import { runTool } from '../../helpers/run-tool.js';
+import { scratchDir } from '../../helpers/scratch.js';
+import { MemoryExport } from '../client/memory-export.js';
+
+/**
+ * An export's own meta contexts (BlockExport.metaContexts), through the real
+ * server and a real client (nbdsh): listed after base:allocation, one
+ * BLOCK_STATUS chunk per selected context, and a context that fails makes the
+ * whole reply one error — never chunks followed by an error.
+ */
+const KiB = 1024;
+
+class ContextExport extends MemoryExport {
+  readonly metaContexts: readonly MetaContextSource[] = [
+    { name: 'test:halves', status: async (_offset, length): Promise<StatusDescriptor[]> => [{ length: Math.ceil(length / 2), flags: 5 }, { length: Math.floor(length / 2), flags: 2 }] },
+    {
+      name: 'test:broken',
+      status: async (): Promise<StatusDescriptor[]> => {
+        throw new NbdError(Errno.EOVERFLOW, 'this context always fails');
+      },
+    },
+  ];
+}
+
+describe("an export's own meta contexts", () => {
+  const dir = scratchDir();
+  const path = dir.file('nbd.sock');
+  const server = new NbdServer(new ExportList([new ContextExport('mem', 64 * KiB, { blockStatus: true })]), DEFAULT_SERVER_OPTIONS, createLogger({ level: 'error', write: () => {} }));
+  const uri = `nbd+unix:///mem?socket=${path}`;
+
+  beforeAll(() => server.listen({ kind: 'unix', path }));
+  afterAll(async () => {
+    await server.close();
+    dir.cleanup();
+  });
+
+  async function nbdsh(lines: string[]): Promise<string> {
+    const result = await runTool('nbdsh', ['-c', lines.join('\n')]);
+    if (result.code !== 0) throw new Error(`nbdsh failed (${result.code}):\n${result.stderr}${result.stdout}`);
+    return result.stdout.trim();
+  }
+
+  it('are listed after base:allocation', async () => {
+    const out = await nbdsh(['h.set_opt_mode(True)', `h.connect_uri(${JSON.stringify(uri)})`, 'print(h.opt_list_meta_context(lambda name: print(name) or 0))']);
+    expect(out.split('\n')).toEqual(['base:allocation', 'test:halves', 'test:broken', '3']);
+  });
+
+  it('each selected context answers in its own chunk of one reply', async () => {
+    const out = await nbdsh([
+      'h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)',
+      'h.add_meta_context("test:halves")',
+      `h.connect_uri(${JSON.stringify(uri)})`,
+      'seen = []',
+      `h.block_status(${8 * KiB}, 0, lambda context, offset, entries, err: seen.append((context, offset, list(entries))) or 0)`,
+      'print(sorted(seen))',
+    ]);
+    expect(out).toBe(`[('base:allocation', 0, [${8 * KiB}, 0]), ('test:halves', 0, [${4 * KiB}, 5, ${4 * KiB}, 2])]`);
+  });
+
+  it('a context that fails turns the request into one error reply, and the connection goes on', async () => {
+    const out = await nbdsh([
+      'h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)',
+      'h.add_meta_context("test:broken")',
+      `h.connect_uri(${JSON.stringify(uri)})`,
+      'seen = []',
+      'try:',
+      `    h.block_status(${8 * KiB}, 0, lambda context, offset, entries, err: seen.append(context) or 0)`,
+      '    print("no error")',
+      'except nbd.Error as e:',
+      '    print("error", e.errno, seen)',
+      `print(len(h.pread(${4 * KiB}, 0)))`,
+    ]);
+    expect(out).toBe(`error EOVERFLOW []\n${4 * KiB}`);
+  });
+});
