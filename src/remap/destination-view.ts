@@ -1,13 +1,15 @@
 import { AllocationFlag, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
-import type { BlockExport, ExportCapabilities, WriteOptions, ZeroOptions } from '../server/block-export.js';
+import type { BlockExport, ExportCapabilities, MetaContextSource, WriteOptions, ZeroOptions } from '../server/block-export.js';
 import { allocationDescriptors } from './allocation-descriptors.js';
+import { runDescriptors } from './run-descriptors.js';
+import { WRITTEN_CONTEXT, WRITTEN_FLAG, writtenRuns } from './written-runs.js';
 import type { DestinationReader } from './destination-reader.js';
 import type { DestinationWriter } from './destination-writer.js';
 import type { RemapState } from './remap-state.js';
 import { viewBlockSize } from './view-block-size.js';
 
-/** Block status answers describe at most this many zero extents (the reply may cover less than asked, as the spec allows). */
-const MAX_ZERO_RUNS = 1024;
+/** The written-blocks context looks at most this many blocks per request (the reply may cover less than asked, as the spec allows). */
+const MAX_WRITTEN_STATUS_BLOCKS = 1 << 20;
 
 /**
  * The `destination` export: the disk as the new layout sees it. It always
@@ -21,6 +23,15 @@ export class DestinationView implements BlockExport {
   readonly description = 'the disk in its new layout';
   readonly size: number;
   readonly blockSize: BlockSizeConstraints;
+  /**
+   * `nbd-remapper:written`: which blocks hold data written through
+   * destination (RAM, zero extent, slot, or landed), and which were never
+   * written and read their home's current content (G3) — such content is not
+   * stable: the home may serve as a slot. After a crash, a block whose
+   * writes were all lost reads as unwritten here. After finish destination
+   * is the disk itself, and every block is reported written.
+   */
+  readonly metaContexts: readonly MetaContextSource[] = [{ name: WRITTEN_CONTEXT, status: (offset, length) => this.writtenStatus(offset, length) }];
 
   constructor(
     private readonly s: RemapState,
@@ -74,24 +85,18 @@ export class DestinationView implements BlockExport {
   async blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
     const s = this.s;
     if (s.phase === 'finished') return allocationDescriptors(s.device, s.map.splitBytes(offset, length));
-    const B = s.B;
-    let end = offset + length;
-    let runs = s.zeros.runsIn(Math.floor(offset / B), Math.ceil(end / B));
-    if (runs.length > MAX_ZERO_RUNS) {
-      runs = runs.slice(0, MAX_ZERO_RUNS);
-      end = Math.min(end, runs[runs.length - 1].end * B);
-    }
-    const out: StatusDescriptor[] = [];
-    let at = offset;
-    for (const run of runs) {
-      const from = Math.max(at, run.start * B);
-      const to = Math.min(end, run.end * B);
-      if (from > at) out.push({ length: from - at, flags: 0 });
-      if (to > from) out.push({ length: to - from, flags: AllocationFlag.HOLE | AllocationFlag.ZERO });
-      at = Math.max(at, to);
-    }
-    if (end > at) out.push({ length: end - at, flags: 0 });
-    return out;
+    const end = offset + length;
+    const runs = s.zeros.runsIn(Math.floor(offset / s.B), Math.ceil(end / s.B));
+    return runDescriptors(offset, end, s.B, runs, AllocationFlag.HOLE | AllocationFlag.ZERO, 0);
+  }
+
+  private async writtenStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
+    const s = this.s;
+    if (s.phase === 'finished') return [{ length, flags: WRITTEN_FLAG }];
+    const d0 = Math.floor(offset / s.B);
+    const d1 = Math.min(Math.ceil((offset + length) / s.B), d0 + MAX_WRITTEN_STATUS_BLOCKS);
+    const end = Math.min(offset + length, d1 * s.B);
+    return runDescriptors(offset, end, s.B, writtenRuns(s, d0, d1), WRITTEN_FLAG, 0);
   }
 
   attach(clientId: string): void {

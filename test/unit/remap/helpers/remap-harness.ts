@@ -10,6 +10,7 @@ import type { PagedBitmap } from '../../../../src/remap/paged-bitmap.js';
 import { CheckingJournal } from './checking-journal.js';
 import { MemoryDevice, patternBytes, prng } from './memory-device.js';
 import { readExport } from '../../../../src/server/block-export.js';
+import { writtenBlocks } from './written-blocks.js';
 
 export type MapKind = 'identity' | 'shift' | 'permutation' | 'partial';
 
@@ -113,6 +114,8 @@ export class Harness {
    * possibilities to track, anything goes. Absent: never written.
    */
   private readonly dest = new Map<number, { values: Buffer[] | undefined; orHome: boolean }>();
+  /** Destination blocks a write to which completed: nbd-remapper:written must report them. */
+  private readonly tookEffect = new Set<number>();
   private inBatch = false;
   /** Never-written blocks that a mutation in the running batch touches: a concurrent read may see either side. */
   private batchFresh = new Set<number>();
@@ -474,7 +477,10 @@ export class Harness {
       }
       return expect.fail(`destination ${viaWriteZeroes ? 'write-zeroes' : 'write'} ${offset}+${length}: ${describeError(err)}`);
     }
-    for (const [d, u] of updates) this.dest.set(d, { values: u.after, orHome: false });
+    for (const [d, u] of updates) {
+      this.dest.set(d, { values: u.after, orHome: false });
+      this.tookEffect.add(d);
+    }
   }
 
   private async dstTrim(a: number, b: number, aligned: boolean): Promise<void> {
@@ -551,6 +557,21 @@ export class Harness {
       at += n;
     }
     if (at === 0 || at > length) expect.fail(`block status ${offset}+${length}: descriptors cover ${at} bytes`);
+    await this.checkWrittenContext(offset, length);
+  }
+
+  /** nbd-remapper:written: never-written blocks are reported unwritten, blocks whose write took effect written; after finish, all written. */
+  private async checkWrittenContext(offset: number, length: number): Promise<void> {
+    const B = this.B;
+    const written = await writtenBlocks(this.engine.destination, offset, length, B);
+    for (const [d, isWritten] of written) {
+      if (this.finished) {
+        if (!isWritten) expect.fail(`nbd-remapper:written reports destination block ${d} as never written after finish`);
+        continue;
+      }
+      if (!this.dest.has(d) && isWritten) expect.fail(`nbd-remapper:written reports never-written destination block ${d} as written`);
+      if (this.tookEffect.has(d) && !isWritten) expect.fail(`nbd-remapper:written reports destination block ${d} as never written, yet a write to it took effect`);
+    }
   }
 
   /** Runs operations concurrently; destination mutations in one batch touch disjoint blocks (their order is undefined). */

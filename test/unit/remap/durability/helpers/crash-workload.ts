@@ -5,6 +5,7 @@ import type { RemapEngine } from '../../../../../src/remap/remap-engine.js';
 import { isRetryableCommitFailure } from '../../../../../src/remap/state-journal.js';
 import { openMigration, type OpenedMigration } from '../../../../../src/state/open-migration.js';
 import { buildMap, type Scenario } from '../../helpers/remap-harness.js';
+import { writtenBlocks } from '../../helpers/written-blocks.js';
 import { patternBytes, prng } from '../../helpers/memory-device.js';
 import { CrashDisk, CrashFs, materialise, SECTOR, type CrashMode, type CrashSnapshot, type Recorder } from './crash-world.js';
 
@@ -353,6 +354,17 @@ export class CrashRun implements Recorder {
     return out as Buffer[];
   }
 
+  /** Every value destination block d was given by op k (undefined: some write's value is unknown). */
+  private writtenBy(d: number, k: number): Buffer[] | undefined {
+    const out: Buffer[] = [];
+    for (const h of this.hist.get(d) ?? []) {
+      if (h.op > k) break;
+      if (h.v === 'ANY') return undefined;
+      out.push(h.v === 'TRIM' ? Buffer.alloc(this.map.destBlockLength(d)) : h.v);
+    }
+    return out;
+  }
+
   private releasedBy(p: number, k: number): boolean {
     if (k >= this.finishAt || (k >= this.sealAt && this.free.has(p))) return true;
     const at = this.releasedAt.get(p);
@@ -414,6 +426,18 @@ export class CrashRun implements Recorder {
       const allowed = this.allowed(d, k);
       if (allowed !== undefined && !sectorsFrom(buf, allowed)) {
         throw new Error(`${where}: G3/G5: destination block ${d} reads data that was never written there since its last FLUSH (${allowed.length} value(s) allowed)`);
+      }
+    }
+    // What recovery made of each block is what nbd-remapper:written says: a clear flag is the one licence to read a home's content.
+    const written = await writtenBlocks(e.destination, 0, this.map.destinationSize, B);
+    for (let d = 0; d < D && phase !== 'finished'; d++) {
+      if (written.get(d) !== true) {
+        if (this.allowed(d, k) !== undefined) throw new Error(`${where}: nbd-remapper:written reports destination block ${d} as never written, yet a write to it was made durable`);
+        continue;
+      }
+      const ever = this.writtenBy(d, k);
+      if (ever !== undefined && !sectorsFrom(served[d], ever)) {
+        throw new Error(`${where}: nbd-remapper:written reports destination block ${d} as written, yet it reads data never written to it`);
       }
     }
     const original = this.original as Buffer;
