@@ -11,7 +11,8 @@ import { useCleanups } from '../../helpers/cleanups.js';
  * G5 with real processes: `serve --state`, a real NBD client (python3-libnbd,
  * kill9-client.py) driving reads, writes, FLUSH and FUA, SIGKILL of the server
  * at a random moment, restart on the same state, and a check of every flushed
- * write and every original. KILL9_CYCLES sets the cycles per mode (default 25,
+ * write, of what the server's nbd-remapper:written context says recovery kept,
+ * and of every original. KILL9_CYCLES sets the cycles per mode (default 25,
  * so a CI run has 50).
  */
 
@@ -31,6 +32,9 @@ interface Stats {
   checkpoints: number;
   enospc: number;
   interrupted: number;
+  /** Blocks whose every write a kill lost (recovered as never written), and of those, how many read their own lost write. */
+  lostWrites?: number;
+  lostWriteReadBack?: number;
 }
 
 const cleanup = useCleanups();
@@ -137,7 +141,8 @@ describe.each(['safe', 'fast'] as const)('kill -9 of the server under a real cli
     }
     console.log(
       `kill -9 (${mode}): ${CYCLES} cycles; flushes ${stats.flushes}, FUA writes ${stats.fua}, checkpoints ${stats.checkpoints}, ENOSPC ${stats.enospc}; ` +
-        `checked ${stats.destChecked} destination and ${stats.sourceChecked} source block reads (${stats.sourceEio} allowed EIO); ${landedChecked} blocks verified on disk after finish`,
+        `checked ${stats.destChecked} destination and ${stats.sourceChecked} source block reads (${stats.sourceEio} allowed EIO); ` +
+        `${stats.lostWrites ?? 0} blocks recovered as never written (${stats.lostWriteReadBack ?? 0} reading their own lost write); ${landedChecked} blocks verified on disk after finish`,
     );
     expect(stats.interrupted).toBe(CYCLES);
     expect(stats.flushes).toBeGreaterThan(0);

@@ -4,8 +4,12 @@ NBD client (python3-libnbd):
 
 1. verify what the restarted server serves against the model: every
    destination block written before an acknowledged FLUSH (or with FUA) reads
-   back one of the values it may hold; every source block reads its original,
-   or EIO where the guarantees allow it — never destination data;
+   back one of the values it may hold; the server's nbd-remapper:written
+   context says which blocks recovery kept a write of (they read one of
+   their writes from then on) and which lost all of them (only blocks with no
+   durable write may; they read their home's content, which may change);
+   every source block reads its original, or EIO where the guarantees allow
+   it — never destination data;
 2. run a copier-like workload (read source, write destination, FLUSH, FUA,
    re-reads, overwrites; a checkpoint after each flush in --safe mode) until
    the server dies under it;
@@ -91,11 +95,27 @@ src = nbd.NBD()
 src.set_strict_mode(0)
 dst = nbd.NBD()
 dst.set_strict_mode(0)
+WRITTEN_CONTEXT = "nbd-remapper:written"
+dst.add_meta_context(WRITTEN_CONTEXT)
 src.connect_uri(source_uri)
 dst.connect_uri(dest_uri)
 
 # 1. verify
 UNWRITTEN = "unwritten"  # a first write not yet made durable: the block may still read as never written
+
+
+def is_written(d):
+    """What the server's nbd-remapper:written context says of destination block d."""
+    found = []
+
+    def answer(metacontext, offset, entries, err):
+        if metacontext == WRITTEN_CONTEXT and entries:
+            found.append(entries[1])
+        return 0
+
+    dst.block_status(B, d * B, answer, nbd.CMD_FLAG_REQ_ONE)
+    assert found, "destination block %d: no %s answer" % (d, WRITTEN_CONTEXT)
+    return found[0] & 1 != 0
 
 
 def may_hold(d, tags, got):
@@ -108,10 +128,20 @@ def may_hold(d, tags, got):
 for key, tags in possible.items():
     d = int(key)
     got = tag_of(dst.pread(B, d * B))
-    assert may_hold(d, tags, got), "destination block %d reads %r, expected one of %r" % (d, got, tags)
-    # What recovery made of it is what the disk and state now hold. A block whose first write was lost
-    # is still unwritten: it reads its home, which may later serve as a slot for another block's data.
-    possible[key] = [got] if got in tags else [UNWRITTEN]
+    if is_written(d):
+        # Recovery kept one of its writes: that is what it reads from now on.
+        assert got in tags, "destination block %d reads %r, expected one of %r" % (d, got, tags)
+        possible[key] = [got]
+    else:
+        # Every write to it was lost, which only a block with no durable write may suffer. It is unwritten
+        # again: it reads its home's current content (even its own lost write, if that reached the disk
+        # before its record), and the home may later serve as a slot for another block's data.
+        assert tags[0] == UNWRITTEN, "destination block %d has a durable write (%r) but reads as never written" % (d, tags)
+        assert may_hold(d, [UNWRITTEN], got), "unwritten destination block %d reads %r" % (d, got)
+        possible[key] = [UNWRITTEN]
+        stats["lostWrites"] = stats.get("lostWrites", 0) + 1
+        if got in tags:
+            stats["lostWriteReadBack"] = stats.get("lostWriteReadBack", 0) + 1
     stats["destChecked"] += 1
 # Reading a source block releases it, so verify the blocks read before plus a few never read (which join them).
 unread = [p for p in range(disk_blocks) if p not in released]
@@ -214,6 +244,7 @@ try:
                     assert may_hold(d, [UNWRITTEN], got), "unwritten destination block %d reads %r" % (d, got)
                 else:
                     assert got == last, "destination block %d reads %r, last written %r" % (d, got, last)
+                    assert is_written(d), "destination block %d was written (%r) but the server reports it never written" % (d, last)
         else:
             dst.flush()
             barrier_done(pending)
