@@ -139,9 +139,10 @@ for key, tags in possible.items():
         assert tags[0] == UNWRITTEN, "destination block %d has a durable write (%r) but reads as never written" % (d, tags)
         assert may_hold(d, [UNWRITTEN], got), "unwritten destination block %d reads %r" % (d, got)
         possible[key] = [UNWRITTEN]
-        stats["lostWrites"] = stats.get("lostWrites", 0) + 1
-        if got in tags:
-            stats["lostWriteReadBack"] = stats.get("lostWriteReadBack", 0) + 1
+        if len(tags) > 1:  # it had writes before this kill: the kill lost them all
+            stats["lostWrites"] = stats.get("lostWrites", 0) + 1
+            if got in tags:
+                stats["lostWriteReadBack"] = stats.get("lostWriteReadBack", 0) + 1
     stats["destChecked"] += 1
 # Reading a source block releases it, so verify the blocks read before plus a few never read (which join them).
 unread = [p for p in range(disk_blocks) if p not in released]
