@@ -59,7 +59,7 @@ export function formatStatus(status: MigrationStatus): string {
   if (num(s.atRisk) > 0) lines.push(`              at risk: ${count(s.atRisk)} overwritten original(s) not confirmed — run \`nbd-remapper checkpoint\` after syncing the copy`);
   const revisit = (s.revisitCache ?? {}) as Record<string, unknown>;
   lines.push(
-    `revisit:      ${count(revisit.entries)} original(s) kept, ${formatBytes(num(revisit.bytes))} of ${formatBytes(num(revisit.limitBytes))}; re-reads served ${count(revisit.hits)}, lost ${count(revisit.misses)}`,
+    `revisit:      ${count(revisit.originals)} original(s) kept, ${formatBytes(num(revisit.bytes))} of ${formatBytes(num(revisit.limitBytes))}; re-reads served ${count(revisit.hits)}, lost ${count(revisit.misses)}`,
   );
   const limit = num(s.cacheLimitBytes);
   const percent = limit > 0 ? Math.round((100 * num(s.heldInRamBytes)) / limit) : 0;

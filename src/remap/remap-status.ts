@@ -53,7 +53,8 @@ export type RemapStatus = {
   landed: number;
   cacheBytes: number;
   cacheLimitBytes: number;
-  revisitCache: { hits: number; misses: number; entries: number; bytes: number; limitBytes: number };
+  /** `originals`: disk blocks whose originals are kept; `entries`: the captured chunks that hold them. */
+  revisitCache: { hits: number; misses: number; entries: number; originals: number; bytes: number; limitBytes: number };
   /** Destination writes refused for lack of RAM and slots. */
   enospc: number;
   lastEnospc: string | null;
@@ -89,7 +90,7 @@ export function statusOf(s: RemapState, finish: FinishProgress | null): RemapSta
     landed: s.landed.count,
     cacheBytes: s.ramInUseBytes,
     cacheLimitBytes: s.cacheBytes,
-    revisitCache: { hits: s.revisit.hits, misses: s.revisit.misses, entries: s.revisit.entries, bytes: s.revisit.bytes, limitBytes: s.revisit.maxBytes },
+    revisitCache: { hits: s.revisit.hits, misses: s.revisit.misses, entries: s.revisit.entries, originals: s.revisit.originals, bytes: s.revisit.bytes, limitBytes: s.revisit.maxBytes },
     enospc: s.enospcCount,
     lastEnospc: s.lastEnospc ?? null,
     destinationLanded: s.anyLanded,

@@ -64,8 +64,14 @@ export class RevisitCache {
     return this.lru?.calculatedSize ?? 0;
   }
 
+  /** Captured chunks held (one LRU entry each). */
   get entries(): number {
     return this.lru?.size ?? 0;
+  }
+
+  /** Disk blocks whose originals are held: what a revisit can be served from. */
+  get originals(): number {
+    return this.index.size;
   }
 
   /** Blocks one capture reads into one buffer at most: one entry each. */

@@ -19,7 +19,7 @@ const base = {
   landed: 1,
   cacheBytes: 16384,
   cacheLimitBytes: 65536,
-  revisitCache: { hits: 7, misses: 1, entries: 2, bytes: 8192, limitBytes: 1048576 },
+  revisitCache: { hits: 7, misses: 1, entries: 1, originals: 2, bytes: 8192, limitBytes: 1048576 },
   enospc: 0,
   lastEnospc: null,
   destinationLanded: true,
@@ -35,7 +35,8 @@ describe('formatStatus', () => {
     expect(text).toMatch(/^phase:\s+sealed$/m);
     expect(text).toMatch(/disk 256 blocks \(1\.0 MiB\) → destination 128 blocks \(512 KiB\)/);
     expect(text).toMatch(/held in RAM 4 \(16 KiB, 25% of the 64 KiB cache\), as zeroes 2, spilled 3, landed 1/);
-    expect(text).toMatch(/re-reads served 7, lost 1/);
+    // Originals are counted in blocks, not in the chunks the captures keep them in.
+    expect(text).toMatch(/^revisit:\s+2 original\(s\) kept, 8\.0 KiB of 1\.0 MiB; re-reads served 7, lost 1$/m);
     expect(text).toMatch(/old layout can no longer be restored/);
     expect(text).not.toMatch(/ENOSPC|at risk/);
     expect(text).not.toMatch(/declared free/);

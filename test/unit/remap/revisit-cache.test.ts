@@ -40,6 +40,8 @@ describe('RevisitCache memory', () => {
     expect(cache.spareBufferBytes).toBe(16 * B);
     const sixth = capture(cache, 80, 16, 8);
     expect(sixth).toBe(first[0]);
+    // Counted in blocks: four chunks of 16 held, in four entries.
+    expect([cache.entries, cache.originals]).toEqual([4, 64]);
     // What the evicted entry held is gone; the rest reads back.
     const out = Buffer.alloc(B);
     expect(cache.copyOut(0, 0, B, out, 0)).toBe(false);
