@@ -51,6 +51,8 @@ function describeOp(op: Op): string {
 
 /** REMAP_MODEL_RUNS=20 multiplies the number of runs for a long bug hunt. */
 const SCALE = Math.max(1, Number(process.env.REMAP_MODEL_RUNS ?? 1));
+/** The default test timeout, per multiple of the runs: a long hunt must not end as a timeout. */
+const TIMEOUT_MS = 60_000 * SCALE;
 
 const totals: Record<string, number> = {};
 
@@ -91,7 +93,7 @@ describe('remapping engine against a reference model (G1, G2, G3, G4, G6)', () =
     );
     // Cycles of slots at finish are rare at random; finish-planner.test.ts builds them on purpose.
     expectCoverage('sequential', ['spill', 'land', 'zero', 'destroy', 'finish:land', 'enospc', 'eio', 'revisitHits', 'checkpoint', 'free', 'safeRuns', 'release-hole']);
-  });
+  }, TIMEOUT_MS);
 
   it('concurrent batches: overlapping source reads, destination writes and reads interleaved at random', async () => {
     const mixed = fc.oneof({ weight: 2, arbitrary: batchOf(fc.oneof(readOps, destinationMutations, fc.constantFrom<Op>({ kind: 'flush' }, { kind: 'checkpoint' }))) }, { weight: 1, arbitrary: afterSeal });
@@ -100,5 +102,5 @@ describe('remapping engine against a reference model (G1, G2, G3, G4, G6)', () =
       { numRuns: 400 * SCALE },
     );
     expectCoverage('concurrent', ['spill', 'land', 'finish:land', 'enospc', 'eio', 'revisitHits', 'release-hole']);
-  });
+  }, TIMEOUT_MS);
 });

@@ -14,7 +14,8 @@ import { MemoryDevice, patternBytes, prng } from './helpers/memory-device.js';
  * with destination writes in flight and arriving while it runs.
  */
 const B = 512;
-const RUNS = 1000 * Math.max(1, Number(process.env.REMAP_MODEL_RUNS ?? 1));
+const SCALE = Math.max(1, Number(process.env.REMAP_MODEL_RUNS ?? 1));
+const RUNS = 1000 * SCALE;
 const KINDS: MapKind[] = ['identity', 'shift', 'permutation', 'partial'];
 
 async function run(seed: number): Promise<void> {
@@ -81,4 +82,4 @@ it(`overlapping destination writes in flight leave one result, which finish land
     await run(seed).catch((err: unknown) => failures.push(`seed ${seed}: ${(err as Error).message}`));
   }
   expect(failures).toEqual([]);
-}, 120_000);
+}, 120_000 * SCALE);
