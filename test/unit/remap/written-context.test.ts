@@ -3,7 +3,7 @@ import { createRemapper, type RemapperOptions } from '../../../src/remap/create-
 import { RemapMap } from '../../../src/remap/map.js';
 import { MAX_STATUS_RUNS } from '../../../src/remap/run-descriptors.js';
 import { WRITTEN_CONTEXT, WRITTEN_FLAG } from '../../../src/remap/written-runs.js';
-import { readExport } from '../../../src/server/block-export.js';
+import { readExport, type BlockExport } from '../../../src/server/block-export.js';
 import type { Logger } from '../../../src/log/logger.js';
 import { MemoryDevice, patternBytes } from './helpers/memory-device.js';
 import { writtenBlocks } from './helpers/written-blocks.js';
@@ -21,7 +21,7 @@ function setup(blocks: number, B: number, options: Partial<RemapperOptions> = {}
 }
 
 /** The written blocks among [0, blocks), as a sorted list. */
-async function writtenList(exp: Parameters<typeof writtenBlocks>[0], blocks: number, B: number): Promise<number[]> {
+async function writtenList(exp: BlockExport, blocks: number, B: number): Promise<number[]> {
   const map = await writtenBlocks(exp, 0, blocks * B, B);
   return [...map].filter(([, w]) => w).map(([d]) => d);
 }
