@@ -95,6 +95,14 @@ describe('the nbd-remapper:written meta context with real clients', () => {
     expect(lines[1]).toBe(`8 [('base:allocation', [${16 * B}, 0]), ('nbd-remapper:written', [${2 * B}, 0])]`);
   });
 
+  it("QEMU's client reads it too (x-dirty-bitmap: written blocks show as not data, as QEMU reads a dirty bitmap)", async () => {
+    const opts = `driver=nbd,path=${dir.file('nbd.sock')},export=destination,x-dirty-bitmap=nbd-remapper:written`;
+    const map = JSON.parse(await mustRun('qemu-img', ['map', '--output=json', '--image-opts', opts])) as Array<{ start: number; length: number; data: boolean }>;
+    const written: number[] = [];
+    for (const e of map) if (!e.data) for (let d = e.start / B; d < (e.start + e.length) / B; d++) written.push(d);
+    expect(written).toEqual([10, 11, 100, 200, 201, 202, 203, 3000]);
+  });
+
   it('selected alone, it answers BLOCK_STATUS without base:allocation', async () => {
     const out = await nbdsh(
       [
