@@ -12,12 +12,11 @@ import {
   type NegotiatedSession,
   type Request,
   type RequestFrame,
-  type StatusDescriptor,
 } from 'nbd-protocol-ts';
 import type { Logger } from '../log/logger.js';
 import type { SocketReader } from '../net/socket-reader.js';
 import { unsentBytes } from '../net/unsent-bytes.js';
-import type { BlockExport, ExportCapabilities } from './block-export.js';
+import type { BlockExport, ExportCapabilities, MetaContextSource } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -56,7 +55,7 @@ export class TransmissionSession {
   private readonly replies: ReplyWriter;
   private readonly validation: ValidationContext;
   /** The meta contexts this connection selected, in id order: BLOCK_STATUS answers one chunk for each. */
-  private readonly statusContexts: Array<{ id: number; status: (offset: number, length: number) => Promise<StatusDescriptor[]> }> = [];
+  private readonly statusContexts: Array<{ id: number; status: MetaContextSource['status'] }> = [];
   private inFlight = 0;
   private inFlightBytes = 0;
   private disconnecting = false;
@@ -101,9 +100,12 @@ export class TransmissionSession {
       log.warn(`read replies are copied through the server from now on, on every connection: sending them from the page cache failed (${why})`),
     );
     for (const [id, name] of negotiated.metaContexts) {
+      if (name === BASE_ALLOCATION) {
+        this.statusContexts.push({ id, status: (offset, length) => exp.blockStatus(offset, length) });
+        continue;
+      }
       const own = exp.metaContexts?.find((context) => context.name === name);
-      if (name === BASE_ALLOCATION) this.statusContexts.push({ id, status: (offset, length) => exp.blockStatus(offset, length) });
-      else if (own !== undefined) this.statusContexts.push({ id, status: (offset, length) => own.status(offset, length) });
+      if (own !== undefined) this.statusContexts.push({ id, status: (offset, length) => own.status(offset, length) });
     }
     const capabilities: ExportCapabilities = exp.capabilities();
     this.validation = {
