@@ -28,7 +28,8 @@ function formatFields(status: Record<string, unknown>, indent: string): string[]
 }
 
 const num = (value: unknown): number => (typeof value === 'number' ? value : 0);
-const count = (value: unknown): string => num(value).toLocaleString('en-US');
+/** A figure the server did not report (an older server than this CLI) shows as `?`, never as a made-up 0. */
+const count = (value: unknown): string => (typeof value === 'number' ? value.toLocaleString('en-US') : '?');
 
 /** The fields the summary below presents; anything else is listed after it as it is. */
 const SUMMARISED = new Set([

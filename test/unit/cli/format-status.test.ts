@@ -42,6 +42,12 @@ describe('formatStatus', () => {
     expect(text).not.toMatch(/declared free/);
   });
 
+  it('shows a figure an older server does not report as ?, not as 0', () => {
+    const { originals: _dropped, ...olderRevisit } = base.revisitCache as Record<string, unknown>;
+    const text = formatStatus({ ...base, revisitCache: olderRevisit });
+    expect(text).toMatch(/^revisit:\s+\? original\(s\) kept, 8\.0 KiB of 1\.0 MiB; re-reads served 7, lost 1$/m);
+  });
+
   it('before sealing, shows what TRIMs of source declared free (released only when sealed)', () => {
     const text = formatStatus({ ...base, phase: 'unsealed', declaredFree: 48, released: 0, confirmed: 0 });
     expect(text).toMatch(/^source:\s+declared free 48 \(192 KiB\) by TRIM \(fstrim, blkdiscard\): released when sealed$/m);
