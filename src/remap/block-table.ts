@@ -57,6 +57,23 @@ class BlockTable {
     for (let i = 0; i < keys.length; i++) if (keys[i] !== EMPTY) yield keys[i];
   }
 
+  /**
+   * The members in [from, to), unordered, as a snapshot (the caller may
+   * delete while going through it): walks the members or probes the range,
+   * whichever is smaller, so neither a huge range nor a big table costs more
+   * than the other.
+   */
+  membersIn(from: number, to: number): number[] {
+    const out: number[] = [];
+    if (this.count === 0 || to <= from) return out;
+    if (this.count < to - from) {
+      for (const block of this.members()) if (block >= from && block < to) out.push(block);
+    } else {
+      for (let block = from; block < to; block++) if (this.has(block)) out.push(block);
+    }
+    return out;
+  }
+
   clear(): void {
     this.slots.fill(EMPTY);
     this.clearValues();

@@ -176,13 +176,7 @@ export class DestinationWriter {
     if (f0 >= f1) return;
     const lock = await s.locks.acquire(f0, f1);
     try {
-      const held: number[] = [];
-      if (s.ram.size < f1 - f0) {
-        for (const d of s.ram.keys()) if (d >= f0 && d < f1) held.push(d);
-      } else {
-        for (let d = f0; d < f1; d++) if (s.ram.has(d)) held.push(d);
-      }
-      for (const d of held) s.holdZeroes(d, d + 1);
+      for (const d of s.ram.membersIn(f0, f1)) s.holdZeroes(d, d + 1);
       for (const run of s.spill.runsIn(f0, f1)) s.holdZeroes(run.start, run.end);
     } finally {
       lock.release();

@@ -157,8 +157,7 @@ export class FinishPlanner {
       const lo = range.dest;
       const hi = range.dest + range.count;
       if (s.ram.size > 0) {
-        const keys = s.ram.size < range.count ? [...s.ram.keys()].filter((d) => d >= lo && d < hi) : rangeKeys(lo, hi).filter((d) => s.ram.has(d));
-        keys.sort((a, b) => a - b);
+        const keys = s.ram.membersIn(lo, hi).sort((a, b) => a - b);
         // Consecutive RAM blocks move together (consider() splits them where their homes stop being consecutive or free).
         for (let i = 0; i < keys.length && !full(); ) {
           let j = i + 1;
@@ -323,10 +322,4 @@ export class FinishPlanner {
     for (const run of runs) for (const owner of this.s.map.ownerRuns(run.start, run.count)) out.push({ dest: owner.dest, count: owner.count });
     return out;
   }
-}
-
-function rangeKeys(lo: number, hi: number): number[] {
-  const out: number[] = [];
-  for (let d = lo; d < hi; d++) out.push(d);
-  return out;
 }

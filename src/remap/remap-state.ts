@@ -541,12 +541,7 @@ export class RemapState extends BlockLayout {
 
   /** Drops RAM entries of [d0, d1) without iterating a huge range. */
   dropRamRange(d0: number, d1: number): void {
-    if (this.ram.size === 0) return;
-    if (this.ram.size < d1 - d0) {
-      for (const d of [...this.ram.keys()]) if (d >= d0 && d < d1) this.ramDrop(d);
-      return;
-    }
-    for (let d = d0; d < d1; d++) this.ramDrop(d);
+    for (const d of this.ram.membersIn(d0, d1)) this.ramDrop(d);
   }
 
   // ---- errors -------------------------------------------------------------

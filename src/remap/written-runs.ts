@@ -1,4 +1,5 @@
 import type { RemapState } from './remap-state.js';
+import { IntervalSet } from './run-map.js';
 
 /** The meta context that tells written destination blocks from unwritten ones (DestinationView). */
 export const WRITTEN_CONTEXT = 'nbd-remapper:written';
@@ -13,27 +14,12 @@ export const WRITTEN_FLAG = 1;
  */
 export function writtenRuns(s: RemapState, d0: number, d1: number): Array<{ start: number; end: number }> {
   if (d1 <= d0) return [];
-  const pieces: Array<{ start: number; end: number }> = [];
-  for (const run of s.zeros.runsIn(d0, d1)) pieces.push({ start: run.start, end: run.end });
-  for (const run of s.spill.runsIn(d0, d1)) pieces.push({ start: run.start, end: run.end });
+  const written = new IntervalSet();
+  for (const run of s.zeros.runsIn(d0, d1)) written.add(run.start, run.end);
+  for (const run of s.spill.runsIn(d0, d1)) written.add(run.start, run.end);
   for (const home of s.map.homeRuns(d0, d1 - d0)) {
-    s.landed.forEachRun(true, home.disk, home.disk + home.count, (a, b) => {
-      pieces.push({ start: home.dest + (a - home.disk), end: home.dest + (b - home.disk) });
-    });
+    s.landed.forEachRun(true, home.disk, home.disk + home.count, (a, b) => written.add(home.dest + (a - home.disk), home.dest + (b - home.disk)));
   }
-  if (s.ram.size > 0) {
-    if (s.ram.size < d1 - d0) {
-      for (const d of s.ram.keys()) if (d >= d0 && d < d1) pieces.push({ start: d, end: d + 1 });
-    } else {
-      for (let d = d0; d < d1; d++) if (s.ram.has(d)) pieces.push({ start: d, end: d + 1 });
-    }
-  }
-  pieces.sort((a, b) => a.start - b.start);
-  const merged: Array<{ start: number; end: number }> = [];
-  for (const piece of pieces) {
-    const last = merged[merged.length - 1];
-    if (last !== undefined && piece.start <= last.end) last.end = Math.max(last.end, piece.end);
-    else merged.push({ ...piece });
-  }
-  return merged;
+  for (const d of s.ram.membersIn(d0, d1)) written.add(d, d + 1);
+  return written.runsIn(d0, d1);
 }

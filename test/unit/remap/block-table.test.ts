@@ -90,3 +90,19 @@ it('refuses what is not a block number', () => {
   expect(() => new BlockSet().add(-1)).toThrow(RangeError);
   expect(() => new BlockMap<string>().set(1.5, 'x')).toThrow(RangeError);
 });
+
+it('lists the members of a range whether the table or the range is the smaller, and may be deleted from while listed', () => {
+  const map = new BlockMap<number>();
+  for (const b of [3, 7, 8, 100, 5_000_000]) map.set(b, b);
+  const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
+  // A range wider than the table: the members are walked.
+  expect(sorted(map.membersIn(0, 10_000_000))).toEqual([3, 7, 8, 100, 5_000_000]);
+  expect(sorted(map.membersIn(4, 101))).toEqual([7, 8, 100]);
+  // A range narrower than the table: the range is probed.
+  expect(sorted(map.membersIn(6, 9))).toEqual([7, 8]);
+  expect(map.membersIn(9, 9)).toEqual([]);
+  expect(map.membersIn(9, 3)).toEqual([]);
+  for (const b of map.membersIn(0, 10)) map.delete(b);
+  expect(sorted([...map.keys()])).toEqual([100, 5_000_000]);
+  expect(new BlockSet().membersIn(0, 100)).toEqual([]);
+});
