@@ -46,17 +46,18 @@ describe("an export's own meta contexts", () => {
     return result.stdout.trim();
   }
 
+  /** nbdsh connected with base:allocation and `context` selected, `seen` empty, then `body`. */
+  function withContexts(context: string, body: string[]): Promise<string> {
+    return nbdsh(['h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)', `h.add_meta_context(${JSON.stringify(context)})`, `h.connect_uri(${JSON.stringify(uri)})`, 'seen = []', ...body]);
+  }
+
   it('are listed after base:allocation', async () => {
     const out = await nbdsh(['h.set_opt_mode(True)', `h.connect_uri(${JSON.stringify(uri)})`, 'print(h.opt_list_meta_context(lambda name: print(name) or 0))']);
     expect(out.split('\n')).toEqual(['base:allocation', 'test:halves', 'test:broken', '3']);
   });
 
   it('each selected context answers in its own chunk of one reply', async () => {
-    const out = await nbdsh([
-      'h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)',
-      'h.add_meta_context("test:halves")',
-      `h.connect_uri(${JSON.stringify(uri)})`,
-      'seen = []',
+    const out = await withContexts('test:halves', [
       `h.block_status(${8 * KiB}, 0, lambda context, offset, entries, err: seen.append((context, offset, list(entries))) or 0)`,
       'print(sorted(seen))',
     ]);
@@ -64,11 +65,7 @@ describe("an export's own meta contexts", () => {
   });
 
   it('a context that fails turns the request into one error reply, and the connection goes on', async () => {
-    const out = await nbdsh([
-      'h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)',
-      'h.add_meta_context("test:broken")',
-      `h.connect_uri(${JSON.stringify(uri)})`,
-      'seen = []',
+    const out = await withContexts('test:broken', [
       'try:',
       `    h.block_status(${8 * KiB}, 0, lambda context, offset, entries, err: seen.append(context) or 0)`,
       '    print("no error")',
