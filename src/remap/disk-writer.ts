@@ -136,6 +136,8 @@ export class DiskWriter {
 
   async execute(plan: PlannedWrite): Promise<void> {
     const s = this.s;
+    // Capture buffers a source read may copy from until the capture is removed (RevisitCache.unpin).
+    const pinned: Buffer[] = [];
     try {
       // The barrier and the captures both come before the write, in either order: they run side by side.
       const barrier =
@@ -146,7 +148,7 @@ export class DiskWriter {
             : s.committer.commitThrough(plan.barrierSeq);
       const captured = (async (): Promise<void> => {
         await Promise.all(plan.tracked.map((t) => t.ready));
-        if (plan.captures.length > 0) await Promise.all(plan.captures.map((c) => this.capture(c)));
+        if (plan.captures.length > 0) await Promise.all(plan.captures.map((c) => this.capture(c, pinned)));
       })();
       // Both settle before anything is released (a failed barrier must not end the captures' tracked reads early).
       const [capturing, permitting] = await Promise.allSettled([captured, barrier]);
@@ -159,6 +161,7 @@ export class DiskWriter {
     } finally {
       for (const t of plan.tracked) t.done();
       for (const c of plan.captures) c.remove();
+      for (const buffer of pinned) s.revisit.unpin(buffer);
     }
   }
 
@@ -180,27 +183,41 @@ export class DiskWriter {
     return this.execute(this.plan(runs, barrier, ahead));
   }
 
-  /** Reads the originals of a capture in chunks of up to the revisit cache's chunkBlocks, each kept as one entry. */
-  private async capture(c: PlannedWrite['captures'][number]): Promise<void> {
+  /**
+   * Reads the originals of a capture in chunks of up to the revisit cache's
+   * chunkBlocks, each kept as one entry; the buffers taken go into `pinned`.
+   * Returns only when every read has ended, failed or not: the write comes
+   * after, and a read still running under it would keep destination data as
+   * an original (G2). A chunk that could not be read is left out, so revisits
+   * of its blocks miss (EIO) while the rest are served.
+   */
+  private async capture(c: PlannedWrite['captures'][number], pinned: Buffer[]): Promise<void> {
     const s = this.s;
     const B = s.B;
     const chunkBlocks = s.revisit.chunkBlocks;
-    let chunks: CapturedChunk[];
-    try {
-      chunks = await Promise.all(
-        chunkStarts(c.start, c.end, chunkBlocks).map(async (first) => {
-          const last = Math.min(c.end, first + chunkBlocks) - 1;
-          const data = s.revisit.buffer((last - first) * B + s.map.diskBlockLength(last));
-          await s.device.readInto(data, first * B);
-          s.revisit.put(first, data);
-          return { start: first, data };
-        }),
-      );
-    } catch (err) {
-      s.log.warn(`could not keep the originals of disk blocks ${c.start}…${c.end - 1} for revisits: ${(err as Error).message}`);
-      c.resolve(undefined);
-      return;
-    }
+    const starts = chunkStarts(c.start, c.end, chunkBlocks);
+    const lastOf = (first: number): number => Math.min(c.end, first + chunkBlocks) - 1;
+    const reads = await Promise.allSettled(
+      starts.map(async (first): Promise<CapturedChunk> => {
+        const last = lastOf(first);
+        const data = s.revisit.buffer((last - first) * B + s.map.diskBlockLength(last));
+        pinned.push(data);
+        await s.device.readInto(data, first * B);
+        s.revisit.put(first, data);
+        return { start: first, data };
+      }),
+    );
+    const chunks: CapturedChunk[] = [];
+    const failed: string[] = [];
+    let reason = '';
+    reads.forEach((read, i) => {
+      if (read.status === 'fulfilled') chunks.push(read.value);
+      else {
+        failed.push(`${starts[i]}…${lastOf(starts[i])}`);
+        reason = (read.reason as Error).message;
+      }
+    });
+    if (failed.length > 0) s.log.warn(`could not keep the originals of disk blocks ${failed.join(', ')} for revisits: ${reason}`);
     c.resolve(chunks);
   }
 

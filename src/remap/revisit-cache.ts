@@ -32,6 +32,13 @@ export class RevisitCache {
   private readonly spares = new Map<number, Buffer[]>();
   private spareBytes = 0;
   private quarantine: Buffer[] = [];
+  /**
+   * Buffers handed to captures that are still registered (CaptureRegistry):
+   * a source read may copy out of one until its capture is removed, after the
+   * destroying write, however long that write takes — so an evicted one is
+   * recycled only when unpinned. The value says whether it was evicted meanwhile.
+   */
+  private readonly pinned = new Map<Buffer, boolean>();
   private releaseScheduled = false;
   /** Given up for good (release): nothing is kept or taken any more. */
   private released = false;
@@ -98,12 +105,24 @@ export class RevisitCache {
     });
   }
 
-  /** A buffer for a capture of `length` bytes: a spare one when there is one of that size. */
+  /**
+   * A buffer for a capture of `length` bytes: a spare one when there is one of
+   * that size. It stays pinned, never reused for another capture, until the
+   * capture gives it back with unpin().
+   */
   buffer(length: number): Buffer {
-    const spare = this.spares.get(length)?.pop();
-    if (spare === undefined) return Buffer.allocUnsafeSlow(length);
-    this.spareBytes -= length;
-    return spare;
+    let buffer = this.spares.get(length)?.pop();
+    if (buffer === undefined) buffer = Buffer.allocUnsafeSlow(length);
+    else this.spareBytes -= length;
+    this.pinned.set(buffer, false);
+    return buffer;
+  }
+
+  /** The capture that took `buffer` is over: no source read copies out of it any more through that capture. */
+  unpin(buffer: Buffer): void {
+    const evicted = this.pinned.get(buffer);
+    this.pinned.delete(buffer);
+    if (evicted === true) this.recycle(buffer);
   }
 
   private keepSpare(buffer: Buffer): void {
@@ -115,6 +134,10 @@ export class RevisitCache {
 
   private recycle(chunk: Buffer): void {
     if (this.released) return;
+    if (this.pinned.has(chunk)) {
+      this.pinned.set(chunk, true);
+      return;
+    }
     this.quarantine.push(chunk);
     if (this.releaseScheduled) return;
     this.releaseScheduled = true;
@@ -146,6 +169,7 @@ export class RevisitCache {
     this.spares.clear();
     this.spareBytes = 0;
     this.quarantine = [];
+    this.pinned.clear();
   }
 
   /** Copies the original bytes [from, to) of `block` into `target` at `at`; false (and a miss counted) when it is gone. */

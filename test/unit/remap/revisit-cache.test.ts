@@ -5,10 +5,11 @@ import { RevisitCache } from '../../../src/remap/revisit-cache.js';
 const B = 4096;
 const KiB = 1024;
 
-/** A capture as DiskWriter makes it: a buffer from the cache, filled, then kept. */
+/** A capture as DiskWriter makes it: a buffer from the cache, filled, kept, and given back once its write is done. */
 function capture(cache: RevisitCache, start: number, blocks: number, fill: number): Buffer {
   const data = cache.buffer(blocks * B).fill(fill);
   cache.put(start, data);
+  cache.unpin(data);
   return data;
 }
 
@@ -49,6 +50,22 @@ describe('RevisitCache memory', () => {
     expect(out.equals(Buffer.alloc(B, 3))).toBe(true);
     expect(cache.copyOut(81, 0, B, out, 0)).toBe(true);
     expect(out.equals(Buffer.alloc(B, 8))).toBe(true);
+  });
+
+  it('a buffer evicted while its capture still runs is reused only after the capture gives it back', async () => {
+    const cache = new RevisitCache(16 * B, B);
+    const running = cache.buffer(16 * B).fill(1);
+    cache.put(0, running);
+    // Evicted by the next capture while the first is still registered (its write in flight).
+    capture(cache, 16, 16, 2);
+    await nextTurn();
+    expect(cache.spareBufferBytes).toBe(0);
+    expect(cache.buffer(16 * B)).not.toBe(running);
+    expect(running.equals(Buffer.alloc(16 * B, 1)), 'a source read copying from the running capture still finds its originals').toBe(true);
+    cache.unpin(running);
+    await nextTurn();
+    expect(cache.spareBufferBytes).toBe(16 * B);
+    expect(cache.buffer(16 * B)).toBe(running);
   });
 
   it('keeps spares within the limit plus a few chunks, however many entries it evicts', async () => {
