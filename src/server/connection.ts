@@ -5,14 +5,12 @@ import { formatBytes } from '../format/bytes.js';
 import type { Logger } from '../log/logger.js';
 import { SocketReader } from '../net/socket-reader.js';
 import type { BufferPool } from './buffer-pool.js';
+import { CLOSE_GRACE_MS, endConnection } from './end-connection.js';
 import type { ExportTable } from './export-table.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { ServerTls } from './tls-certificates.js';
 import { registryOf } from './export-table.js';
 import { TransmissionSession, type TransmissionLimits } from './transmission-session.js';
-
-/** At shutdown, how long a client may take to close its side after ours is ended. */
-const SHUTDOWN_CLOSE_GRACE_MS = 2000;
 
 export interface ConnectionOptions {
   /** A client that has not reached the transmission phase by then is dropped (G8; QEMU CVE-2024-7409). */
@@ -65,7 +63,7 @@ export class Connection {
             this.log.debug(`handshake ended: ${event.reason}`);
             handshaking = false;
             clearTimeout(this.handshakeTimer);
-            this.socket.end();
+            endConnection(this.socket, CLOSE_GRACE_MS, () => this.log.debug('the client did not close after its handshake ended, cutting it off'));
             return;
           case 'starttls':
             // The ACK just written is the last cleartext; the handshake goes on inside TLS.
@@ -145,13 +143,10 @@ export class Connection {
   async shutdown(): Promise<void> {
     clearTimeout(this.handshakeTimer);
     if (this.session) await this.session.quiesce();
-    this.socket.end();
-    const cutOff = setTimeout(() => {
-      this.log.warn(`client did not close within ${SHUTDOWN_CLOSE_GRACE_MS / 1000} s of the server ending the connection, cutting it off`);
-      this.socket.destroy();
-    }, SHUTDOWN_CLOSE_GRACE_MS);
+    endConnection(this.socket, CLOSE_GRACE_MS, () =>
+      this.log.warn(`client did not close within ${CLOSE_GRACE_MS / 1000} s of the server ending the connection, cutting it off`),
+    );
     await this.closed;
-    clearTimeout(cutOff);
   }
 
   private beginTransmission(negotiated: NegotiatedSession): void {

@@ -18,6 +18,7 @@ import type { SocketReader } from '../net/socket-reader.js';
 import { unsentBytes } from '../net/unsent-bytes.js';
 import type { BlockExport, ExportCapabilities, MetaContextSource } from './block-export.js';
 import type { BufferPool } from './buffer-pool.js';
+import { CLOSE_GRACE_MS, endConnection } from './end-connection.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { ReplyWriter } from './reply-writer.js';
 import { settleReadReplies } from './unread-file-replies.js';
@@ -262,7 +263,7 @@ export class TransmissionSession {
       this.disconnecting = true;
       // Nothing after a DISC is served; the stream is still read so that the client's close is seen.
       this.reader.discardRest();
-      void this.whenDrained().then(() => this.socket.end());
+      void this.whenDrained().then(() => endConnection(this.socket, CLOSE_GRACE_MS, () => this.log.debug('the client did not close after its NBD_CMD_DISC, cutting it off')));
       return;
     }
     if (frame.payloadDiscarded) {

@@ -18,8 +18,11 @@ export class RawNbdClient {
   private waiter: (() => void) | undefined;
   private ended = false;
   readonly closed: Promise<void>;
+  /** The server ended its side (FIN). With `halfOpen`, the client's side stays open until close(). */
+  readonly serverEnded: Promise<void>;
 
   private constructor(readonly socket: net.Socket) {
+    this.serverEnded = new Promise((resolve) => socket.once('end', resolve));
     socket.on('data', (chunk: Buffer) => {
       this.chunks.push(chunk);
       this.bufferedBytes += chunk.length;
@@ -35,9 +38,11 @@ export class RawNbdClient {
     socket.on('error', () => undefined);
   }
 
-  static connect(target: { path: string } | { host: string; port: number }): Promise<RawNbdClient> {
+  /** `halfOpen`: a client that does not close its side when the server ends the connection (a hostile one). */
+  static connect(target: { path: string } | { host: string; port: number }, options: { halfOpen?: boolean } = {}): Promise<RawNbdClient> {
     return new Promise((resolve, reject) => {
-      const socket = 'path' in target ? net.connect(target.path) : net.connect(target.port, target.host);
+      const allowHalfOpen = options.halfOpen ?? false;
+      const socket = 'path' in target ? net.connect({ path: target.path, allowHalfOpen }) : net.connect({ port: target.port, host: target.host, allowHalfOpen });
       socket.once('connect', () => resolve(new RawNbdClient(socket)));
       socket.once('error', reject);
     });

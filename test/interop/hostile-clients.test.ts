@@ -127,6 +127,43 @@ describe('hostile and unusual clients (G7, G8)', () => {
     }
   });
 
+  it('frees the place of a client that keeps its side open after the server ended the connection (ABORT, bad flags, DISC)', async () => {
+    const capDir = scratchDir();
+    const capSocket = capDir.file('half-open.sock');
+    const capDisk = capDir.file('half-open.img');
+    randomImage(capDisk, 4 * MiB);
+    const capped = await startServerProcess(['serve', '--disk', capDisk, '--socket', capSocket, '--max-connections', '3', '--handshake-timeout', '1']);
+    const hostile: RawNbdClient[] = [];
+    try {
+      const open = () => RawNbdClient.connect({ path: capSocket }, { halfOpen: true });
+      const aborting = await open();
+      await aborting.greet();
+      aborting.sendOption(2); // NBD_OPT_ABORT
+      const badFlags = await open();
+      await badFlags.read(18);
+      badFlags.write(u32(0x5)); // FIXED_NEWSTYLE plus a flag the server does not know
+      const disconnecting = await open();
+      await disconnecting.greet();
+      await disconnecting.go('source');
+      disconnecting.sendRequest({ type: DISC, cookie: 1n, offset: 0, length: 0 });
+      hostile.push(aborting, badFlags, disconnecting);
+      // Each is told the connection is over, and none of them closes its side.
+      await Promise.all(hostile.map((c) => c.serverEnded));
+      let admitted = false;
+      for (let attempt = 0; attempt < 75 && !admitted; attempt++) {
+        const c = await RawNbdClient.connect({ path: capSocket });
+        admitted = await c.read(18, 2000).then(() => true, () => false);
+        c.close();
+        if (!admitted) await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(admitted, 'a new client is greeted once the half-closed ones are cut off').toBe(true);
+    } finally {
+      for (const c of hostile) c.close();
+      expect(await capped.stop()).toBe(0);
+      capDir.cleanup();
+    }
+  });
+
   it('stops on SIGTERM with clients attached: a client that closes in return is let go, one that does not is cut off', async () => {
     const ownDir = scratchDir();
     const ownSocket = ownDir.file('stop.sock');
