@@ -287,8 +287,10 @@ export class FileStateJournal implements StateJournal {
         await this.file.writev(gatherSmallParts(parts), this.end);
       } catch (err) {
         // No room: nothing is synced yet, so cutting off what fitted leaves the file as it was, and a
-        // later commit of the batch may succeed once there is room.
-        if (isOutOfSpace(err) && (await this.file.truncate(this.end).then(() => true, () => false))) {
+        // later commit of the batch may succeed once there is room. The cut is synced before that retry
+        // writes over it, so a crash cannot leave this try's frames behind a shorter retry's.
+        const cut = isOutOfSpace(err) && (await this.file.truncate(this.end).then(() => this.file.datasync()).then(() => true, () => false));
+        if (cut) {
           throw stateWriteError(this.path, err, { retryable: true });
         }
         throw err;
@@ -622,8 +624,12 @@ export function parseStateFile(path: string, data: Buffer): ParsedState {
     pos = f.end;
   }
   if (stop !== undefined || validEnd < data.length) {
+    // Only a frame of a later group proves damage: groups are written one after another, each after the one
+    // before is synced, so none can follow a torn one. Frames of earlier groups past the end are no proof: a
+    // `hold` record's data may be any bytes (a copied state file's frames, say), and a commit retried after
+    // ENOSPC by an older version could leave a longer first try's frames behind its own.
     for (const f of validFramesAfter(data, validEnd)) {
-      if (f.batch !== batchNo + 1) {
+      if (f.batch > batchNo + 1) {
         const at = stop?.offset ?? validEnd;
         throw corrupt(
           at,
