@@ -4,7 +4,7 @@ import { RemapMap } from './map.js';
 import { RemapEngine } from './remap-engine.js';
 import type { RestoredState } from './restore-state.js';
 import { MemoryStateJournal, type StateJournal } from './state-journal.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES } from './defaults.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_KEPT_EDGE_BYTES, DEFAULT_REVISIT_CACHE_BYTES } from './defaults.js';
 
 export { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_REVISIT_CACHE_BYTES };
 
@@ -23,6 +23,8 @@ export interface RemapperOptions {
   log?: Logger;
   /** Never destroy an unconfirmed original (ENOSPC instead). */
   safe?: boolean;
+  /** Bytes at each end of the disk that are nobody's home yet take spilled data only when declared free. Default 1 MiB (DEFAULT_KEPT_EDGE_BYTES). */
+  keptEdgeBytes?: number;
   /** Resume from the committed state of a durable journal (see src/state, openMigration). */
   restore?: RestoredState;
   /** Tests: see StateCommitterOptions. */
@@ -53,6 +55,7 @@ export function createRemapper(options: RemapperOptions): RemapEngine {
     journal: options.journal ?? new MemoryStateJournal(),
     log: options.log ?? silentLogger,
     safe: options.safe ?? false,
+    keptEdgeBytes: options.keptEdgeBytes ?? DEFAULT_KEPT_EDGE_BYTES,
     restore: options.restore,
     backgroundCommitRecords: options.backgroundCommitRecords,
     slowCommitMs: options.slowCommitMs,

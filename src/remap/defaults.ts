@@ -2,6 +2,13 @@
 export const DEFAULT_BLOCK_SIZE = 4096;
 export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_REVISIT_CACHE_BYTES = 64 * 1024 * 1024;
+/**
+ * The first and last MiB of a disk hold its partition tables (MBR, GPT and
+ * the GPT's backup) and boot loaders (in the gap before the first
+ * partition). Where they are nobody's home, nothing spills there unless
+ * they were declared free (RemapState.offerAsSlots).
+ */
+export const DEFAULT_KEPT_EDGE_BYTES = 1024 * 1024;
 
 /**
  * Memory per destination block held in RAM, on top of its data: its entries

@@ -139,8 +139,9 @@ export class RemapEngine implements MigrationControl {
       throw err;
     }
     for (const run of [...s.free.all()]) {
-      s.release(run.start, run.end, true, false);
+      // Trimmed first: release() offers a block that is nobody's home as spill room only when it was declared free.
       s.trimmed.setRange(run.start, run.end);
+      s.release(run.start, run.end, true, false);
     }
     s.free.clear();
     s.committer.append({ type: 'seal', samples });

@@ -26,6 +26,8 @@ export interface RemapStateOptions {
   journal: StateJournal;
   log: Logger;
   safe: boolean;
+  /** Bytes at each end of the disk that take spilled data only when declared free (DEFAULT_KEPT_EDGE_BYTES). */
+  keptEdgeBytes: number;
   /** Tests: see StateCommitterOptions. */
   backgroundCommitRecords?: number;
   /** Commits at least this slow are logged (StateCommitter's SLOW_COMMIT_MS by default). */
@@ -64,6 +66,8 @@ export class RemapState extends BlockLayout {
   readonly log: Logger;
   readonly safe: boolean;
   readonly cacheBytes: number;
+  /** Disk blocks at each end that are kept unless declared free (offerAsSlots). */
+  private readonly keptEdgeBlocks: number;
 
   /** Set while seal() waits for source writes in flight: new ones are refused already. */
   sealing = false;
@@ -155,6 +159,7 @@ export class RemapState extends BlockLayout {
     this.log = options.log;
     this.safe = options.safe;
     this.cacheBytes = options.cacheBytes;
+    this.keptEdgeBlocks = Math.ceil(options.keptEdgeBytes / this.B);
     this.cells = new RamCells(this.B, options.cacheBytes);
     this.slotted = new PagedBitmap(options.map.diskBlocks);
     this.revisit = new RevisitCache(options.revisitCacheBytes, this.B);
@@ -380,13 +385,40 @@ export class RemapState extends BlockLayout {
     for (const { start: a, end: b } of fresh) {
       this.released.setRange(a, b);
       if (!confirmed) this.unconfirmed.setRange(a, b);
-      this.map.forEachHomeSplit(a, b - a, (s, n, isHome) => {
-        const queue = confirmed ? (isHome ? this.confirmedHome : this.confirmedNonHome) : isHome ? this.unconfirmedHome : this.unconfirmedNonHome;
-        queue.push(s, n);
-      });
+      this.offerAsSlots(a, b, confirmed);
       if (noteLandable) this.noteOwnersLandable(a, b - a);
     }
     return fresh;
+  }
+
+  /**
+   * Queues released disk blocks [start, end) as slot candidates of their
+   * class. A block that is nobody's home lies outside the new layout: once
+   * read it is spill room (the old data of a partition moved forward is the
+   * room a forward move needs), and finish leaves spilled data there. Except
+   * at the disk's ends (keptEdgeBlocks), where partition tables and boot
+   * loaders live: there it takes spilled data only when declared free (TRIM
+   * on source before sealing), so what it holds survives the migration.
+   */
+  offerAsSlots(start: number, end: number, confirmed: boolean): void {
+    const homes = confirmed ? this.confirmedHome : this.unconfirmedHome;
+    const nonHomes = confirmed ? this.confirmedNonHome : this.unconfirmedNonHome;
+    const lowEnd = this.keptEdgeBlocks;
+    const highStart = this.map.diskBlocks - this.keptEdgeBlocks;
+    this.map.forEachHomeSplit(start, end - start, (a, n, isHome) => {
+      if (isHome) {
+        homes.push(a, n);
+        return;
+      }
+      const b = a + n;
+      const declaredFree = (f: number, g: number): void => {
+        if (f < g) this.trimmed.forEachRun(true, f, g, (x, y) => nonHomes.push(x, y - x));
+      };
+      declaredFree(a, Math.min(b, lowEnd));
+      const middle = Math.max(a, lowEnd);
+      if (middle < Math.min(b, highStart)) nonHomes.push(middle, Math.min(b, highStart) - middle);
+      declaredFree(Math.max(middle, highStart), b);
+    });
   }
 
   /** Every released block becomes confirmed (checkpoint, finish). */

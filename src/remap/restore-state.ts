@@ -50,12 +50,8 @@ export function restoreState(s: RemapState, r: RestoredState): void {
   d.destroyed.forEachRun(true, 0, n, (a, b) => s.recycled.push(a, b - a));
   s.released.forEachRun(true, 0, n, (a, b) => {
     s.destroyed.forEachRun(false, a, b, (c, e) => {
-      s.unconfirmed.forEachRun(false, c, e, (f, g) =>
-        s.map.forEachHomeSplit(f, g - f, (start, count, isHome) => (isHome ? s.confirmedHome : s.confirmedNonHome).push(start, count)),
-      );
-      s.unconfirmed.forEachRun(true, c, e, (f, g) =>
-        s.map.forEachHomeSplit(f, g - f, (start, count, isHome) => (isHome ? s.unconfirmedHome : s.unconfirmedNonHome).push(start, count)),
-      );
+      s.unconfirmed.forEachRun(false, c, e, (f, g) => s.offerAsSlots(f, g, true));
+      s.unconfirmed.forEachRun(true, c, e, (f, g) => s.offerAsSlots(f, g, false));
     });
   });
 

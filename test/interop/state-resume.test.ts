@@ -18,9 +18,10 @@ it('resumes after a stop and after kill -9; refuses a state of another map or di
   const dir = scratchDir('nbd-remapper-resume-');
   cleanup(() => dir.cleanup());
   const disk = dir.file('disk.img');
-  const original = randomImage(disk, 8 * MiB);
+  // A partition moved forward: the old one at 1 MiB, the new one at 2 MiB (the first MiB is the disk's kept edge).
+  const original = randomImage(disk, 9 * MiB);
   const mapFile = dir.file('map.json');
-  const extents = [{ destOffset: 0, length: 7 * MiB, diskOffset: MiB }];
+  const extents = [{ destOffset: 0, length: 7 * MiB, diskOffset: 2 * MiB }];
   writeFileSync(mapFile, JSON.stringify({ extents }));
   const control = dir.file('control.sock');
   const serveArgs = ['serve', '--disk', disk, '--map', mapFile, '--socket', dir.file('nbd.sock'), '--control', control, '--cache', '64K'];
@@ -38,7 +39,7 @@ it('resumes after a stop and after kill -9; refuses a state of another map or di
     server.uri('destination'),
     `src = nbd.NBD(); src.connect_uri(${JSON.stringify(server.uri('source'))})
 for off in range(0, ${3 * MiB}, 65536):
-    h.pwrite(src.pread(65536, off), off)`,
+    h.pwrite(src.pread(65536, ${MiB} + off), off)`,
   );
   expect(await server.stop()).toBe(0);
 
@@ -55,7 +56,7 @@ for off in range(0, ${3 * MiB}, 65536):
     server.uri('destination'),
     `src = nbd.NBD(); src.connect_uri(${JSON.stringify(server.uri('source'))})
 for off in range(${3 * MiB}, ${7 * MiB}, 65536):
-    h.pwrite(src.pread(65536, off), off)
+    h.pwrite(src.pread(65536, ${MiB} + off), off)
 h.flush()`,
   );
   server.child.kill('SIGKILL');
@@ -63,16 +64,16 @@ h.flush()`,
 
   // A different map over the same state is refused, naming what differs.
   const otherMap = dir.file('other-map.json');
-  writeFileSync(otherMap, JSON.stringify({ extents: [{ destOffset: 0, length: 6 * MiB, diskOffset: 2 * MiB }] }));
+  writeFileSync(otherMap, JSON.stringify({ extents: [{ destOffset: 0, length: 6 * MiB, diskOffset: 3 * MiB }] }));
   const wrongMap = await cli(['serve', '--disk', disk, '--map', otherMap, '--socket', dir.file('x.sock'), '--control', dir.file('x-control.sock')]);
   expect(wrongMap.code).not.toBe(0);
   expect(wrongMap.stderr).toMatch(/map[\s\S]*fix: /);
   // Another disk with this state is refused too.
   const otherDisk = dir.file('other.img');
-  randomImage(otherDisk, 9 * MiB);
+  randomImage(otherDisk, 10 * MiB);
   const wrongDisk = await cli(['serve', '--disk', otherDisk, '--state', `${disk}.remap-state`, '--socket', dir.file('y.sock'), '--control', dir.file('y-control.sock')]);
   expect(wrongDisk.code).not.toBe(0);
-  expect(wrongDisk.stderr).toMatch(/does not belong[\s\S]*a disk of 8388608 bytes/);
+  expect(wrongDisk.stderr).toMatch(/does not belong[\s\S]*a disk of 9437184 bytes/);
   expect(wrongDisk.stderr).toMatch(/fix: /);
 
   // Offline finish is refused while a server holds the disk, then done without one.
@@ -97,7 +98,7 @@ h.flush()`,
   // An offline finish fills neither cache, so it takes no memory for them.
   expect(offline.stdout + offline.stderr).not.toMatch(/for the revisit cache taken/);
   const image = readFileSync(disk);
-  expect(image.subarray(MiB).equals(original.subarray(0, 7 * MiB))).toBe(true);
+  expect(image.subarray(2 * MiB).equals(original.subarray(MiB, 8 * MiB))).toBe(true);
 
   // Serving a finished migration: destination only, a plain view of the disk.
   server = await start(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control]);

@@ -19,7 +19,11 @@ import { useCleanups } from '../../helpers/cleanups.js';
 const B = 4096;
 const MiB = 1024 * 1024;
 const DISK_BYTES = 16 * MiB;
-const SHIFT = MiB; // destination block d lives on disk block d + 256: every write waits for a read
+// A partition moved forward by 1 MiB: the old one starts at 1 MiB (after the disk's kept first MiB), the new one at
+// 2 MiB. The copier copies source block 256 + d to destination block d, whose home is disk block d + 512: every write
+// waits for a read, and the old partition's first MiB, once read, is the spill room.
+const SHIFT = 2 * MiB;
+const COPY_FROM = MiB;
 const CYCLES = Number(process.env.KILL9_CYCLES ?? 25);
 const CLIENT = fileURLToPath(new URL('./kill9-client.py', import.meta.url));
 
@@ -90,6 +94,7 @@ describe.each(['safe', 'fast'] as const)('kill -9 of the server under a real cli
         diskBlocks: DISK_BYTES / B,
         destBlocks: (DISK_BYTES - SHIFT) / B,
         homeShift: SHIFT / B,
+        copyFrom: COPY_FROM / B,
         stats: { destChecked: 0, sourceChecked: 0, sourceEio: 0, flushes: 0, fua: 0, checkpoints: 0, enospc: 0, interrupted: 0 },
       }),
     );

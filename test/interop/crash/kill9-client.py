@@ -81,6 +81,7 @@ stats = model["stats"]
 disk_blocks = model["diskBlocks"]
 dest_blocks = model["destBlocks"]
 home_shift = model["homeShift"]  # destination block d lives on disk block d + home_shift
+copy_from = model.get("copyFrom", 0)  # the copier copies source block copy_from + d to destination block d
 
 
 def save():
@@ -184,9 +185,9 @@ try:
         if op < 0.45:
             # the copier: read the next source block, write it to the destination block it belongs to
             if cursor < dest_blocks:
-                p = cursor  # copying source block p to destination block p (the disk moves by home_shift)
-                src.pread(B, p * B)
-                released.add(p)
+                p = cursor  # copying source block copy_from + p to destination block p (home p + home_shift)
+                src.pread(B, (copy_from + p) * B)
+                released.add(copy_from + p)
                 tag = next_tag
                 next_tag += 1
                 key = str(p)
@@ -201,6 +202,7 @@ try:
                     possible[key].pop()  # refused: nothing was written
                     if possible[key] == [UNWRITTEN]:
                         del possible[key]
+                        pending.discard(p)
                     stats["enospc"] += 1
                     continue
                 cursor += 1

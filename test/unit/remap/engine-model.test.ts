@@ -11,6 +11,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   revisitBlocks: fc.integer({ min: 0, max: 3 }),
   safe: fc.boolean(),
   holes: fc.boolean(),
+  keptEdgeBlocks: fc.constantFrom(0, 0, 1, 2),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
 });
 

@@ -230,7 +230,8 @@ describe('finish', () => {
     const blocks = 12;
     const device = new MemoryDevice(blocks * B, B);
     const map = RemapMap.fromExtents([{ destOffset: 0, length: 8 * B, diskOffset: 4 * B }], blocks * B, B);
-    const engine = createRemapper({ device, map, cacheBytes: 2 * B, revisitCacheBytes: 0 });
+    // No kept edges: this small disk is all edge, and the move needs disk blocks 0–3 (read, nobody's home) as spill room.
+    const engine = createRemapper({ device, map, cacheBytes: 2 * B, revisitCacheBytes: 0, keptEdgeBytes: 0 });
     await engine.seal();
     const data = patternBytes(8 * B, 9);
     for (let i = 0; i < 8; i++) {
@@ -239,6 +240,27 @@ describe('finish', () => {
     }
     await engine.finish();
     expect(device.bytes.subarray(4 * B).equals(data)).toBe(true);
+  });
+
+  it('a partition moved forward: the partition table before it, nobody\'s home, survives though it was read after sealing', async () => {
+    const blocks = 12;
+    const device = new MemoryDevice(blocks * B, B);
+    patternBytes(blocks * B, 4).copy(device.bytes);
+    const table = Buffer.from(device.bytes.subarray(0, B));
+    // The old partition is disk blocks 1–8, the new one 4–11; block 0 is the table, the disk's kept edge.
+    const map = RemapMap.fromExtents([{ destOffset: 0, length: 8 * B, diskOffset: 4 * B }], blocks * B, B);
+    const engine = createRemapper({ device, map, cacheBytes: 2 * B, revisitCacheBytes: 0, keptEdgeBytes: B });
+    await engine.seal();
+    await readExport(engine.source, 0, B); // the kernel scans source's partitions again
+    const old = Buffer.from(device.bytes.subarray(B, 9 * B));
+    for (let i = 0; i < 8; i++) {
+      await readExport(engine.source, (1 + i) * B, B);
+      await engine.destination.write(i * B, old.subarray(i * B, (i + 1) * B), W);
+    }
+    expect(engine.status().spilled, 'the move spilled into the old partition\'s blocks 1–3').toBeGreaterThan(0);
+    await engine.finish();
+    expect(device.bytes.subarray(4 * B).equals(old)).toBe(true);
+    expect(device.bytes.subarray(0, B).equals(table), 'the table is as it was').toBe(true);
   });
 });
 

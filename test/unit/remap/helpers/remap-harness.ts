@@ -28,6 +28,8 @@ export interface Scenario {
   extents?: MapExtent[];
   /** Some blocks are holes of the disk (zeroes that block status reports as such), as in a sparse image. */
   holes?: boolean;
+  /** Blocks at each end of the disk kept unless declared free (the engine's keptEdgeBytes); default 0. */
+  keptEdgeBlocks?: number;
 }
 
 export type Op =
@@ -161,6 +163,7 @@ export class Harness {
       revisitCacheBytes: scenario.revisitBlocks * this.B,
       journal: this.journal,
       safe: scenario.safe,
+      keptEdgeBytes: (scenario.keptEdgeBlocks ?? 0) * this.B,
       log: { debug() {}, info: (m) => this.log.push(m), warn: (m) => this.log.push(m), error: (m) => this.log.push(m), child() { return this; } },
     });
     // Test instrumentation: see each record when the engine appends it, to remember which writes it points at.
@@ -184,7 +187,14 @@ export class Harness {
 
   private gate(offset: number, length: number): void {
     // Before sealing only the source passthrough writes; after finish the destination is a plain view of the disk.
-    if (!this.sealed || this.finished) return;
+    if (!this.sealed) return;
+    const edge = this.scenario.keptEdgeBlocks ?? 0;
+    for (let p = Math.floor(offset / this.B); p * this.B < offset + length; p++) {
+      if ((p < edge || p >= this.map.diskBlocks - edge) && !this.map.isHome(p) && !this.freeAtSeal.has(p)) {
+        this.violation(`disk block ${p} at the disk's edge is nobody's home and was not declared free, yet it was written`);
+      }
+    }
+    if (this.finished) return;
     for (let p = Math.floor(offset / this.B); p * this.B < offset + length; p++) {
       const allowed = this.finishStarted || this.freeAtSeal.has(p) || this.readInFull.has(p) || this.mayBeToldHole.has(p);
       if (!allowed) this.violation(`G1: disk block ${p} overwritten although its original was never released`);
