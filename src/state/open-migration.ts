@@ -233,12 +233,15 @@ async function checkBelongs(opened: OpenedState, disk: MigrationDisk, diskPath: 
   if (differences.length === 0) differences.push(...(await sampleDifferences(disk, opened.map, opened.state)));
   if (differences.length === 0) return;
   const mapOnly = differences.every((d) => d.startsWith('the map given'));
+  const blockSizeOnly = differences.length === 1 && opened.identity.diskSize === disk.size && (map?.blockSize ?? blockSize) !== opened.identity.blockSize;
   throw new StateMismatchError(
     statePath,
     differences,
     mapOnly
       ? 'omit --map to resume with the map recorded in the state, or pass the map this migration started with; a different layout needs a new migration after this one finishes'
-      : WRONG_STATE_FIX,
+      : blockSizeOnly
+        ? `pass --block-size ${opened.identity.blockSize}, the block size this migration started with (or leave --block-size and --map out: resuming takes both from the state)`
+        : WRONG_STATE_FIX,
   );
 }
 

@@ -106,3 +106,27 @@ h.flush()`,
   expect((JSON.parse(listed.stdout) as { exports: Array<{ 'export-name': string }> }).exports.map((e) => e['export-name'])).toEqual(['destination']);
   expect(await server.stop()).toBe(0);
 });
+
+it('resumes a migration with the block size it started with when --block-size is left out; a map without it is refused, naming --block-size', async () => {
+  const dir = scratchDir('nbd-remapper-resume-bs-');
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * MiB);
+  const mapFile = dir.file('map.json');
+  writeFileSync(mapFile, JSON.stringify({ extents: [{ destOffset: 0, length: 2 * MiB, diskOffset: 2 * MiB }] }));
+  const control = dir.file('control.sock');
+  const common = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
+  let server = await startServerProcess([...common, '--map', mapFile, '--block-size', '512']);
+  cleanup(() => server.stop('SIGKILL'));
+  expect((await cli(['seal', '--control', control])).code).toBe(0);
+  expect(await server.stop()).toBe(0);
+
+  server = await startServerProcess(common);
+  expect(server.stdout()).toMatch(/\(resumed\)/);
+  expect(server.stdout() + server.stderr()).toMatch(/block size 512\b/);
+  expect(await server.stop()).toBe(0);
+
+  const withMap = await cli([...common, '--map', mapFile]);
+  expect(withMap.code).not.toBe(0);
+  expect(withMap.stderr).toMatch(/its block size is 512, this run asks for 4096[\s\S]*fix: pass --block-size 512/);
+});

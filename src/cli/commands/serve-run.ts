@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { ControlServer } from '../../control/control-server.js';
 import { formatBytes } from '../../format/bytes.js';
 import { createLogger, type Logger } from '../../log/logger.js';
-import { DEFAULT_CACHE_BYTES } from '../../remap/defaults.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES } from '../../remap/defaults.js';
 import { RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
 import { openMigration, resolveStatePath, type OpenedMigration } from '../../state/index.js';
 import { PlainDiskView } from '../../remap/plain-disk-view.js';
@@ -57,18 +57,20 @@ function checkOptions(options: ServeOptions): Sizes {
   if (!(options.stallTimeout > 0)) {
     throw new UserError(`--stall-timeout ${options.stallTimeout} must be a positive number of seconds`, 'e.g. --stall-timeout 15', 2);
   }
-  validateBlockSize(options.blockSize);
+  // Resuming without --block-size takes the state's; checked against the default until the state is read.
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  validateBlockSize(blockSize);
   const cacheBytes = parseSize(options.cache, '--cache');
-  if (cacheBytes < options.blockSize) {
+  if (cacheBytes < blockSize) {
     throw new UserError(
-      `--cache ${options.cache} is smaller than one block (${options.blockSize} bytes)`,
+      `--cache ${options.cache} is smaller than one block (${blockSize} bytes)`,
       `give at least one block (finish needs it to break cycles); the default is ${formatBytes(DEFAULT_CACHE_BYTES)}`,
       2,
     );
   }
   const revisitCacheBytes = parseSize(options.revisitCache, '--revisit-cache');
   // Only a remapping server fills the caches.
-  const tight = options.readOnly ? undefined : checkMemoryFit(cacheBytes, revisitCacheBytes, options.blockSize);
+  const tight = options.readOnly ? undefined : checkMemoryFit(cacheBytes, revisitCacheBytes, blockSize);
   return { cacheBytes, revisitCacheBytes, tight, tls: tlsOf(options) };
 }
 
@@ -128,7 +130,7 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     if (options.readOnly) {
       table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
     } else {
-      const map = options.map === undefined ? undefined : await loadMapFile(options.map, disk.size, options.blockSize);
+      const map = options.map === undefined ? undefined : await loadMapFile(options.map, disk.size, options.blockSize ?? DEFAULT_BLOCK_SIZE);
       statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
       const locationWarning = checkStateLocation({ statePath, diskPath: disk.path, isBlockDevice: disk.isBlockDevice, allowVolatile: options.allowVolatileState });
       if (locationWarning !== undefined) log.warn(locationWarning);

@@ -13,7 +13,8 @@ export interface ServeOptions {
   socket?: string;
   readOnly: boolean;
   map?: string;
-  blockSize: number;
+  /** Absent: DEFAULT_BLOCK_SIZE for a new migration, the state's own when resuming. */
+  blockSize?: number;
   cache: string;
   revisitCache: string;
   control: string;
@@ -41,7 +42,7 @@ export function serveOptions<T>(yargs: Argv<T>, disk: { demand: boolean; describ
     .option('block-size', {
       type: 'number',
       requiresArg: true,
-      default: DEFAULT_BLOCK_SIZE,
+      defaultDescription: `${DEFAULT_BLOCK_SIZE}; when resuming, the block size the migration started with`,
       describe: 'Unit of ordering B in bytes (power of two, 512…65536); map extents must be multiples of it',
     })
     .option('cache', {
