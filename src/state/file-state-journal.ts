@@ -10,7 +10,7 @@ import { decodeRecord, encodeRecord, recordOutOfRange } from './record-codec.js'
 import { snapshotFrames, SnapshotReader } from './snapshot-codec.js';
 import { nodeStateFs, type StateFile, type StateFs, type StateLock } from './state-fs.js';
 import { parseIdentity, type StateIdentity } from './state-identity.js';
-import { NotAStateFileError, StateCorruptError, StateError, StateWriteError, isOutOfSpace, stateAccessError, stateWriteError } from './state-errors.js';
+import { NotAStateFileError, StateCorruptError, StateError, StateWriteError, existingStateAccessError, isOutOfSpace, stateAccessError, stateWriteError } from './state-errors.js';
 
 export interface FileJournalOptions {
   /** Default: the real file system. The power-loss tests inject a model. */
@@ -209,7 +209,7 @@ export class FileStateJournal implements StateJournal {
       file = await fs.openExisting(path, true);
     } catch (err) {
       await lock.release().catch(() => undefined);
-      throw err;
+      throw existingStateAccessError(path, err) ?? err;
     }
     if (file === undefined) {
       await lock.release();

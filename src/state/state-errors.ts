@@ -123,6 +123,31 @@ export function stateAccessError(statePath: string, touched: string, err: unknow
 }
 
 /**
+ * An existing state file (or its directory, for the compaction's temp file)
+ * cannot be opened for writing. It holds a migration, so the fix is to make
+ * it writable — never another --state, which would start the migration over
+ * a disk whose blocks are partly moved.
+ */
+export function existingStateAccessError(statePath: string, err: unknown): StateError | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  let error: StateError | undefined;
+  if (code === 'EACCES' || code === 'EPERM') {
+    error = new StateError(
+      `cannot open the state file ${statePath} for writing: permission denied (${code})`,
+      `run as the user who owns it, or make it and its directory writable for this one (chmod u+w ${shellQuote(statePath)}; lsattr shows an immutable flag, chattr -i clears it). ` +
+        'It holds this migration: do not start again with another --state',
+    );
+  } else if (code === 'EROFS') {
+    error = new StateError(
+      `cannot open the state file ${statePath} for writing: ${dirname(statePath)} is on a read-only file system (${code})`,
+      `remount it read-write (mount -o remount,rw ${shellQuote(dirname(statePath))}, or the mount point above it) — the state file holds this migration`,
+    );
+  }
+  if (error !== undefined) error.cause = err;
+  return error;
+}
+
+/**
  * Writing or syncing the state file failed (docs/durability.md, "When the
  * state file cannot be written"). Retryable when the write of a commit group
  * found the file system full and was cut off again: the journal takes
