@@ -72,5 +72,14 @@ it('refuses what it cannot compare, naming the fix', async () => {
   const broken = await runTool(process.execPath, [CLI, 'verify', '--export', server.uri('source'), '--against', notARecord]);
   expect(broken.code).toBe(1);
   expect(broken.stderr).toMatch(/is not a verify record: its first line is not JSON[\s\S]*verify --record/);
+
+  // Record files that cannot be read or written: a user error at once — before any of the export is read.
+  const missing = await runTool(process.execPath, [CLI, 'verify', '--export', server.uri('source'), '--against', dir.file('no-such.sha256')]);
+  expect([missing.code, missing.stderr]).toEqual([1, expect.stringMatching(/cannot read the record .*no-such\.sha256: there is no such file[\s\S]*fix: pass the file that `verify --record` wrote/)]);
+  const noDirectory = await runTool(process.execPath, [CLI, 'verify', '--export', 'nbd+unix:///destination?socket=/nonexistent.sock', '--record', dir.file('nodir/x.sha256')]);
+  expect([noDirectory.code, noDirectory.stderr]).toEqual([1, expect.stringMatching(/cannot write the record .*nodir\/x\.sha256: the directory .*nodir does not exist[\s\S]*fix: create it/)]);
+  const directory = await runTool(process.execPath, [CLI, 'verify', '--export', server.uri('source'), '--record', dir.path]);
+  expect([directory.code, directory.stderr]).toEqual([1, expect.stringMatching(/cannot write the record .*: it is a directory[\s\S]*fix: name a file/)]);
+  for (const r of [missing, noDirectory, directory]) expect(r.stderr).not.toMatch(/this is a bug/);
   expect(await server.stop()).toBe(0);
 }, 60_000);

@@ -1,8 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
 import { NbdClient } from '../nbd-client.js';
 import { ProgressDisplay, type ProgressStream } from '../../format/progress-display.js';
 import { ManifestError, formatManifest, parseManifest } from './digest-manifest.js';
 import { exportDigests } from './export-digests.js';
+import { readRecord, RecordWriter } from './record-file.js';
 
 export interface RunVerifyOptions {
   /** The export to read: before finish, `destination`; after it, `destination` again (now the disk itself). */
@@ -34,8 +34,15 @@ export type VerifyOutcome =
  * the new layout's filesystems were written with.
  */
 export async function runVerify(options: RunVerifyOptions): Promise<VerifyOutcome> {
-  const against = options.against === undefined ? undefined : parseManifest(await readFile(options.against, 'utf8'), options.against);
-  const client = await NbdClient.connect(options.uri);
+  const against = options.against === undefined ? undefined : parseManifest(await readRecord(options.against), options.against);
+  const recording = against === undefined ? await RecordWriter.open(options.record as string) : undefined;
+  let client: NbdClient;
+  try {
+    client = await NbdClient.connect(options.uri);
+  } catch (err) {
+    await recording?.abandon();
+    throw err;
+  }
   try {
     const chunkBytes = against?.chunkBytes ?? options.chunkBytes;
     if (against !== undefined && against.size !== client.size) {
@@ -48,11 +55,11 @@ export async function runVerify(options: RunVerifyOptions): Promise<VerifyOutcom
     const digests = await exportDigests(client, chunkBytes, options.requests, (done, total) => progress?.update(done, total));
     progress?.end();
     const size = client.size;
-    if (against === undefined) {
-      const path = options.record as string;
-      await writeFile(path, formatManifest({ size, chunkBytes, digests }));
-      return { kind: 'recorded', size, chunks: digests.length, path };
+    if (recording !== undefined) {
+      await recording.commit(formatManifest({ size, chunkBytes, digests }));
+      return { kind: 'recorded', size, chunks: digests.length, path: recording.path };
     }
+    if (against === undefined) throw new Error('verify: neither a record to write nor one to compare with');
     const mismatches: Mismatch[] = [];
     digests.forEach((digest, i) => {
       if (digest.equals(against.digests[i])) return;
@@ -63,6 +70,9 @@ export async function runVerify(options: RunVerifyOptions): Promise<VerifyOutcom
       else mismatches.push({ offset, length });
     });
     return mismatches.length === 0 ? { kind: 'identical', size, chunks: digests.length } : { kind: 'differs', size, chunks: digests.length, mismatches };
+  } catch (err) {
+    await recording?.abandon();
+    throw err;
   } finally {
     await client.close();
   }
