@@ -51,6 +51,26 @@ export function decodeCopyNote(text: unknown): CopyCheckpointNote | undefined {
  * --safe, held writes wait in the cache until a checkpoint: they are taken
  * at least every half cache.
  */
+/**
+ * How often to checkpoint. A --safe server (`safeCache`: its cache) destroys
+ * no unconfirmed original, so what the copy writes between checkpoints must
+ * fit half its cache; otherwise `wanted`. `why` explains a change.
+ */
+export function checkpointInterval(wanted: number, requestSize: number, safeCache: number | undefined): { every: number; why?: string } {
+  if (safeCache === undefined || wanted <= safeCache / 2) return { every: wanted };
+  const cache = formatBytes(safeCache);
+  if (requestSize > safeCache / 2) {
+    return {
+      every: requestSize,
+      why:
+        `checkpointing after every request: the server runs with --safe and a ${cache} cache, and one request of ${formatBytes(requestSize)} is more than half of it; ` +
+        `a --request-size of ${formatBytes(Math.max(1, Math.floor(safeCache / 2)))} or less (or a larger --cache on the server) leaves room for the writes between checkpoints`,
+    };
+  }
+  const every = Math.floor(safeCache / 2 / requestSize) * requestSize;
+  return { every, why: `checkpointing every ${formatBytes(every)}: the server runs with --safe and a ${cache} cache, which would fill before a checkpoint every ${formatBytes(wanted)}` };
+}
+
 export async function checkpointedCopy(
   controlPath: string,
   plan: CopyPlan,
@@ -74,12 +94,9 @@ export async function checkpointedCopy(
   } else if (last !== undefined) {
     note('the last checkpoint belongs to another copy plan: copying this one from its start');
   }
-  let every = wantedEvery;
-  const cache = status.cacheLimitBytes;
-  if (status.safe === true && typeof cache === 'number' && every > cache / 2) {
-    every = Math.max(requestSize, Math.floor(cache / 2 / requestSize) * requestSize);
-    note(`checkpointing every ${formatBytes(every)}: the server runs with --safe and a ${formatBytes(cache)} cache, which would fill before a checkpoint every ${formatBytes(wantedEvery)}`);
-  }
+  const interval = checkpointInterval(wantedEvery, requestSize, status.safe === true && typeof status.cacheLimitBytes === 'number' ? status.cacheLimitBytes : undefined);
+  if (interval.why !== undefined) note(interval.why);
+  const every = interval.every;
   return {
     skipBytes,
     checkpoints: {
