@@ -6,6 +6,7 @@ import { fixOf, messageOf } from '../log/describe-failure.js';
 import type { Logger } from '../log/logger.js';
 import type { FinishProgress, MigrationControl } from './migration-control.js';
 import { unixSocketPathTooLong } from '../net/unix-socket-path.js';
+import { MAX_NOTE_BODY_BYTES, MAX_NOTE_BYTES } from './checkpoint-note.js';
 
 /** Idle or slow clients must not pile up (G8): a local tool needs a handful of connections, and seconds per request. */
 export interface ControlLimits {
@@ -142,12 +143,10 @@ export class ControlServer {
   }
 }
 
-/** A checkpoint's note is a copier's progress (a position, a plan's hash): small. */
-export const MAX_NOTE_BYTES = 4096;
 
 /** A request body this plane cannot use: 400 with what to send instead. */
 class BadRequest extends Error {
-  readonly fix = `send no body, or {"note": "…"} as JSON of at most ${MAX_NOTE_BYTES} bytes`;
+  readonly fix = `send no body, or {"note": "…"} as JSON, with a note of at most ${MAX_NOTE_BYTES} bytes`;
 }
 
 /** The optional {"note": string} body of POST /checkpoint. */
@@ -156,7 +155,7 @@ async function readNote(req: http.IncomingMessage): Promise<string | undefined> 
   let bytes = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     bytes += chunk.length;
-    if (bytes > MAX_NOTE_BYTES + 64) throw new BadRequest(`the checkpoint request's body is larger than ${MAX_NOTE_BYTES} bytes`);
+    if (bytes > MAX_NOTE_BODY_BYTES) throw new BadRequest(`the checkpoint request's body is larger than ${MAX_NOTE_BODY_BYTES} bytes`);
     chunks.push(chunk);
   }
   if (bytes === 0) return undefined;

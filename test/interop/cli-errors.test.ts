@@ -104,6 +104,12 @@ it('refuses a --state that names a file which is not a state file (leaving it as
   dir.cleanup();
 });
 
+it('refuses a checkpoint note too long to keep before asking the server, naming the limit', async () => {
+  const result = await cli(['checkpoint', '--control', '/nonexistent/control.sock', '--note', 'x'.repeat(5000)]);
+  expect(result.code).toBe(2);
+  expect(result.stderr).toMatch(/--note is 5000 bytes long; a checkpoint keeps at most 4096[\s\S]*fix: shorten it/);
+});
+
 it('teaches with --help and refuses unknown commands', async () => {
   const help = await cli(['serve', '--help']);
   expect(help.code).toBe(0);

@@ -4,6 +4,7 @@ import type { FinishProgress, MigrationStatus } from '../../control/migration-co
 import { formatStatus } from '../format-status.js';
 import { UserError } from '../user-error.js';
 import { BLOCKS, ProgressDisplay } from '../../format/progress-display.js';
+import { MAX_NOTE_BYTES } from '../../control/checkpoint-note.js';
 
 interface ControlOptions {
   control: string;
@@ -53,6 +54,10 @@ export const checkpointCommand: CommandModule<object, ControlOptions & { note?: 
       })
       .example('$0 checkpoint --note "rsync done: /home, /srv"', 'checkpoint, and remember what is copied') as unknown as Argv<ControlOptions & { note?: string }>,
   handler: async (argv) => {
+    const noteBytes = argv.note === undefined ? 0 : Buffer.byteLength(argv.note);
+    if (noteBytes > MAX_NOTE_BYTES) {
+      throw new UserError(`--note is ${noteBytes} bytes long; a checkpoint keeps at most ${MAX_NOTE_BYTES}`, 'shorten it: where the copy got to (a path, a position), not a log', 2);
+    }
     const status = await new ControlClient(argv.control).checkpoint(argv.note);
     print('checkpoint recorded.');
     print(formatStatus(status));

@@ -85,13 +85,16 @@ describe('control plane over a unix socket', () => {
     const { client, path } = await start(m);
     await client.checkpoint('copy: 42 bytes');
     await client.checkpoint();
-    expect(m.notes).toEqual(['copy: 42 bytes', undefined]);
-    for (const body of ['not json', JSON.stringify({ note: 42 }), JSON.stringify({ note: 'x'.repeat(5000) })]) {
+    // The limit is the note's: one of 4096 bytes that JSON escapes to more (quotes, control characters) is kept.
+    const escaped = '"\u0001'.repeat(2048);
+    await client.checkpoint(escaped);
+    expect(m.notes).toEqual(['copy: 42 bytes', undefined, escaped]);
+    for (const body of ['not json', JSON.stringify({ note: 42 }), JSON.stringify({ note: 'x'.repeat(4097) }), JSON.stringify({ note: 'x'.repeat(50_000) })]) {
       const refused = await raw(path, 'POST', '/checkpoint', body);
       expect(refused.code).toBe(400);
-      expect(JSON.parse(refused.body).fix).toMatch(/\{"note": "…"\} as JSON of at most 4096 bytes/);
+      expect(JSON.parse(refused.body).fix).toMatch(/\{"note": "…"\} as JSON, with a note of at most 4096 bytes/);
     }
-    expect(m.notes).toHaveLength(2);
+    expect(m.notes).toHaveLength(3);
   });
 
   it('seals, checkpoints and reports status; refusals come back as errors with their fix', async () => {
