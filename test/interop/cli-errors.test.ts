@@ -110,6 +110,18 @@ it('refuses a checkpoint note too long to keep before asking the server, naming 
   expect(result.stderr).toMatch(/--note is 5000 bytes long; a checkpoint keeps at most 4096[\s\S]*fix: shorten it/);
 });
 
+it('a number option given something else is a usage error that says so, not NaN', async () => {
+  for (const [args, message] of [
+    [['--block-size', 'abc'], /--block-size is not a number: it must be a power of two from 512 to 65536/],
+    [['--block-size', '1000'], /--block-size 1000 must be a power of two from 512 to 65536/],
+    [['--stall-timeout', 'soon'], /--stall-timeout is not a number: it must be a positive number of seconds/],
+  ] as const) {
+    const result = await cli(['serve', '--disk', '/nonexistent.img', ...args]);
+    expect([result.code, result.stderr]).toEqual([2, expect.stringMatching(message)]);
+    expect(result.stderr).not.toMatch(/NaN/);
+  }
+});
+
 it('teaches with --help and refuses unknown commands', async () => {
   const help = await cli(['serve', '--help']);
   expect(help.code).toBe(0);

@@ -5,7 +5,7 @@ import { ControlServer } from '../../control/control-server.js';
 import { formatBytes } from '../../format/bytes.js';
 import { createLogger, type Logger } from '../../log/logger.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES } from '../../remap/defaults.js';
-import { RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
+import { MapError, RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
 import { openMigration, resolveStatePath, type OpenedMigration } from '../../state/index.js';
 import { PlainDiskView } from '../../remap/plain-disk-view.js';
 import type { BlockExport } from '../../server/block-export.js';
@@ -47,19 +47,27 @@ interface Sizes {
   tls: ServerTls | undefined;
 }
 
+/** An option's value as the user should see it back: yargs turns what is not a number into NaN. */
+const given = (option: string, value: number): string => (Number.isNaN(value) ? `${option} is not a number: it` : `${option} ${value}`);
+
 function checkOptions(options: ServeOptions): Sizes {
   if (!Number.isInteger(options.maxConnections) || options.maxConnections < 1) {
-    throw new UserError(`--max-connections ${options.maxConnections} must be a positive whole number`, 'e.g. --max-connections 16', 2);
+    throw new UserError(`${given('--max-connections', options.maxConnections)} must be a positive whole number`, 'e.g. --max-connections 16', 2);
   }
   if (!(options.handshakeTimeout > 0)) {
-    throw new UserError(`--handshake-timeout ${options.handshakeTimeout} must be a positive number of seconds`, 'e.g. --handshake-timeout 10', 2);
+    throw new UserError(`${given('--handshake-timeout', options.handshakeTimeout)} must be a positive number of seconds`, 'e.g. --handshake-timeout 10', 2);
   }
   if (!(options.stallTimeout > 0)) {
-    throw new UserError(`--stall-timeout ${options.stallTimeout} must be a positive number of seconds`, 'e.g. --stall-timeout 15', 2);
+    throw new UserError(`${given('--stall-timeout', options.stallTimeout)} must be a positive number of seconds`, 'e.g. --stall-timeout 15', 2);
   }
   // Resuming without --block-size takes the state's; checked against the default until the state is read.
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
-  validateBlockSize(blockSize);
+  try {
+    validateBlockSize(blockSize);
+  } catch (err) {
+    if (!(err instanceof MapError)) throw err;
+    throw new UserError(`${given('--block-size', blockSize)} must be a power of two from 512 to 65536`, err.fix, 2);
+  }
   const cacheBytes = parseSize(options.cache, '--cache');
   if (cacheBytes < blockSize) {
     throw new UserError(
