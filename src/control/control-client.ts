@@ -47,7 +47,7 @@ function request(socketPath: string, method: string, path: string, onLine?: (lin
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new ControlError(`no nbd-remapper server answers on ${socketPath}`, 'start one with `nbd-remapper serve`, or point at its socket with --control PATH'));
+        reject(new ControlError(`no nbd-remapper server answers on ${socketPath}`, 'start one with `nbd-remapper serve`, or point at its socket with --control PATH (a server started with --read-only has none: it serves the disk, with no migration to control)'));
       } else if (err.code === 'EACCES') {
         reject(new ControlError(`no permission to use ${socketPath}`, 'run as the user that started the server (often root)'));
       } else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
