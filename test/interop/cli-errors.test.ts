@@ -61,8 +61,11 @@ it('names the cause and the fix for a missing disk, a directory, a busy port, a 
   expect(bad.code).toBe(2);
   expect(bad.stderr).toMatch(/HOST:PORT/);
 
-  // A --state in a directory that does not exist: named, with the fix, not "this is a bug".
-  const noStateDir = await cli(['serve', '--disk', disk, '--state', dir.file('gone/disk.remap-state'), '--socket', dir.file('s.sock')]);
+  // A --state in a directory that does not exist: named, with the fix, not "this is a bug". A disk of its own:
+  // `disk` has a migration now (the first server's default state), and a new one there is refused for that first.
+  const fresh = dir.file('fresh.img');
+  randomImage(fresh, 65536);
+  const noStateDir = await cli(['serve', '--disk', fresh, '--state', dir.file('gone/disk.remap-state'), '--socket', dir.file('s.sock')]);
   expect(noStateDir.code).toBe(1);
   expect(noStateDir.stderr).toMatch(/the directory .*gone does not exist/);
   expect(noStateDir.stderr).toMatch(/fix: create it \(mkdir -p/);
@@ -71,7 +74,7 @@ it('names the cause and the fix for a missing disk, a directory, a busy port, a 
   // A --state on a full file system: /dev/full fails every write with ENOSPC, as a full one does.
   const fullState = dir.file('full.remap-state');
   symlinkSync('/dev/full', `${fullState}.tmp`);
-  const full = await cli(['serve', '--disk', disk, '--state', fullState, '--socket', dir.file('s.sock')]);
+  const full = await cli(['serve', '--disk', fresh, '--state', fullState, '--socket', dir.file('s.sock')]);
   expect(full.code).toBe(1);
   expect(full.stderr).toMatch(/cannot create the state file .*full\.remap-state: no space left on the file system that holds it \(ENOSPC\)/);
   expect(full.stderr).toMatch(/fix: free space on the file system of .*\(df -h .*\), or pass --state with a path on another file system/);

@@ -119,6 +119,9 @@ async function finishDiskOffline(diskPath: string, state: string | undefined, on
     const statePath = resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: state });
     await finishOffline({ disk, statePath, log, onProgress });
     await disk.sync();
+    const { MigrationRegistry } = await import('../migration-registry.js');
+    const registry = new MigrationRegistry();
+    await registry.forget(statePath).catch((err: unknown) => log.warn(`could not take the finished migration off ${registry.directory}: ${(err as Error).message}`));
   } finally {
     await disk.close();
   }

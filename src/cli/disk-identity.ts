@@ -1,0 +1,23 @@
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const BY_ID = '/dev/disk/by-id';
+
+/**
+ * A key for the disk that outlasts its path: an image file's device and
+ * inode (a rename or another path to it is the same disk), a block device's
+ * /dev/disk/by-id name (sdb may be sdc after a reboot; its serial stays), or
+ * its device number when it has none.
+ */
+export async function diskIdentity(diskPath: string): Promise<string> {
+  const st = await stat(diskPath);
+  if (!st.isBlockDevice()) return `file:${st.dev}:${st.ino}`;
+  const target = await realpath(diskPath);
+  const names = await readdir(BY_ID).catch(() => [] as string[]);
+  const matching: string[] = [];
+  for (const name of names) {
+    if ((await realpath(join(BY_ID, name)).catch(() => undefined)) === target) matching.push(name);
+  }
+  matching.sort();
+  return matching.length > 0 ? `block:by-id:${matching[0]}` : `block:rdev:${st.rdev}`;
+}

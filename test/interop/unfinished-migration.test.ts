@@ -1,0 +1,74 @@
+import { readdirSync } from 'node:fs';
+import { expect, it } from 'vitest';
+import { useCleanups } from '../helpers/cleanups.js';
+import { runTool, type ToolResult } from '../helpers/run-tool.js';
+import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { CLI, startServerProcess } from '../helpers/server-process.js';
+
+/**
+ * A migration whose state is not where `serve` looks (a forgotten or
+ * mistyped --state) is not silently followed by a second one over the same,
+ * partly moved, disk: `serve` names the unfinished one and how to go on.
+ */
+const MiB = 1024 * 1024;
+const cleanup = useCleanups();
+const cli = (args: string[]): Promise<ToolResult> => runTool(process.execPath, [CLI, ...args], { timeoutMs: 60_000 });
+
+it('the test run has a migration registry of its own', () => {
+  const registry = process.env.NBD_REMAPPER_REGISTRY;
+  expect(registry).toMatch(/nbd-remapper-test-registry-/);
+});
+
+it('refuses a new migration over a disk with an unfinished one elsewhere, names its state; after finish a new one may start', async () => {
+  const dir = scratchDir('nbd-remapper-unfinished-');
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * MiB);
+  const custom = dir.file('custom.state');
+  const control = dir.file('control.sock');
+  const common = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
+
+  let server = await startServerProcess([...common, '--state', custom]);
+  cleanup(() => server.stop('SIGKILL'));
+  expect((await cli(['seal', '--control', control])).code).toBe(0);
+  expect(await server.stop()).toBe(0);
+
+  // --state forgotten: the default path would start a new migration.
+  const forgotten = await cli(common);
+  expect(forgotten.code).not.toBe(0);
+  expect(forgotten.stderr).toMatch(/has an unfinished migration \(state .*custom\.state, phase sealed, started [^)]+\)[\s\S]*fix: to go on with it, pass --state .*custom\.state/);
+  // A mistyped one likewise; and neither left a state file behind.
+  const mistyped = await cli([...common, '--state', dir.file('custon.state')]);
+  expect(mistyped.stderr).toMatch(/has an unfinished migration \(state .*custom\.state/);
+  expect(readdirSync(dir.path).filter((n) => /remap-state$|custon/.test(n))).toEqual([]);
+  // --read-only serves it all the same, with a warning.
+  const readOnly = await startServerProcess([...common, '--read-only']);
+  expect(readOnly.stderr()).toMatch(/this disk has an unfinished migration \(state .*custom\.state, phase sealed/);
+  expect(await readOnly.stop()).toBe(0);
+
+  // The right --state resumes; once finished, a new migration may begin with the default state.
+  server = await startServerProcess([...common, '--state', custom]);
+  expect(server.stdout()).toMatch(/\(resumed\)/);
+  expect((await cli(['finish', '--control', control])).code).toBe(0);
+  expect(await server.stop()).toBe(0);
+  server = await startServerProcess(common);
+  expect(server.stdout()).toMatch(/new migration/);
+  expect(await server.stop()).toBe(0);
+});
+
+it('a state at the default path of an image counts too, though no registry lists it (a state of an older version)', async () => {
+  const dir = scratchDir('nbd-remapper-unfinished-default-');
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  randomImage(disk, 4 * MiB);
+  const control = dir.file('control.sock');
+  const common = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
+  const noRegistry = `NBD_REMAPPER_REGISTRY=${dir.file('no-registry')}`;
+  const server = await startServerProcess(common, 20_000, ['env', noRegistry]);
+  cleanup(() => server.stop('SIGKILL'));
+  expect(await server.stop()).toBe(0);
+  // Asked with a registry that never heard of it: only the default path can tell.
+  const other = await runTool('env', [`NBD_REMAPPER_REGISTRY=${dir.file('empty-registry')}`, process.execPath, CLI, ...common, '--state', dir.file('other.state')], { timeoutMs: 60_000 });
+  expect(other.code).not.toBe(0);
+  expect(other.stderr).toMatch(/has an unfinished migration \(state .*disk\.img\.remap-state, phase unsealed\)/);
+});
