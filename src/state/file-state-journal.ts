@@ -280,9 +280,9 @@ export class FileStateJournal implements StateJournal {
         const encoded = encodeRecord(r);
         // A hold's data is its payload's last part.
         holdRefs.push(r.type === 'hold' ? { position: at + FRAME_HEADER_BYTES + encoded.parts[0].length, length: r.data.length } : undefined);
-        push(frameParts(encoded.kind, batchNo, encoded.parts));
+        push(frameParts(encoded.kind, batchNo, encoded.parts, this.identity.frameSeed));
       }
-      push(frameParts(FrameKind.Commit, batchNo, [new ByteWriter().uint(records.length).finish()]));
+      push(frameParts(FrameKind.Commit, batchNo, [new ByteWriter().uint(records.length).finish()], this.identity.frameSeed));
       try {
         await this.file.writev(gatherSmallParts(parts), this.end);
       } catch (err) {
@@ -512,7 +512,7 @@ async function writeTempStateFile(
     await push(frameParts(FrameKind.Header, 0, [Buffer.from(JSON.stringify(identity), 'utf8')]));
     for await (const f of snapshotFrames(state, readHold)) {
       if (f.hold !== undefined) holds.set(f.hold.dest, { position: at + FRAME_HEADER_BYTES + f.hold.dataAt, length: f.hold.length });
-      await push(frameParts(f.kind, batchNo, f.parts));
+      await push(frameParts(f.kind, batchNo, f.parts, identity.frameSeed));
     }
     await flush();
     await file.datasync();
@@ -573,7 +573,8 @@ export function parseStateFile(path: string, data: Buffer): ParsedState {
   }
   // Snapshot.
   let pos = header.end;
-  const first = decodeFrame(data, pos);
+  const seed = identity.frameSeed;
+  const first = decodeFrame(data, pos, seed);
   if (!isFrame(first)) throw corrupt(pos, `the snapshot's first frame is not readable (${FAULTS[first]})`);
   const snapshotBatch = first.batch;
   let reader: SnapshotReader;
@@ -584,7 +585,7 @@ export function parseStateFile(path: string, data: Buffer): ParsedState {
   }
   pos = first.end;
   while (!reader.done) {
-    const f = decodeFrame(data, pos);
+    const f = decodeFrame(data, pos, seed);
     if (!isFrame(f)) throw corrupt(pos, `the snapshot is incomplete or damaged (${FAULTS[f]})`);
     if (f.batch !== snapshotBatch) throw corrupt(pos, `a snapshot frame of batch ${f.batch} inside the snapshot of batch ${snapshotBatch}`);
     try {
@@ -602,7 +603,7 @@ export function parseStateFile(path: string, data: Buffer): ParsedState {
   let group: Array<{ record: StateRecord; ref?: HoldRef }> = [];
   let stop: { offset: number; why: string } | undefined;
   for (;;) {
-    const f = decodeFrame(data, pos);
+    const f = decodeFrame(data, pos, seed);
     if (!isFrame(f)) {
       if (f !== 'end-of-file' || group.length > 0) stop = { offset: pos, why: FAULTS[f] };
       break;
@@ -628,7 +629,7 @@ export function parseStateFile(path: string, data: Buffer): ParsedState {
     // before is synced, so none can follow a torn one. Frames of earlier groups past the end are no proof: a
     // `hold` record's data may be any bytes (a copied state file's frames, say), and a commit retried after
     // ENOSPC by an older version could leave a longer first try's frames behind its own.
-    for (const f of validFramesAfter(data, validEnd)) {
+    for (const f of validFramesAfter(data, validEnd, seed)) {
       if (f.batch > batchNo + 1) {
         const at = stop?.offset ?? validEnd;
         throw corrupt(

@@ -9,7 +9,8 @@ import { crc32 } from 'node:zlib';
  *  16  u8   kind (FrameKind)
  *  17  3    reserved, zero
  *  20  L    payload
- *  20+L u32 crc32 of bytes [0, 20+L)
+ *  20+L u32 crc32 of bytes [0, 20+L), started from the file's frame seed
+ *            (StateIdentity.frameSeed; 0 for the header, which holds it)
  *
  * The magic and the checksum let recovery tell a complete frame from a torn
  * or zero-filled tail; the batch number lets it tell a torn last commit group
@@ -59,7 +60,7 @@ export interface Frame {
  * as given (not copied: held data goes to the file without passing through
  * intermediate buffers), checksum.
  */
-export function frameParts(kind: FrameKind, batch: number, payload: readonly Buffer[]): Buffer[] {
+export function frameParts(kind: FrameKind, batch: number, payload: readonly Buffer[], seed = 0): Buffer[] {
   let length = 0;
   for (const part of payload) length += part.length;
   if (length > MAX_PAYLOAD_BYTES) throw new RangeError(`frame payload of ${length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
@@ -71,7 +72,7 @@ export function frameParts(kind: FrameKind, batch: number, payload: readonly Buf
   header.writeUInt32LE(Math.floor(batch / 0x1_0000_0000), 12);
   header.writeUInt8(kind, 16);
   header.writeUIntLE(0, 17, 3);
-  let crc = crc32(header);
+  let crc = crc32(header, seed);
   for (const part of payload) crc = crc32(part, crc);
   const trailer = Buffer.allocUnsafe(4);
   trailer.writeUInt32LE(crc, 0);
@@ -85,7 +86,7 @@ export type FrameFault = 'end-of-file' | 'bad-magic' | 'bad-length' | 'truncated
  * Decodes the frame at `offset` of `data` (the file's bytes), or says why
  * there is none. The payload is a view into `data`.
  */
-export function decodeFrame(data: Buffer, offset: number): Frame | FrameFault {
+export function decodeFrame(data: Buffer, offset: number, seed = 0): Frame | FrameFault {
   if (offset >= data.length) return 'end-of-file';
   if (offset + FRAME_OVERHEAD > data.length) return 'truncated';
   if (data.readUInt32LE(offset) !== FRAME_MAGIC) return 'bad-magic';
@@ -94,7 +95,7 @@ export function decodeFrame(data: Buffer, offset: number): Frame | FrameFault {
   const end = offset + FRAME_OVERHEAD + length;
   if (end > data.length) return 'truncated';
   const sum = data.readUInt32LE(end - 4);
-  if (crc32(data.subarray(offset, end - 4)) !== sum) return 'bad-checksum';
+  if (crc32(data.subarray(offset, end - 4), seed) !== sum) return 'bad-checksum';
   const batch = Number(data.readBigUInt64LE(offset + 8));
   return { kind: data[offset + 16], batch, payload: data.subarray(offset + FRAME_HEADER_BYTES, end - 4), offset, end };
 }
@@ -104,12 +105,12 @@ export function isFrame(x: Frame | FrameFault): x is Frame {
 }
 
 /** Offsets after `from` where a valid frame starts (recovery's look past a bad spot). */
-export function* validFramesAfter(data: Buffer, from: number): Generator<Frame> {
+export function* validFramesAfter(data: Buffer, from: number, seed: number): Generator<Frame> {
   const magic = Buffer.alloc(4);
   magic.writeUInt32LE(FRAME_MAGIC, 0);
   let at = data.indexOf(magic, from);
   while (at >= 0) {
-    const frame = decodeFrame(data, at);
+    const frame = decodeFrame(data, at, seed);
     if (isFrame(frame)) yield frame;
     at = data.indexOf(magic, at + 1);
   }

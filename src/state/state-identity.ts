@@ -1,7 +1,12 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { mergeAdjacentExtents, type MapExtent, type RemapMap } from '../remap/map.js';
 
-export const STATE_FORMAT = 1;
+/**
+ * 2: frames after the header carry this file's frameSeed in their checksum.
+ * 1 (read, never written): no seed.
+ */
+export const STATE_FORMAT = 2;
+const READABLE_FORMATS = [1, 2];
 
 /**
  * The header of a state file: which disk and map the migration is about.
@@ -18,6 +23,13 @@ export interface StateIdentity {
   /** Informational: where the disk was when the state was created. */
   diskPath: string;
   createdAt: string;
+  /**
+   * Starts the crc32 of every frame after the header (0 in format 1), drawn
+   * at random for each migration — as jbd2 seeds its checksums with the
+   * filesystem's UUID: a frame of another state file, found in held data
+   * (a copied filesystem may contain one), never passes for one of this file.
+   */
+  frameSeed: number;
 }
 
 export function mapFingerprint(diskSize: number, blockSize: number, extents: readonly MapExtent[]): string {
@@ -35,6 +47,7 @@ export function identityOf(map: RemapMap, diskPath: string): StateIdentity {
     mapHash: mapFingerprint(map.diskSize, map.blockSize, extents),
     diskPath,
     createdAt: new Date().toISOString(),
+    frameSeed: randomInt(1, 2 ** 32),
   };
 }
 
@@ -48,7 +61,9 @@ export function parseIdentity(json: string): StateIdentity | string {
   }
   const o = v as Partial<Record<keyof StateIdentity, unknown>>;
   if (typeof o !== 'object' || o === null) return 'the header is not an object';
-  if (o.format !== STATE_FORMAT) return `state format ${String(o.format)} is not the supported format ${STATE_FORMAT}`;
+  if (typeof o.format !== 'number' || !READABLE_FORMATS.includes(o.format)) {
+    return `state format ${String(o.format)} is not one this version reads (${READABLE_FORMATS.join(', ')})`;
+  }
   const int = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
   if (!int(o.diskSize) || !int(o.blockSize)) return 'the header lacks the disk size or block size';
   if (!Array.isArray(o.extents) || !o.extents.every((e: Partial<MapExtent>) => int(e?.destOffset) && int(e?.length) && int(e?.diskOffset))) {
@@ -57,7 +72,9 @@ export function parseIdentity(json: string): StateIdentity | string {
   if (typeof o.mapHash !== 'string' || typeof o.diskPath !== 'string' || typeof o.createdAt !== 'string') return 'the header lacks its fingerprint';
   const extents = o.extents as MapExtent[];
   if (o.mapHash !== mapFingerprint(o.diskSize, o.blockSize, extents)) return 'the map in the header does not match its fingerprint';
-  return { format: o.format, diskSize: o.diskSize, blockSize: o.blockSize, extents, mapHash: o.mapHash, diskPath: o.diskPath, createdAt: o.createdAt };
+  const frameSeed = o.format === 1 ? 0 : o.frameSeed;
+  if (typeof frameSeed !== 'number' || !Number.isInteger(frameSeed) || frameSeed < 0 || frameSeed >= 2 ** 32) return 'the header lacks its frame seed';
+  return { format: o.format, diskSize: o.diskSize, blockSize: o.blockSize, extents, mapHash: o.mapHash, diskPath: o.diskPath, createdAt: o.createdAt, frameSeed };
 }
 
 /** What differs between a state's identity and the disk and map of this run (empty: it belongs). */

@@ -44,7 +44,7 @@ async function sampleFile(seed: number, compactBytes: number): Promise<Sample> {
   const parsed = parseStateFile(STATE_PATH, bytes);
   const boundaries = [parsed.logStart];
   for (let at = parsed.logStart; ; ) {
-    const f = decodeFrame(bytes, at);
+    const f = decodeFrame(bytes, at, parsed.identity.frameSeed);
     if (!isFrame(f)) break;
     at = f.end;
     if (f.kind === FrameKind.Commit) boundaries.push(f.end);

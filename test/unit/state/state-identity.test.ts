@@ -12,7 +12,7 @@ const blockwise: MapExtent[] = Array.from({ length: 28 }, (_, i) => ({ destOffse
 /** A header as a version that recorded maps as listed wrote it. */
 function recordedAsListed(extents: MapExtent[]): StateIdentity {
   const parsed = parseIdentity(
-    JSON.stringify({ format: STATE_FORMAT, diskSize: SIZE, blockSize: B, extents, mapHash: mapFingerprint(SIZE, B, extents), diskPath: disk.path, createdAt: 'then' }),
+    JSON.stringify({ format: 1, diskSize: SIZE, blockSize: B, extents, mapHash: mapFingerprint(SIZE, B, extents), diskPath: disk.path, createdAt: 'then' }),
   );
   if (typeof parsed === 'string') throw new Error(parsed);
   return parsed;
@@ -38,5 +38,25 @@ describe('a state and the map given', () => {
     expect(difference).toMatch(/the map given differs from the state's map at extent 0 \(counting adjacent extents merged\): the state has \{destOffset 0, length 114688, diskOffset 16384\}/);
     const plain = identityDifferences(identityOf(RemapMap.identity(SIZE, B), disk.path), disk, shiftedByFive, undefined);
     expect(plain[0]).toMatch(/differs from the state's map at extent 0: /);
+  });
+});
+
+describe('the frame seed', () => {
+  const header = (fields: Record<string, unknown>): string =>
+    JSON.stringify({ diskSize: SIZE, blockSize: B, extents: [], mapHash: mapFingerprint(SIZE, B, []), diskPath: disk.path, createdAt: 'then', ...fields });
+
+  it('is drawn for each new state, and read back', () => {
+    const a = identityOf(RemapMap.identity(SIZE, B), disk.path);
+    const b = identityOf(RemapMap.identity(SIZE, B), disk.path);
+    expect(a.format).toBe(STATE_FORMAT);
+    expect(a.frameSeed).not.toBe(b.frameSeed);
+    expect(parseIdentity(JSON.stringify(a))).toEqual(a);
+  });
+
+  it('is 0 in a format-1 state (written before there was one); a format-2 state without one, or a later format, is refused', () => {
+    expect(parseIdentity(header({ format: 1 }))).toMatchObject({ format: 1, frameSeed: 0 });
+    expect(parseIdentity(header({ format: 2 }))).toBe('the header lacks its frame seed');
+    expect(parseIdentity(header({ format: 2, frameSeed: 2 ** 32 }))).toBe('the header lacks its frame seed');
+    expect(parseIdentity(header({ format: 3, frameSeed: 7 }))).toMatch(/state format 3 is not one this version reads \(1, 2\)/);
   });
 });

@@ -56,6 +56,22 @@ describe('the end of the log after a crash', () => {
     expect(got.cut).toBe(whole.length - 8 - committed.length);
   });
 
+  it("a torn group whose held data contains another state file's log frames, of groups later than this file's, is cut", async () => {
+    // Another migration, further along: its frames carry group numbers this file has not reached.
+    const other = identityOf(RemapMap.identity(16 * B, B), '/img');
+    expect(other.frameSeed).not.toBe(identity.frameSeed);
+    const block = Buffer.alloc(B);
+    Buffer.concat([
+      ...frameParts(FrameKind.Release, 5000, [Buffer.from([0, 1])], other.frameSeed),
+      ...frameParts(FrameKind.Commit, 5000, [Buffer.from([1])], other.frameSeed),
+    ]).copy(block);
+    const committed = await fileOf([sealed]);
+    const whole = await fileOf([sealed, [hold(3, block), { type: 'release', start: 8, count: 1 }]]);
+    const got = await open(whole.subarray(0, whole.length - 8));
+    expect(got.described).toBe((await open(committed)).described);
+    expect(got.cut).toBe(whole.length - 8 - committed.length);
+  });
+
   it("a shorter group written over a longer try's frames (a commit retried after ENOSPC) keeps the shorter one and cuts the rest", async () => {
     const first = [hold(1, Buffer.alloc(B, 1)), hold(2, Buffer.alloc(B, 2)), hold(3, Buffer.alloc(B, 3))];
     const retried: StateRecord[] = [{ type: 'release', start: 8, count: 1 }];

@@ -3,6 +3,7 @@ import { RemapState } from '../../../../src/remap/remap-state.js';
 import { StateCommitter } from '../../../../src/remap/state-committer.js';
 import { parseStateFile } from '../../../../src/state/file-state-journal.js';
 import { decodeFrame, FrameKind, isFrame } from '../../../../src/state/frame-codec.js';
+import { parseIdentity } from '../../../../src/state/state-identity.js';
 import { decodeRecord } from '../../../../src/state/record-codec.js';
 import { CrashRun, prng, randomOps, scenarioFrom, STATE_PATH, type CrashOp } from './helpers/crash-workload.js';
 
@@ -42,9 +43,16 @@ function permissionBeforeOverwrite(run: CrashRun, violations: string[]): void {
 
 /** Rule 2: the data a `spill` or `land` record points at is durable before the record reaches the state file. */
 function dataBeforePointer(run: CrashRun, violations: string[]): void {
+  // Frames after the header are checksummed from the file's seed, which its header (written first) records.
+  let seed = 0;
   run.fs.beforeFileWrite = (data) => {
-    for (let at = 0; ; ) {
-      const f = decodeFrame(data, at);
+    const header = decodeFrame(data, 0);
+    if (isFrame(header) && header.kind === FrameKind.Header) {
+      const identity = parseIdentity(header.payload.toString('utf8'));
+      if (typeof identity !== 'string') seed = identity.frameSeed;
+    }
+    for (let at = isFrame(header) ? header.end : 0; ; ) {
+      const f = decodeFrame(data, at, seed);
       if (!isFrame(f)) break;
       at = f.end;
       if (f.kind !== FrameKind.Spill && f.kind !== FrameKind.Land) continue;
