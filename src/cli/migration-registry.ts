@@ -3,6 +3,8 @@ import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/pro
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseStateFile } from '../state/file-state-journal.js';
+import { StateError } from '../state/state-errors.js';
+import { shellQuote } from '../format/shell-quote.js';
 
 /** One migration's entry: which state file holds the migration of which disk. */
 interface Entry {
@@ -96,6 +98,48 @@ export class MigrationRegistry {
     }
     return out;
   }
+}
+
+/** The registry as `serve` uses it for one disk. */
+export class DiskMigrations {
+  constructor(
+    private readonly registry: MigrationRegistry,
+    private readonly diskPath: string,
+    private readonly diskKey: string,
+    /** An image's DISK.remap-state; none for a block device. */
+    private readonly defaultStatePath: string | undefined,
+  ) {}
+
+  get directory(): string {
+    return this.registry.directory;
+  }
+
+  /** Unfinished migrations of this disk other than the one in `ownState` (none: every one). */
+  unfinished(ownState?: string): Promise<UnfinishedMigration[]> {
+    return this.registry.unfinishedElsewhere(this.diskKey, ownState ?? '', this.defaultStatePath);
+  }
+
+  /** A new migration in `statePath` is about to begin: refused while another of this disk is unfinished. */
+  async refuseNewIfUnfinished(statePath: string): Promise<void> {
+    const others = await this.unfinished(statePath);
+    if (others.length === 0) return;
+    throw new StateError(
+      `${this.diskPath} has an unfinished migration (${others.map(describeMigration).join('; ')}): a new one would take its partly moved blocks for the old layout`,
+      `to go on with it, pass --state ${shellQuote(others[0].statePath)}. Only if it is to be given up (never sealed, or the disk restored from a backup) remove that state file, then start again`,
+    );
+  }
+
+  record(statePath: string): Promise<void> {
+    return this.registry.record(statePath, this.diskKey, this.diskPath);
+  }
+
+  forget(statePath: string): Promise<void> {
+    return this.registry.forget(statePath);
+  }
+}
+
+export function describeMigration(m: UnfinishedMigration): string {
+  return `state ${m.statePath}, phase ${m.phase}${m.createdAt ? `, started ${m.createdAt}` : ''}`;
 }
 
 /** The phase a state file records; undefined when there is no such file; a description when it cannot be read. */

@@ -6,7 +6,7 @@ import { formatBytes } from '../../format/bytes.js';
 import { createLogger, type Logger } from '../../log/logger.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES } from '../../remap/defaults.js';
 import { MapError, RemapMap, validateBlockSize, type RemapEngine } from '../../remap/index.js';
-import { defaultStatePath, openMigration, resolveStatePath, StateError, type OpenedMigration } from '../../state/index.js';
+import { defaultStatePath, openMigration, resolveStatePath, type OpenedMigration } from '../../state/index.js';
 import { PlainDiskView } from '../../remap/plain-disk-view.js';
 import type { BlockExport } from '../../server/block-export.js';
 import { ExportList } from '../../server/export-table.js';
@@ -18,7 +18,7 @@ import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, openPortWarning, otherMachinesLine, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
 import { diskIdentity } from '../disk-identity.js';
-import { MigrationRegistry, type UnfinishedMigration } from '../migration-registry.js';
+import { describeMigration, DiskMigrations, MigrationRegistry } from '../migration-registry.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { giveBackMemory } from '../give-back-memory.js';
 import { parseSize } from '../parse-size.js';
@@ -137,12 +137,9 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   );
   const bound: Endpoint[] = [];
   try {
-    const registry = new MigrationRegistry();
-    const diskKey = await diskIdentity(disk.path);
-    const unfinished = (statePath: string): Promise<UnfinishedMigration[]> =>
-      registry.unfinishedElsewhere(diskKey, statePath, disk.isBlockDevice ? undefined : defaultStatePath(disk.path));
+    const migrations = new DiskMigrations(new MigrationRegistry(), disk.path, await diskIdentity(disk.path), disk.isBlockDevice ? undefined : defaultStatePath(disk.path));
     if (options.readOnly) {
-      for (const other of await unfinished('')) {
+      for (const other of await migrations.unfinished()) {
         log.warn(`this disk has an unfinished migration (${describeMigration(other)}): it is partly in the new layout, and --read-only serves it as it is now`);
       }
       table.add(new PlainDiskView('source', `the disk ${disk.path} as it is (read-only)`, disk, true));
@@ -151,25 +148,17 @@ export async function startServer(options: ServeOptions, print: (line: string) =
       statePath = resolve(resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: options.state }));
       const locationWarning = checkStateLocation({ statePath, diskPath: disk.path, isBlockDevice: disk.isBlockDevice, allowVolatile: options.allowVolatileState });
       if (locationWarning !== undefined) log.warn(locationWarning);
-      if (!existsSync(statePath)) {
-        // A new migration: not over a disk whose blocks another, unfinished one has partly moved.
-        const others = await unfinished(statePath);
-        if (others.length > 0) {
-          throw new StateError(
-            `${disk.path} has an unfinished migration (${others.map(describeMigration).join('; ')}): a new one would take its partly moved blocks for the old layout`,
-            `to go on with it, pass --state ${shellQuote(others[0].statePath)}. Only if it is to be given up (never sealed, or the disk restored from a backup) remove that state file, then start again`,
-          );
-        }
-      }
+      // A new migration: not over a disk whose blocks another, unfinished one has partly moved.
+      if (!existsSync(statePath)) await migrations.refuseNewIfUnfinished(statePath);
       migration = await openMigration({ disk, diskPath: disk.path, statePath, map, blockSize: options.blockSize, ...sizes, safe: options.safe, log });
       engine = migration.engine;
       const listed = statePath;
       const forget = (): void => {
-        registry.forget(listed).catch((err: unknown) => log.warn(`could not take the finished migration off ${registry.directory}: ${(err as Error).message}`));
+        migrations.forget(listed).catch((err: unknown) => log.warn(`could not take the finished migration off ${migrations.directory}: ${(err as Error).message}`));
       };
       if (!migration.resumed) {
-        await registry.record(statePath, diskKey, disk.path).catch((err: unknown) =>
-          log.warn(`could not list this migration in ${registry.directory} (${(err as Error).message}): it resumes all the same, but a serve of this disk with another --state will not be warned`),
+        await migrations.record(statePath).catch((err: unknown) =>
+          log.warn(`could not list this migration in ${migrations.directory} (${(err as Error).message}): it resumes all the same, but a serve of this disk with another --state will not be warned`),
         );
       }
       if (engine.phase === 'finished') forget();
@@ -345,8 +334,4 @@ export async function serveUntilSignalled(options: ServeOptions): Promise<void> 
   } finally {
     await output.beforeExit({ hungUp: signal === 'SIGHUP' });
   }
-}
-
-function describeMigration(m: UnfinishedMigration): string {
-  return `state ${m.statePath}, phase ${m.phase}${m.createdAt ? `, started ${m.createdAt}` : ''}`;
 }
