@@ -43,17 +43,24 @@ async function open(bytes: Buffer): Promise<{ described: string; cut: number }> 
 const sealed: StateRecord[] = [{ type: 'seal', samples: [] }, { type: 'release', start: 0, count: 8 }];
 const hold = (dest: number, data: Buffer): StateRecord => ({ type: 'hold', dest, data });
 
+/**
+ * A group holding `block` (and a release) was being written when the power went: its commit frame never
+ * reached the file. Recovery cuts the group and gives the state before it.
+ */
+async function expectTornHoldCut(block: Buffer): Promise<void> {
+  const committed = await fileOf([sealed]);
+  const whole = await fileOf([sealed, [hold(3, block), { type: 'release', start: 8, count: 1 }]]);
+  const got = await open(whole.subarray(0, whole.length - 8));
+  expect(got.described).toBe((await open(committed)).described);
+  expect(got.cut).toBe(whole.length - 8 - committed.length);
+}
+
 describe('the end of the log after a crash', () => {
   it('a torn group whose held data contains a valid frame (a copied state file) is cut, not taken for damage in the middle', async () => {
     // A destination block that begins with a state file's header frame: group 0 of another file.
     const block = Buffer.alloc(B);
     Buffer.concat(frameParts(FrameKind.Header, 0, [Buffer.from(JSON.stringify(identityOf(RemapMap.identity(16 * B, B), '/img')))])).copy(block);
-    const committed = await fileOf([sealed]);
-    const whole = await fileOf([sealed, [hold(3, block), { type: 'release', start: 8, count: 1 }]]);
-    // The power went while the second group was written: its commit frame never reached the file.
-    const got = await open(whole.subarray(0, whole.length - 8));
-    expect(got.described).toBe((await open(committed)).described);
-    expect(got.cut).toBe(whole.length - 8 - committed.length);
+    await expectTornHoldCut(block);
   });
 
   it("a torn group whose held data contains another state file's log frames, of groups later than this file's, is cut", async () => {
@@ -65,11 +72,7 @@ describe('the end of the log after a crash', () => {
       ...frameParts(FrameKind.Release, 5000, [Buffer.from([0, 1])], other.frameSeed),
       ...frameParts(FrameKind.Commit, 5000, [Buffer.from([1])], other.frameSeed),
     ]).copy(block);
-    const committed = await fileOf([sealed]);
-    const whole = await fileOf([sealed, [hold(3, block), { type: 'release', start: 8, count: 1 }]]);
-    const got = await open(whole.subarray(0, whole.length - 8));
-    expect(got.described).toBe((await open(committed)).described);
-    expect(got.cut).toBe(whole.length - 8 - committed.length);
+    await expectTornHoldCut(block);
   });
 
   it("a shorter group written over a longer try's frames (a commit retried after ENOSPC) keeps the shorter one and cuts the rest", async () => {
