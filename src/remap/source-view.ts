@@ -98,17 +98,20 @@ export class SourceView implements BlockExport {
   }
 
   /**
-   * The disk's own holes: our writes never punch holes, so a hole now was a
-   * hole in the original too. Once sealed, telling a client that whole
-   * blocks are a hole releases them (SourcePath.releaseHoles): copiers that
-   * follow block status skip holes. Blocks released so are still reported
-   * as holes after destination data has landed on them: their originals
-   * are zeroes, and that is what a read of them returns.
+   * The disk's own holes: our writes never punch holes, so a hole seen after
+   * sealing was a hole in the original too. Once sealed, telling a client
+   * that whole blocks are a hole releases them (SourcePath.releaseHoles):
+   * copiers that follow block status skip holes. Blocks released so are
+   * still reported as holes after destination data has landed on them:
+   * their originals are zeroes, and that is what a read of them returns.
    */
   async blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
     const s = this.s;
+    // Sealed before the disk is asked: a walk begun earlier may have seen a hole that a source write filled
+    // before the seal, and that block's original is the data written, not zeroes.
+    const sealedBefore = s.phase === 'sealed';
     const live = await allocationDescriptors(s.device, [{ destOffset: offset, diskOffset: offset, length }]);
-    if (s.phase !== 'sealed') return live;
+    if (!sealedBefore || s.phase !== 'sealed') return live;
     let at = offset;
     for (const d of live) {
       if ((d.flags & AllocationFlag.ZERO) !== 0) {
