@@ -544,8 +544,18 @@ export class DestinationWriter {
     s.anyLanded = true;
   }
 
+  /** The `finished` record is committed (RemapState.finishedDurable): only then may a plain write reach the disk. */
+  private async afterFinishedIsDurable(): Promise<void> {
+    const pending = this.s.finishedDurable;
+    if (pending === undefined) return;
+    await pending.catch((err: unknown) => {
+      throw new NbdError(Errno.EIO, `finish could not commit its end to the state file, so the disk must not change: ${(err as Error).message}`);
+    });
+  }
+
   private async writePlain(offset: number, data: Buffer, fua: boolean): Promise<void> {
     const s = this.s;
+    await this.afterFinishedIsDurable();
     await Promise.all(s.map.splitBytes(offset, data.length).map((p) => s.device.write(p.diskOffset, data.subarray(p.destOffset - offset, p.destOffset - offset + p.length))));
     if (fua) await s.committer.flush();
   }
@@ -553,6 +563,7 @@ export class DestinationWriter {
   private async zeroPlain(offset: number, length: number, fua: boolean, fast: boolean): Promise<void> {
     const s = this.s;
     if (fast) throw new NbdError(Errno.ENOTSUP, 'zeroing would mean writing zeroes to the disk');
+    await this.afterFinishedIsDurable();
     for (const piece of s.map.splitBytes(offset, length)) await zeroRange(s.device, piece.diskOffset, piece.length);
     if (fua) await s.committer.flush();
   }

@@ -222,17 +222,28 @@ export class RemapEngine implements MigrationControl {
     this.progressListeners.add(onProgress);
     const run = async (): Promise<void> => {
       await s.committer.commitThrough();
+      let durable!: { resolve(): void; reject(err: unknown): void };
+      const finishedDurable = new Promise<void>((resolve, reject) => (durable = { resolve, reject }));
+      finishedDurable.catch(() => undefined);
       await this.planner.run(
         (p) => {
           for (const listener of this.progressListeners) listener(p);
         },
         () => {
           s.phase = 'finished';
+          s.finishedDurable = finishedDurable;
         },
       );
-      await s.committer.flush();
-      s.committer.append({ type: 'finished' });
-      await s.committer.commitThrough();
+      try {
+        await s.committer.flush();
+        s.committer.append({ type: 'finished' });
+        await s.committer.commitThrough();
+      } catch (err) {
+        durable.reject(err);
+        throw err;
+      }
+      durable.resolve();
+      s.finishedDurable = undefined;
       s.releaseCacheMemory();
       s.log.info('finish complete: the disk holds the new layout; the caches gave their memory back');
       this.emit();

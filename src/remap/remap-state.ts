@@ -124,6 +124,14 @@ export class RemapState extends BlockLayout {
   readonly captures = new CaptureRegistry();
 
   atRisk = 0;
+  /**
+   * From finish's settling until its `finished` record is committed: the
+   * destination is a plain view already, but a write to the disk must wait
+   * for that commit (I/O in flight) — written before it, a crash would leave
+   * a `finishing` state with a block changed that no record destroyed, which
+   * recovery takes for another disk. Rejected if the commit fails.
+   */
+  finishedDurable: Promise<void> | undefined;
   /** The note of the last committed checkpoint that had one: where a copier that crashed resumes. */
   checkpointNote: string | undefined;
   /**
