@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { formatBytes } from '../../format/bytes.js';
 import { NbdClient } from '../nbd-client.js';
 import { NbdClientError } from '../nbd-client-error.js';
-import { parseNbdUri, sameExport, sameServer, type NbdTarget } from '../nbd-uri.js';
+import { sameEndpoint } from '../same-endpoint.js';
+import { parseNbdUri, sameServer, type NbdTarget } from '../nbd-uri.js';
 import { copyByPlan, type CopySummary } from './copy-engine.js';
 import { CopyPlanError, wholeDiskPlan, type CopyPlan } from './copy-plan.js';
 import { ProgressDisplay, type ProgressStream } from '../../format/progress-display.js';
@@ -70,7 +71,8 @@ export async function runCopy(options: RunCopyOptions, io: RunCopyIo): Promise<C
     validateCopyPlan(plan, {
       source: { uri: source.uri, size: source.size, minimumBlockSize: source.blockSize.minimum },
       destination: { uri: destination.uri, size: destination.size, minimumBlockSize: destination.blockSize.minimum },
-      sameExport: sameExport(sourceTarget, destinationTarget),
+      // Spelled differently, the same socket (or host) is the same export: overlapping moves must be refused there too.
+      sameExport: sourceTarget.exportName === destinationTarget.exportName && (await sameEndpoint(sourceTarget, destinationTarget)),
     });
     if (!destination.canFlush) io.note(`the destination ${destination.uri} offers no FLUSH: the copy cannot make its writes durable`);
 
