@@ -93,6 +93,8 @@ export function parseNbdUri(uri: string): NbdTarget {
       const socket = params.get('socket');
       understood(secure ? ['socket', ...TLS_PARAMETERS] : ['socket']);
       if (socket === undefined || socket === '') fail(`${scheme}:// needs ?socket=PATH`);
+      // A NUL would cut the path short where the kernel reads it (or, first, make it an abstract socket).
+      if ((socket as string).includes('\0')) fail(`?socket= must not contain a NUL byte (%00)`);
       const tooLong = unixSocketPathTooLong(socket as string);
       if (tooLong !== undefined) fail(tooLong);
       return { uri, transport: { kind: 'unix', path: socket as string }, exportName, ...(tls && { tls }) };

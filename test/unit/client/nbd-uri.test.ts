@@ -63,6 +63,8 @@ describe('parseNbdUri refuses, naming the URI and the reason', () => {
     [`nbd://host/${'x'.repeat(4097)}`, /longer than 4096/],
     ['nbd+unix:///x', /needs \?socket=PATH/],
     ['nbd+unix:///x?socket=', /needs \?socket=PATH/],
+    ['nbd+unix:///x?socket=/run/s.sock%00junk', /\?socket= must not contain a NUL byte/],
+    ['nbd+unix:///x?socket=%00abstract', /\?socket= must not contain a NUL byte/],
     ['nbd+unix://host/x?socket=/s', /takes no host/],
     ['nbd+unix:///x?socket=/s&tls=on', /unknown query parameter 'tls' \(understood: socket=\)/],
     ['nbd+unix:///x?socket=/a&socket=/b', /given twice/],
