@@ -1,4 +1,5 @@
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
 import { mustRun, runTool } from '../helpers/run-tool.js';
@@ -80,6 +81,24 @@ it('refuses what it cannot compare, naming the fix', async () => {
   expect([noDirectory.code, noDirectory.stderr]).toEqual([1, expect.stringMatching(/cannot write the record .*nodir\/x\.sha256: the directory .*nodir does not exist[\s\S]*fix: create it/)]);
   const directory = await runTool(process.execPath, [CLI, 'verify', '--export', server.uri('source'), '--record', dir.path]);
   expect([directory.code, directory.stderr]).toEqual([1, expect.stringMatching(/cannot write the record .*: it is a directory[\s\S]*fix: name a file/)]);
-  for (const r of [missing, noDirectory, directory]) expect(r.stderr).not.toMatch(/this is a bug/);
+  // A chunk size the export cannot serve in one request: said before anything is read.
+  const tooBig = await runTool(process.execPath, [CLI, 'verify', '--export', server.uri('source'), '--record', dir.file('big.sha256'), '--chunk-size', '64M']);
+  expect([tooBig.code, tooBig.stderr]).toEqual([1, expect.stringMatching(/cannot be read in chunks of 64 MiB: more than the 32 MiB it takes in one request[\s\S]*fix: give a --chunk-size of at most 33554432 bytes/)]);
+  expect(existsSync(dir.file('big.sha256'))).toBe(false);
+  for (const r of [missing, noDirectory, directory, tooBig]) expect(r.stderr).not.toMatch(/this is a bug/);
   expect(await server.stop()).toBe(0);
+}, 60_000);
+
+it('a server that fails reads (EIO) makes verify fail with the cause and a fix, not an internal error, and leaves no record', async () => {
+  const dir = scratchDir('nbd-remapper-verify-eio-');
+  cleanup(() => dir.cleanup());
+  const socket = dir.file('nbdkit.sock');
+  const nbdkit = spawn('nbdkit', ['--foreground', '--exit-with-parent', '-U', socket, '--filter=error', 'memory', '1M', 'error-pread-rate=1', 'error=EIO'], { stdio: 'ignore' });
+  cleanup(() => void nbdkit.kill());
+  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  const record = dir.file('eio.sha256');
+  const failed = await runTool(process.execPath, [CLI, 'verify', '--export', `nbd+unix:///?socket=${socket}`, '--record', record]);
+  expect([failed.code, failed.stderr]).toEqual([1, expect.stringMatching(/reading nbd\+unix:.* failed: [\s\S]*EIO[\s\S]*fix: the server could not read its disk there/)]);
+  expect(failed.stderr).not.toMatch(/this is a bug/);
+  expect(existsSync(record)).toBe(false);
 }, 60_000);

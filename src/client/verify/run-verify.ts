@@ -1,4 +1,5 @@
 import { NbdClient } from '../nbd-client.js';
+import { formatBytes } from '../../format/bytes.js';
 import { ProgressDisplay, type ProgressStream } from '../../format/progress-display.js';
 import { ManifestError, formatManifest, parseManifest } from './digest-manifest.js';
 import { exportDigests } from './export-digests.js';
@@ -14,6 +15,18 @@ export interface RunVerifyOptions {
   chunkBytes: number;
   requests: number;
   progress?: ProgressStream;
+}
+
+/** Verify could not read what it compares: the export's limits, or the server's errors. The CLI prints `fix`. */
+export class VerifyFailure extends Error {
+  override readonly name = 'VerifyFailure';
+  constructor(
+    message: string,
+    readonly fix: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 /** A range of the export whose bytes differ from the record. */
@@ -51,8 +64,25 @@ export async function runVerify(options: RunVerifyOptions): Promise<VerifyOutcom
         'compare the export the record was made of (destination, before finish) with the same export after it',
       );
     }
+    const { minimum, maximum } = client.blockSize;
+    if (chunkBytes > maximum || chunkBytes % minimum !== 0) {
+      const limit = chunkBytes > maximum ? `more than the ${formatBytes(maximum)} it takes in one request` : `not a multiple of its ${minimum}-byte minimum block size`;
+      throw new VerifyFailure(
+        `${options.uri} cannot be read in chunks of ${formatBytes(chunkBytes)}: ${limit}`,
+        against === undefined
+          ? `give a --chunk-size of at most ${Math.floor(maximum / minimum) * minimum} bytes that is a multiple of ${minimum}, e.g. 1M (the default)`
+          : 'compare with the export the record was made of',
+      );
+    }
     const progress = options.progress === undefined ? undefined : new ProgressDisplay(options.progress, 'verify');
-    const digests = await exportDigests(client, chunkBytes, options.requests, (done, total) => progress?.update(done, total));
+    const digests = await exportDigests(client, chunkBytes, options.requests, (done, total) => progress?.update(done, total)).catch((err: unknown) => {
+      if (err instanceof Error && typeof (err as { fix?: unknown }).fix === 'string') throw err;
+      throw new VerifyFailure(
+        `reading ${options.uri} failed: ${err instanceof Error ? err.message : String(err)}`,
+        "the server could not read its disk there (its log says why, e.g. a failing disk): nothing was compared; verify again once it reads",
+        { cause: err },
+      );
+    });
     progress?.end();
     const size = client.size;
     if (recording !== undefined) {
