@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { mustRun, runTool, TOOL_ENV, type ToolResult } from '../helpers/run-tool.js';
@@ -164,6 +164,18 @@ it('fails clearly: bad URI, bad plans, unreachable server, unknown export, read-
   writeFileSync(dir.file('overlap.json'), JSON.stringify({ moves: [{ from: 0, to: 0, length: 8192 }, { from: 65536, to: 4096, length: 4096 }] }));
   expectFailure(await copy(['--from', from, '--to', to, '--plan', dir.file('overlap.json')]), 2, /move 1 .* and move 2 .* write overlapping destination ranges/);
   expectFailure(await copy(['--from', from, '--to', to, '--plan', dir.file('missing.json')]), 2, /plan file .*missing\.json does not exist/);
+  // Moves that write over what they read within one export, named through a symlink to its socket: still the same
+  // export (nbdkit takes both connections at once; qemu-nbd serves one client at a time).
+  const memory = spawn('nbdkit', ['--foreground', '--exit-with-parent', '-U', dir.file('mem.sock'), 'memory', '1M'], { env: TOOL_ENV, stdio: 'ignore' });
+  cleanup(() => void memory.kill());
+  for (let tries = 0; !existsSync(dir.file('mem.sock')) && tries < 200; tries++) await new Promise((r) => setTimeout(r, 25));
+  symlinkSync(dir.file('mem.sock'), dir.file('mem-link.sock'));
+  writeFileSync(dir.file('in-place.json'), JSON.stringify({ moves: [{ from: 0, to: 65536, length: 262144 }] }));
+  expectFailure(
+    await copy(['--from', `nbd+unix:///?socket=${dir.file('mem.sock')}`, '--to', `nbd+unix:///?socket=${dir.file('mem-link.sock')}`, '--plan', dir.file('in-place.json')]),
+    2,
+    /--from and --to are the same export .* writes over bytes that it reads itself/,
+  );
 
   const nowhere = `nbd+unix:///destination?socket=${dir.file('nobody.sock')}`;
   expectFailure(await copy(['--from', from, '--to', nowhere]), 1, new RegExp(`no NBD server at ${nowhere.replace(/[.?+]/g, '\\$&')}`), /fix: start the server \(`nbd-remapper serve/);
