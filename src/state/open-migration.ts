@@ -52,6 +52,8 @@ export interface OpenMigrationOptions {
   compactBytes?: number;
   /** Tests: commit in the background once this many records wait (default 4096). */
   backgroundCommitRecords?: number;
+  /** Tests: see RemapperOptions.keptEdgeBytes (a small disk is all edge by default). */
+  keptEdgeBytes?: number;
   /** Tests: how often close() tries again while the state's file system is full (default CLOSE_RETRY_MS). */
   closeRetryMs?: number;
 }
@@ -107,6 +109,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
         safe: o.safe,
         restore: { state: opened.state, holds: opened.holds },
         backgroundCommitRecords: o.backgroundCommitRecords,
+        keptEdgeBytes: o.keptEdgeBytes,
       });
       const st = opened.state;
       o.log.info(
@@ -134,6 +137,7 @@ export async function openMigration(o: OpenMigrationOptions): Promise<OpenedMigr
       log: o.log,
       safe: o.safe,
       backgroundCommitRecords: o.backgroundCommitRecords,
+      keptEdgeBytes: o.keptEdgeBytes,
     });
     o.log.info(`new migration: state in ${o.statePath}`);
     return { engine, resumed: false, close: closer(engine, journal, o.log, o.closeRetryMs ?? CLOSE_RETRY_MS) };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { finishOffline, openMigration } from '../../../../src/state/open-migration.js';
 import { CrashDisk, materialise, type CrashMode, type CrashSnapshot, type Recorder } from './helpers/crash-world.js';
-import { backgroundCommitRecordsOf, CrashRun, prng, randomOps, scenarioFrom, silent, STATE_PATH, type CrashOp } from './helpers/crash-workload.js';
+import { backgroundCommitRecordsOf, CrashRun, keptEdgeBlocksOf, prng, randomOps, scenarioFrom, silent, STATE_PATH, type CrashOp } from './helpers/crash-workload.js';
 import { readExport } from '../../../../src/server/block-export.js';
 
 /**
@@ -44,7 +44,7 @@ describe('crash during finish, then resume', () => {
         const recorder: Recorder = { onEvent: () => world !== undefined && resumedPoints.push({ disk: world.disk.snapshot(), fs: world.fs.snapshot() }) };
         const first = materialise(point.snap, mode, random, recorder);
         world = { disk: new CrashDisk(first.image, recorder), fs: first.fs };
-        const m = await openMigration({ disk: world.disk, diskPath: 'disk.img', statePath: STATE_PATH, cacheBytes: scenario.cacheBlocks * run.B, log: silent, fs: world.fs, compactBytes: scenario.compactBytes, backgroundCommitRecords: backgroundCommitRecordsOf(scenario) });
+        const m = await openMigration({ disk: world.disk, diskPath: 'disk.img', statePath: STATE_PATH, cacheBytes: scenario.cacheBlocks * run.B, log: silent, fs: world.fs, compactBytes: scenario.compactBytes, backgroundCommitRecords: backgroundCommitRecordsOf(scenario), keptEdgeBytes: keptEdgeBlocksOf(scenario) * run.B });
         await m.engine.finish();
         await m.close();
         expectLayout(world.disk, `crash during finish (${mode}), resumed online`);

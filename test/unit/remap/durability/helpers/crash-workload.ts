@@ -26,6 +26,16 @@ export function backgroundCommitRecordsOf(scenario: Pick<CrashScenario, 'seed'>)
 }
 
 /**
+ * Blocks at each end of the disk kept from spills unless declared free
+ * (the engine's keptEdgeBytes): these disks are smaller than the default
+ * MiB, so most scenarios keep none and spill into read blocks that are
+ * nobody's home, as a partition moved forward does. From the seed.
+ */
+export function keptEdgeBlocksOf(scenario: Pick<CrashScenario, 'seed'>): number {
+  return [0, 0, 0, 1, 2][Math.floor(scenario.seed / 3) % 5];
+}
+
+/**
  * For a quarter of the scenarios (from the seed), the state's file system is
  * full for about a third of its writes between the seal and finish: commits
  * fail, are cut off again and retried, and the crash states must still keep
@@ -184,6 +194,7 @@ export class CrashRun implements Recorder {
       fs: this.fs,
       compactBytes: this.scenario.compactBytes,
       backgroundCommitRecords: backgroundCommitRecordsOf(this.scenario),
+      keptEdgeBytes: keptEdgeBlocksOf(this.scenario) * this.B,
     });
   }
 
@@ -401,6 +412,7 @@ export class CrashRun implements Recorder {
         fs,
         compactBytes: this.scenario.compactBytes,
         backgroundCommitRecords: backgroundCommitRecordsOf(this.scenario),
+        keptEdgeBytes: keptEdgeBlocksOf(this.scenario) * this.B,
       });
     } catch (err) {
       throw new Error(`${where}: recovery failed: ${(err as Error).message}`, { cause: err });
