@@ -31,3 +31,21 @@ export function sparseImage(path: string, size: number, pieces: ReadonlyArray<{ 
     closeSync(fd);
   }
 }
+
+/**
+ * Where most interop tests begin: a scratch directory (removed through
+ * `cleanup`) holding `disk.img` of `size` random bytes, and the `serve`
+ * arguments for it on a unix socket and control socket beside it.
+ */
+export function scratchDisk(
+  prefix: string,
+  size: number,
+  cleanup: (fn: () => void) => void,
+): { dir: ReturnType<typeof scratchDir>; disk: string; original: Buffer; control: string; serveArgs: string[] } {
+  const dir = scratchDir(prefix);
+  cleanup(() => dir.cleanup());
+  const disk = dir.file('disk.img');
+  const original = randomImage(disk, size);
+  const control = dir.file('control.sock');
+  return { dir, disk, original, control, serveArgs: ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control] };
+}

@@ -3,7 +3,7 @@ import { setTimeout } from 'node:timers/promises';
 import { expect, it } from 'vitest';
 import { nbdshScript } from '../helpers/nbdsh-script.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
-import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { randomImage, scratchDir, scratchDisk } from '../helpers/scratch.js';
 import { CLI, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { useCleanups } from '../helpers/cleanups.js';
 
@@ -108,14 +108,9 @@ h.flush()`,
 });
 
 it('resumes a migration with the block size it started with when --block-size is left out; a map without it is refused, naming --block-size', async () => {
-  const dir = scratchDir('nbd-remapper-resume-bs-');
-  cleanup(() => dir.cleanup());
-  const disk = dir.file('disk.img');
-  randomImage(disk, 4 * MiB);
+  const { dir, control, serveArgs: common } = scratchDisk('nbd-remapper-resume-bs-', 4 * MiB, cleanup);
   const mapFile = dir.file('map.json');
   writeFileSync(mapFile, JSON.stringify({ extents: [{ destOffset: 0, length: 2 * MiB, diskOffset: 2 * MiB }] }));
-  const control = dir.file('control.sock');
-  const common = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
   let server = await startServerProcess([...common, '--map', mapFile, '--block-size', '512']);
   cleanup(() => server.stop('SIGKILL'));
   expect((await cli(['seal', '--control', control])).code).toBe(0);

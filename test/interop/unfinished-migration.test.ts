@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
-import { randomImage, scratchDir } from '../helpers/scratch.js';
+import { scratchDisk } from '../helpers/scratch.js';
 import { CLI, startServerProcess } from '../helpers/server-process.js';
 
 /**
@@ -20,13 +20,8 @@ it('the test run has a migration registry of its own', () => {
 });
 
 it('refuses a new migration over a disk with an unfinished one elsewhere, names its state; after finish a new one may start', async () => {
-  const dir = scratchDir('nbd-remapper-unfinished-');
-  cleanup(() => dir.cleanup());
-  const disk = dir.file('disk.img');
-  randomImage(disk, 4 * MiB);
+  const { dir, control, serveArgs: common } = scratchDisk('nbd-remapper-unfinished-', 4 * MiB, cleanup);
   const custom = dir.file('custom.state');
-  const control = dir.file('control.sock');
-  const common = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
 
   let server = await startServerProcess([...common, '--state', custom]);
   cleanup(() => server.stop('SIGKILL'));
@@ -57,12 +52,7 @@ it('refuses a new migration over a disk with an unfinished one elsewhere, names 
 });
 
 it('a state at the default path of an image counts too, though no registry lists it (a state of an older version)', async () => {
-  const dir = scratchDir('nbd-remapper-unfinished-default-');
-  cleanup(() => dir.cleanup());
-  const disk = dir.file('disk.img');
-  randomImage(disk, 4 * MiB);
-  const control = dir.file('control.sock');
-  const common = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
+  const { dir, serveArgs: common } = scratchDisk('nbd-remapper-unfinished-default-', 4 * MiB, cleanup);
   const noRegistry = `NBD_REMAPPER_REGISTRY=${dir.file('no-registry')}`;
   const server = await startServerProcess(common, 20_000, ['env', noRegistry]);
   cleanup(() => server.stop('SIGKILL'));

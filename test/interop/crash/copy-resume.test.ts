@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { ControlClient } from '../../../src/control/control-client.js';
 import { runTool } from '../../helpers/run-tool.js';
-import { randomImage, scratchDir } from '../../helpers/scratch.js';
+import { randomImage, scratchDir, scratchDisk } from '../../helpers/scratch.js';
 import { CLI, startServerProcess } from '../../helpers/server-process.js';
 import { useCleanups } from '../../helpers/cleanups.js';
 
@@ -70,12 +70,7 @@ it('a copy run again after kill -9 of the server resumes after its last checkpoi
 });
 
 it("a person's checkpoint note survives kill -9 and is shown by status", async () => {
-  const dir = scratchDir('nbd-remapper-note-');
-  cleanup(() => dir.cleanup());
-  const disk = dir.file('disk.img');
-  randomImage(disk, 4 * MiB);
-  const control = dir.file('control.sock');
-  const serveArgs = ['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control];
+  const { control, serveArgs } = scratchDisk('nbd-remapper-note-', 4 * MiB, cleanup);
   const cli = (args: string[]) => runTool(process.execPath, [CLI, ...args, '--control', control], { timeoutMs: 30_000 });
   const first = await startServerProcess(serveArgs);
   cleanup(() => first.stop('SIGKILL'));
