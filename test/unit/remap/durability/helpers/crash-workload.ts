@@ -485,6 +485,15 @@ export class CrashRun implements Recorder {
         if (!buf.equals(served[d])) throw new Error(`${where}: G6: destination block ${d} changed through finish`);
       }
     }
+    // The disk's kept edges: a block there that is nobody's home and was never declared free keeps its original, crash or not.
+    const edge = keptEdgeBlocksOf(this.scenario);
+    for (let p = 0; p < this.map.diskBlocks; p++) {
+      if ((p >= edge && p < this.map.diskBlocks - edge) || this.map.isHome(p) || this.free.has(p)) continue;
+      const len = this.map.diskBlockLength(p);
+      if (!disk.bytes.subarray(p * B, p * B + len).equals(original.subarray(p * B, p * B + len))) {
+        throw new Error(`${where}: disk block ${p}, at the disk's kept edge, nobody's home and never declared free, was written`);
+      }
+    }
     await m.close();
     return phase;
   }
