@@ -17,10 +17,10 @@ export const TOOL_ENV: NodeJS.ProcessEnv = { ...process.env, PATH: `/usr/bin:/bi
 export function runTool(
   command: string,
   args: readonly string[],
-  options: { timeoutMs?: number; input?: string | Buffer; env?: NodeJS.ProcessEnv } = {},
+  options: { timeoutMs?: number; input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? TOOL_ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: options.env ?? TOOL_ENV, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));
