@@ -216,6 +216,9 @@ export class RemapEngine implements MigrationControl {
       s.phase = 'finishing';
       s.release(0, s.map.diskBlocks, true, false);
       s.confirmAll();
+      // RAM data whose home was unread until now can land there: on the landing list, a write that needs
+      // room lands it (pressure step a) rather than spill into that very home and lengthen finish's chains.
+      for (const d of [...s.ram.keys()].sort((a, b) => a - b)) s.noteLandable(d);
       s.committer.append({ type: 'finish-begin' });
       this.emit();
     }
