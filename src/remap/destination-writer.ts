@@ -209,7 +209,7 @@ export class DestinationWriter {
         readersAwaited = true;
         await this.s.unreadSourceReplies.noneWithin(UNREAD_REPLIES_GRACE_MS);
       } else {
-        await this.s.whenPinsReleased();
+        await this.s.whenRoomMayFree();
       }
     }
   }
@@ -263,13 +263,15 @@ export class DestinationWriter {
     const work: Array<Promise<BlockWrite[] | void>> = [];
     let refused: NbdError | undefined;
     let awaitReaders = false;
+    // Counted before relieve: a block of this very request that needs room may wait for them.
+    const landingHeld = landings.some((l) => s.ram.has(l.d) || s.spill.has(l.d)) ? s.beginRoomMove() : undefined;
     if (needRoom.length > 0) {
       const relief = this.relieve(needRoom, landings, work, mayAwaitReaders);
       refused = relief.refused;
       awaitReaders = relief.awaitReaders === true;
       later.push(...relief.later);
     }
-    if (landings.length > 0) work.push(this.land(landings));
+    if (landings.length > 0) work.push(landingHeld === undefined ? this.land(landings) : this.land(landings).finally(landingHeld));
     if (inPlace.length > 0) {
       const runs = groupRuns(inPlace, (b) => b.slot);
       work.push(this.disk.write(runs, false));
@@ -328,8 +330,8 @@ export class DestinationWriter {
       rest = this.spillInto(rest, false, work);
     }
     if (rest.length === 0) return { later: [] };
-    // RAM a commit in flight still holds comes back when it is done: wait for that rather than refuse.
-    if (s.retainedBytes > 0 || relief.pinnedVictims) return { later: rest };
+    // RAM a commit in flight still holds, or a move of held data in flight, comes back when it is done: wait for that rather than refuse.
+    if (s.retainedBytes > 0 || relief.pinnedVictims || s.roomMovesPending) return { later: rest };
     // Blocks under replies sent from the page cache are released once those are read: wait for that, once.
     if (mayAwaitReaders && s.unreadSourceReplies.count > 0) return { later: rest, awaitReaders: true };
     const safeNote = s.safe && (!s.unconfirmedHome.isEmpty || !s.unconfirmedNonHome.isEmpty || s.landableUnconfirmed.size > 0);
@@ -362,7 +364,8 @@ export class DestinationWriter {
       admitted.push(items[i]);
       room -= items[i].data.length;
     }
-    work.push(this.evict(victims, admitted, this.destroyAhead(list, victims, confirmedClass)));
+    const moved = this.s.beginRoomMove();
+    work.push(this.evict(victims, admitted, this.destroyAhead(list, victims, confirmedClass)).finally(moved));
     return items.slice(i);
   }
 

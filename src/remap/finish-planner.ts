@@ -118,8 +118,15 @@ export class FinishPlanner {
         seenVersion = s.heldVersion;
         continue;
       }
-      const freed = await this.execute(moves);
-      await s.committer.commitThrough();
+      // Writes that find no room meanwhile wait for this wave: it gives back RAM and slots (RemapState.beginRoomMove).
+      const moved = s.beginRoomMove();
+      let freed: Array<{ start: number; count: number }>;
+      try {
+        freed = await this.execute(moves);
+        await s.committer.commitThrough();
+      } finally {
+        moved();
+      }
       onProgress(this.progress);
       focus = truncated ? undefined : this.ownersOf(freed);
       seenVersion = s.heldVersion;

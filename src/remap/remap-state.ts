@@ -104,6 +104,15 @@ export class RemapState extends BlockLayout {
    */
   retainedBytes = 0;
   private pinWaiters: Array<() => void> = [];
+  /**
+   * Engine I/O in flight that gives RAM or a slot back when it ends: landings
+   * of held data (a rewrite that lands at once, an eviction) and finish's
+   * waves. A write that finds no room while one is in flight waits for it —
+   * I/O in flight, so G9 allows it — rather than fail with ENOSPC a moment
+   * before the room is there.
+   */
+  private roomMovesInFlight = 0;
+  private roomWaiters: Array<() => void> = [];
   /** The last `hold` record written from a pinned cell: committing through it unpins them all. */
   private pinnedThroughSeq = 0;
   /** RAM-held blocks whose home can take them, in the order they became landable. */
@@ -314,6 +323,34 @@ export class RemapState extends BlockLayout {
     if (this.pinnedForJournal.size === 0) return Promise.resolve();
     const released = new Promise<void>((wake) => this.pinWaiters.push(wake));
     return this.committer.commitThrough(this.pinnedThroughSeq).then(() => released);
+  }
+
+  /** Counts a move of held data that is starting until the returned function is called, once its RAM or slot is given back. */
+  beginRoomMove(): () => void {
+    this.roomMovesInFlight++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.roomMovesInFlight--;
+      for (const wake of this.roomWaiters.splice(0)) wake();
+    };
+  }
+
+  get roomMovesPending(): boolean {
+    return this.roomMovesInFlight > 0;
+  }
+
+  /**
+   * Resolves when room may have come back: a move in flight ended, or the
+   * commits holding RAM buffers are done (whenPinsReleased). At once when
+   * neither is in flight. Callers check again afterwards.
+   */
+  whenRoomMayFree(): Promise<void> {
+    const waits: Array<Promise<void>> = [];
+    if (this.roomMovesInFlight > 0) waits.push(new Promise<void>((wake) => this.roomWaiters.push(wake)));
+    if (this.pinnedForJournal.size > 0) waits.push(this.whenPinsReleased());
+    return waits.length === 0 ? Promise.resolve() : Promise.race(waits);
   }
 
   /**
