@@ -75,6 +75,10 @@ export class DestinationWriter {
     const d0 = Math.floor(offset / B);
     const d1 = Math.ceil(end / B);
     const lock = await s.locks.acquire(d0, d1);
+    if (this.settledMeanwhile()) {
+      lock.release();
+      return this.writePlain(offset, data, fua);
+    }
     try {
       // Only the first and last block can be partial; the loop below changes their RAM in the same turn as the check.
       const partial = [...new Set([d0, d1 - 1])].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d));
@@ -140,6 +144,10 @@ export class DestinationWriter {
     const d0 = Math.floor(offset / B);
     const d1 = Math.ceil(end / B);
     const lock = await s.locks.acquire(d0, d1);
+    if (this.settledMeanwhile()) {
+      lock.release();
+      return this.zeroPlain(offset, length, fua, fast);
+    }
     try {
       const { start: f0, end: f1 } = wholeBlocks(offset, length, B, s.map.destinationSize);
       if (f0 < f1) s.holdZeroes(f0, f1);
@@ -175,6 +183,10 @@ export class DestinationWriter {
     const { start: f0, end: f1 } = wholeBlocks(offset, length, s.B, s.map.destinationSize);
     if (f0 >= f1) return;
     const lock = await s.locks.acquire(f0, f1);
+    if (this.settledMeanwhile()) {
+      lock.release();
+      return;
+    }
     try {
       for (const d of s.ram.membersIn(f0, f1)) s.holdZeroes(d, d + 1);
       for (const run of s.spill.runsIn(f0, f1)) s.holdZeroes(run.start, run.end);
@@ -182,6 +194,11 @@ export class DestinationWriter {
       lock.release();
     }
     if (fua) await s.committer.flush();
+  }
+
+  /** Finish settled while this request waited for its lock (RangeLocks.holdNewLocks): the destination is a plain view now. */
+  private settledMeanwhile(): boolean {
+    return this.s.phase === 'finished';
   }
 
   private assertWritable(): void {

@@ -72,64 +72,76 @@ export class FinishPlanner {
     onProgress(this.progress);
     let focus: Array<{ dest: number; count: number }> | undefined;
     let seenVersion = s.heldVersion;
-    for (;;) {
-      // Between waves: what moved is committed, so stopping here leaves nothing half done.
-      if (this.stopRequested) throw new FinishStoppedError(this.progress);
-      if (s.heldBlocks === 0) {
-        if (s.locks.heldCount === 0) {
-          // Nothing is held again: the wave arena's memory goes with the caches' (releaseCacheMemory).
-          this.waveArena = undefined;
-          settled();
-          return;
-        }
-        await s.locks.whenFree(0, s.map.destinationBlocks);
-        continue;
-      }
-      if (s.heldVersion !== seenVersion) {
-        focus = undefined;
-        seenVersion = s.heldVersion;
-      }
-      const { moves, busy, truncated } = this.collect(focus);
-      if (moves.length === 0) {
-        if (focus !== undefined) {
-          focus = undefined;
-          continue;
-        }
-        if (busy) {
-          // Held data whose lock a client write holds: wait for that write (I/O in flight).
+    // Set while new destination requests are held back for the settle (RangeLocks.holdNewLocks).
+    let letThrough: (() => void) | undefined;
+    try {
+      for (;;) {
+        // Between waves: what moved is committed, so stopping here leaves nothing half done.
+        if (this.stopRequested) throw new FinishStoppedError(this.progress);
+        if (s.heldBlocks === 0) {
+          if (s.locks.heldCount === 0) {
+            // Nothing is held again: the wave arena's memory goes with the caches' (releaseCacheMemory).
+            this.waveArena = undefined;
+            settled();
+            return;
+          }
+          // Only requests already in flight can hold data again: the ones arriving meanwhile wait, so a
+          // client that always has another request coming cannot keep finish from settling, then find the plain view.
+          letThrough ??= s.locks.holdNewLocks();
           await s.locks.whenFree(0, s.map.destinationBlocks);
           continue;
         }
-        const freed = await this.breakCycles();
-        if (freed.length === 0) {
-          if (s.locks.heldCount > 0) {
+        // A request in flight held data again: let the others through, and move it.
+        letThrough?.();
+        letThrough = undefined;
+        if (s.heldVersion !== seenVersion) {
+          focus = undefined;
+          seenVersion = s.heldVersion;
+        }
+        const { moves, busy, truncated } = this.collect(focus);
+        if (moves.length === 0) {
+          if (focus !== undefined) {
+            focus = undefined;
+            continue;
+          }
+          if (busy) {
+            // Held data whose lock a client write holds: wait for that write (I/O in flight).
             await s.locks.whenFree(0, s.map.destinationBlocks);
             continue;
           }
-          if (s.retainedBytes > 0) {
-            // RAM a FLUSH's commit still writes from: it comes back when that commit is done.
-            await s.whenPinsReleased();
-            continue;
+          const freed = await this.breakCycles();
+          if (freed.length === 0) {
+            if (s.locks.heldCount > 0) {
+              await s.locks.whenFree(0, s.map.destinationBlocks);
+              continue;
+            }
+            if (s.retainedBytes > 0) {
+              // RAM a FLUSH's commit still writes from: it comes back when that commit is done.
+              await s.whenPinsReleased();
+              continue;
+            }
+            throw new Error(`finish cannot make progress: ${s.heldBlocks} blocks held, none movable and no RAM free to break a cycle`);
           }
-          throw new Error(`finish cannot make progress: ${s.heldBlocks} blocks held, none movable and no RAM free to break a cycle`);
+          await s.committer.commitThrough();
+          focus = this.ownersOf(freed);
+          seenVersion = s.heldVersion;
+          continue;
         }
-        await s.committer.commitThrough();
-        focus = this.ownersOf(freed);
+        // Writes that find no room meanwhile wait for this wave: it gives back RAM and slots (RemapState.beginRoomMove).
+        const moved = s.beginRoomMove();
+        let freed: Array<{ start: number; count: number }>;
+        try {
+          freed = await this.execute(moves);
+          await s.committer.commitThrough();
+        } finally {
+          moved();
+        }
+        onProgress(this.progress);
+        focus = truncated ? undefined : this.ownersOf(freed);
         seenVersion = s.heldVersion;
-        continue;
       }
-      // Writes that find no room meanwhile wait for this wave: it gives back RAM and slots (RemapState.beginRoomMove).
-      const moved = s.beginRoomMove();
-      let freed: Array<{ start: number; count: number }>;
-      try {
-        freed = await this.execute(moves);
-        await s.committer.commitThrough();
-      } finally {
-        moved();
-      }
-      onProgress(this.progress);
-      focus = truncated ? undefined : this.ownersOf(freed);
-      seenVersion = s.heldVersion;
+    } finally {
+      letThrough?.();
     }
   }
 

@@ -22,13 +22,19 @@ interface Entry {
 
 export class RangeLocks {
   private readonly active = new RangeIndex<Entry>();
+  /** While set, acquire() registers nothing until it resolves (holdNewLocks). */
+  private gate: Promise<void> | undefined;
 
   get heldCount(): number {
     return this.active.size;
   }
 
-  /** Registers now; resolves once every earlier overlapping lock is released. */
+  /**
+   * Registers now — or, while new locks are held back, once they are let
+   * through; resolves once every earlier overlapping lock is released.
+   */
   acquire(start: number, end: number): Promise<RangeLock> {
+    if (this.gate !== undefined) return this.gate.then(() => this.acquire(start, end));
     const earlier = this.overlapping(start, end).map((e) => e.released);
     const lock = this.register(start, end);
     if (earlier.length === 0) return Promise.resolve(lock);
@@ -39,6 +45,25 @@ export class RangeLocks {
   tryAcquire(start: number, end: number): RangeLock | undefined {
     if (this.active.some(start, end)) return undefined;
     return this.register(start, end);
+  }
+
+  /**
+   * Holds back the acquire() calls made from now on until the returned
+   * function is called, so that waiting for the locks registered now
+   * (whenFree) waits only for the requests already in flight: a client that
+   * always has another request coming cannot keep finish from settling.
+   * tryAcquire is not held back (requests in flight take their victims' locks
+   * with it). Requests take one lock each and wait for nothing while they
+   * wait for it, so holding them back cannot form a cycle.
+   */
+  holdNewLocks(): () => void {
+    let letThrough!: () => void;
+    const gate = new Promise<void>((resolve) => (letThrough = resolve));
+    this.gate = gate;
+    return () => {
+      if (this.gate === gate) this.gate = undefined;
+      letThrough();
+    };
   }
 
   isBusy(start: number, end: number): boolean {
