@@ -358,7 +358,9 @@ export class DestinationWriter {
         `(${s.ramBytes} of ${s.cacheBytes} bytes) and no released disk block is free for a spill; ` +
         (safeNote
           ? '--safe forbids destroying originals not confirmed yet: run `nbd-remapper checkpoint` after syncing the new filesystems'
-          : 'read more of the source (it releases blocks), fstrim the old filesystems before sealing, or raise --cache'),
+          : s.phase === 'finishing'
+            ? 'finish is still moving held data home and nothing it frees is free yet: send the write again, or write less while finish runs'
+            : 'read more of the source (it releases blocks), fstrim the old filesystems before sealing, or raise --cache'),
     );
     return { refused, later: [] };
   }
