@@ -176,6 +176,8 @@ export class HandshakeMachine {
       this.close(`NBD_OPT_EXPORT_NAME with ${header.length} bytes of data`);
       return;
     }
+    // SET replaces the selection even when it fails (spec), also when it is too big to read.
+    if (header.option === Option.SET_META_CONTEXT) this.metaContexts = undefined;
     if (this.tlsRequiredFor(header.option)) {
       this.replyError(header.option, OptionReply.ERR_TLS_REQD, 'TLS is required: send NBD_OPT_STARTTLS first');
     } else {

@@ -335,6 +335,15 @@ describe('meta contexts', () => {
     expect(sessionOf(m.push(encodeOptionRequest(Option.GO, encodeInfoRequest('dst')))).metaContexts.size).toBe(0);
   });
 
+  it('a SET too big to read (ERR_TOO_BIG) clears the selection too', () => {
+    const m = started({ maxOptionLength: 1024 });
+    m.push(encodeOptionRequest(Option.STRUCTURED_REPLY));
+    m.push(set('dst', [BASE_ALLOCATION]));
+    const big = encodeMetaContextRequest('dst', [BASE_ALLOCATION, 'x-'.padEnd(2000, 'y')]);
+    expect(replyTypes(m.push(encodeOptionRequest(Option.SET_META_CONTEXT, big)))).toEqual([[Option.SET_META_CONTEXT, OptionReply.ERR_TOO_BIG]]);
+    expect(sessionOf(m.push(encodeOptionRequest(Option.GO, encodeInfoRequest('dst')))).metaContexts.size).toBe(0);
+  });
+
   it('a failed SET clears the selection too, as the spec says', () => {
     const m = structured();
     m.push(set('dst', [BASE_ALLOCATION]));
