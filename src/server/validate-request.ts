@@ -45,6 +45,9 @@ export function validateRequest(request: Request, context: ValidationContext): V
   const allowed = FLAGS_BY_COMMAND[type];
   if (allowed === undefined) return fail(Errno.EINVAL, `unknown command ${type}`);
   if ((flags & ~KNOWN_FLAGS) !== 0) return fail(Errno.EINVAL, `unknown command flags 0x${flags.toString(16)}`);
+  // Before the checks of what was negotiated: a read-only export offers no TRIM or WRITE_ZEROES, and the spec
+  // asks for EPERM on any write, trim or zero request to it (as nbdkit answers), not "not negotiated".
+  if (WRITES.has(type) && caps.readOnly) return fail(Errno.EPERM, 'export is read-only');
   if (flags & CommandFlag.FUA && !caps.fua) return fail(Errno.EINVAL, 'FUA flag was not negotiated');
   if ((flags & ~CommandFlag.FUA & ~allowed) !== 0) {
     return fail(Errno.EINVAL, `flags 0x${flags.toString(16)} are not valid for this command`);
@@ -80,8 +83,6 @@ export function validateRequest(request: Request, context: ValidationContext): V
       }
       break;
   }
-
-  if (WRITES.has(type) && caps.readOnly) return fail(Errno.EPERM, 'export is read-only');
 
   if (offset > context.size || length > context.size - offset) {
     const where = `range ${offset}+${length} is past the end of the export (${context.size} bytes)`;
