@@ -24,7 +24,7 @@ export class DestinationView implements BlockExport {
   readonly size: number;
   readonly blockSize: BlockSizeConstraints;
   /**
-   * `nbd-remapper:written`: which blocks hold data written through
+   * `x-nbd-remapper:written`: which blocks hold data written through
    * destination (RAM, zero extent, slot, or landed), and which were never
    * written and read their home's current content (G3) — such content is not
    * stable: the home may serve as a slot. After a crash, a block whose

@@ -2,7 +2,7 @@ import type { RemapState } from './remap-state.js';
 import { IntervalSet } from './run-map.js';
 
 /** The meta context that tells written destination blocks from unwritten ones (DestinationView). */
-export const WRITTEN_CONTEXT = 'nbd-remapper:written';
+export const WRITTEN_CONTEXT = 'x-nbd-remapper:written';
 /** Its flag: the block holds data written through `destination` (after finish: every block); clear, it reads its home's current content (G3), which can change without a write to it. */
 export const WRITTEN_FLAG = 1;
 

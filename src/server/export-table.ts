@@ -1,4 +1,4 @@
-import { BASE_ALLOCATION, TransmissionFlag, type ExportDescriptor, type ExportRegistry } from 'nbd-protocol-ts';
+import { BASE_ALLOCATION, TransmissionFlag, contextNameProblem, type ExportDescriptor, type ExportRegistry } from 'nbd-protocol-ts';
 import type { BlockExport, ExportCapabilities } from './block-export.js';
 
 /** The exports a server offers. Dynamic: an export may appear or vanish (e.g. `source` after finish). */
@@ -23,6 +23,10 @@ export function transmissionFlagsOf(caps: ExportCapabilities): number {
 
 export function describeExport(exp: BlockExport): ExportDescriptor {
   const caps = exp.capabilities();
+  for (const { name } of exp.metaContexts ?? []) {
+    const problem = contextNameProblem(name);
+    if (problem !== undefined) throw new Error(`export ${exp.name} offers meta context ${name}: ${problem}`);
+  }
   return {
     name: exp.name,
     description: exp.description,

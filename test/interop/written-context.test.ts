@@ -15,9 +15,9 @@ interface MapEntry {
   type: number;
 }
 
-/** Destination blocks that `nbdinfo --map=nbd-remapper:written` reports written. */
+/** Destination blocks that `nbdinfo --map=x-nbd-remapper:written` reports written. */
 async function writtenByNbdinfo(uri: string): Promise<number[]> {
-  const map = JSON.parse(await mustRun('nbdinfo', ['--map=nbd-remapper:written', '--json', uri])) as MapEntry[];
+  const map = JSON.parse(await mustRun('nbdinfo', ['--map=x-nbd-remapper:written', '--json', uri])) as MapEntry[];
   expect(map.reduce((sum, e) => sum + e.length, 0)).toBe(DISK - SHIFT);
   const out: number[] = [];
   for (const e of map) if ((e.type & 1) !== 0) for (let d = e.offset / B; d < (e.offset + e.length) / B; d++) out.push(d);
@@ -30,7 +30,7 @@ async function nbdsh(script: string): Promise<string> {
   return result.stdout;
 }
 
-describe('the nbd-remapper:written meta context with real clients', () => {
+describe('the x-nbd-remapper:written meta context with real clients', () => {
   const dir = scratchDir();
   const disk = dir.file('disk.img');
   const control = dir.file('control.sock');
@@ -65,12 +65,12 @@ describe('the nbd-remapper:written meta context with real clients', () => {
 
   it('is offered by destination only, after base:allocation', async () => {
     const destination = JSON.parse(await mustRun('nbdinfo', ['--json', server.uri('destination')])) as { exports: Array<{ contexts: string[] }> };
-    expect(destination.exports[0].contexts).toEqual(['base:allocation', 'nbd-remapper:written']);
+    expect(destination.exports[0].contexts).toEqual(['base:allocation', 'x-nbd-remapper:written']);
     const source = JSON.parse(await mustRun('nbdinfo', ['--json', server.uri('source')])) as { exports: Array<{ contexts: string[] }> };
     expect(source.exports[0].contexts).toEqual(['base:allocation']);
   });
 
-  it('nbdinfo --map=nbd-remapper:written shows exactly the blocks written, held or landed, zeroes included', async () => {
+  it('nbdinfo --map=x-nbd-remapper:written shows exactly the blocks written, held or landed, zeroes included', async () => {
     expect(await writtenByNbdinfo(server.uri('destination'))).toEqual([10, 11, 100, 200, 201, 202, 203, 3000]);
   });
 
@@ -78,7 +78,7 @@ describe('the nbd-remapper:written meta context with real clients', () => {
     const out = await nbdsh(
       [
         'h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)',
-        'h.add_meta_context("nbd-remapper:written")',
+        'h.add_meta_context("x-nbd-remapper:written")',
         `h.connect_uri(${JSON.stringify(server.uri('destination'))})`,
         'for flags in (0, nbd.CMD_FLAG_REQ_ONE):',
         '    seen = {}',
@@ -91,12 +91,12 @@ describe('the nbd-remapper:written meta context with real clients', () => {
     );
     const lines = out.trim().split('\n');
     // Blocks 8–23: 8, 9 unwritten, 10, 11 written, 12–23 unwritten; base:allocation calls it all data (random bytes).
-    expect(lines[0]).toBe(`0 [('base:allocation', [${16 * B}, 0]), ('nbd-remapper:written', [${2 * B}, 0, ${2 * B}, 1, ${12 * B}, 0])]`);
-    expect(lines[1]).toBe(`8 [('base:allocation', [${16 * B}, 0]), ('nbd-remapper:written', [${2 * B}, 0])]`);
+    expect(lines[0]).toBe(`0 [('base:allocation', [${16 * B}, 0]), ('x-nbd-remapper:written', [${2 * B}, 0, ${2 * B}, 1, ${12 * B}, 0])]`);
+    expect(lines[1]).toBe(`8 [('base:allocation', [${16 * B}, 0]), ('x-nbd-remapper:written', [${2 * B}, 0])]`);
   });
 
   it("QEMU's client reads it too (x-dirty-bitmap: written blocks show as not data, as QEMU reads a dirty bitmap)", async () => {
-    const opts = `driver=nbd,path=${dir.file('nbd.sock')},export=destination,x-dirty-bitmap=nbd-remapper:written`;
+    const opts = `driver=nbd,path=${dir.file('nbd.sock')},export=destination,x-dirty-bitmap=x-nbd-remapper:written`;
     const map = JSON.parse(await mustRun('qemu-img', ['map', '--output=json', '--image-opts', opts])) as Array<{ start: number; length: number; data: boolean }>;
     const written: number[] = [];
     for (const e of map) if (!e.data) for (let d = e.start / B; d < (e.start + e.length) / B; d++) written.push(d);
@@ -106,14 +106,14 @@ describe('the nbd-remapper:written meta context with real clients', () => {
   it('selected alone, it answers BLOCK_STATUS without base:allocation', async () => {
     const out = await nbdsh(
       [
-        'h.add_meta_context("nbd-remapper:written")',
+        'h.add_meta_context("x-nbd-remapper:written")',
         `h.connect_uri(${JSON.stringify(server.uri('destination'))})`,
         'seen = []',
         `h.block_status(${B}, ${100 * B}, lambda context, offset, entries, err: seen.append((context, list(entries))) or 0)`,
         'print(seen)',
       ].join('\n'),
     );
-    expect(out.trim()).toBe(`[('nbd-remapper:written', [${B}, 1])]`);
+    expect(out.trim()).toBe(`[('x-nbd-remapper:written', [${B}, 1])]`);
   });
 
   it('after finish destination is the disk itself: every block is reported written', async () => {

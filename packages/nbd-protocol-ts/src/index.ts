@@ -42,7 +42,7 @@ export {
   type InfoReply,
 } from './option-reply-payloads.js';
 export { decodeExportNameReply, encodeExportNameReply } from './export-name-reply.js';
-export { contextsListedBy, contextsSelectedBy } from './meta-context-query.js';
+export { contextNameProblem, contextsListedBy, contextsSelectedBy } from './meta-context-query.js';
 export { HandshakeMachine, type HandshakeEvent, type HandshakeOptions, type TlsMode } from './handshake.js';
 export { decodeRequest, encodeRequest, requestHeaderLength, type RequestInit } from './request-codec.js';
 export { decodeSimpleReply, encodeSimpleReply } from './simple-reply-codec.js';

@@ -34,3 +34,22 @@ export function contextsSelectedBy(available: readonly string[], queries: readon
   });
   return selected;
 }
+
+/** Namespaces that are not experimental (`x-*`): the spec's own and the registered third-party ones. */
+const REGISTERED_NAMESPACES: readonly string[] = ['base', 'nbd-server', 'qemu'];
+
+/**
+ * Why a server may not offer `name` as a meta context, or undefined when it
+ * may (spec, "Metadata querying"): `namespace:leaf` with a leaf, and a
+ * namespace that is `base`, `nbd-server`, a registered one, or `x-*`.
+ */
+export function contextNameProblem(name: string): string | undefined {
+  const colon = name.indexOf(':');
+  if (colon <= 0) return 'a context name is namespace:leaf';
+  if (colon === name.length - 1) return 'a context name needs a leaf after the namespace';
+  const namespace = name.slice(0, colon);
+  if (!REGISTERED_NAMESPACES.includes(namespace) && !namespace.startsWith('x-')) {
+    return `namespace ${namespace} is neither one of ${REGISTERED_NAMESPACES.join(', ')} nor experimental (x-…)`;
+  }
+  return undefined;
+}

@@ -11,7 +11,7 @@ import { useCleanups } from '../../helpers/cleanups.js';
  * G5 with real processes: `serve --state`, a real NBD client (python3-libnbd,
  * kill9-client.py) driving reads, writes, FLUSH and FUA, SIGKILL of the server
  * at a random moment, restart on the same state, and a check of every flushed
- * write, of what the server's nbd-remapper:written context says recovery kept,
+ * write, of what the server's x-nbd-remapper:written context says recovery kept,
  * and of every original. KILL9_CYCLES sets the cycles per mode (default 25,
  * so a CI run has 50).
  */

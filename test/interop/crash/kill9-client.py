@@ -4,7 +4,7 @@ NBD client (python3-libnbd):
 
 1. verify what the restarted server serves against the model: every
    destination block written before an acknowledged FLUSH (or with FUA) reads
-   back one of the values it may hold; the server's nbd-remapper:written
+   back one of the values it may hold; the server's x-nbd-remapper:written
    context says which blocks recovery kept a write of (they read one of
    their writes from then on) and which lost all of them (only blocks with no
    durable write may; they read their home's content, which may change);
@@ -96,7 +96,7 @@ src = nbd.NBD()
 src.set_strict_mode(0)
 dst = nbd.NBD()
 dst.set_strict_mode(0)
-WRITTEN_CONTEXT = "nbd-remapper:written"
+WRITTEN_CONTEXT = "x-nbd-remapper:written"
 dst.add_meta_context(WRITTEN_CONTEXT)
 src.connect_uri(source_uri)
 dst.connect_uri(dest_uri)
@@ -106,7 +106,7 @@ UNWRITTEN = "unwritten"  # a first write not yet made durable: the block may sti
 
 
 def is_written(d):
-    """What the server's nbd-remapper:written context says of destination block d."""
+    """What the server's x-nbd-remapper:written context says of destination block d."""
     found = []
 
     def answer(metacontext, offset, entries, err):

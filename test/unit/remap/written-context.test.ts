@@ -26,7 +26,7 @@ async function writtenList(exp: BlockExport, blocks: number, B: number): Promise
   return [...map].filter(([, w]) => w).map(([d]) => d);
 }
 
-describe('nbd-remapper:written, the destination context of written blocks', () => {
+describe('x-nbd-remapper:written, the destination context of written blocks', () => {
   it('reports blocks held in RAM, spilled, held as zeroes and landed as written, and all others — a slot among them — as not', async () => {
     const B = 4096;
     const { engine, context, original } = setup(16, B);

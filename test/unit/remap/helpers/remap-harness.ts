@@ -116,7 +116,7 @@ export class Harness {
    * possibilities to track, anything goes. Absent: never written.
    */
   private readonly dest = new Map<number, { values: Buffer[] | undefined; orHome: boolean }>();
-  /** Destination blocks a write to which completed: nbd-remapper:written must report them. */
+  /** Destination blocks a write to which completed: x-nbd-remapper:written must report them. */
   private readonly tookEffect = new Set<number>();
   private inBatch = false;
   /** Never-written blocks that a mutation in the running batch touches: a concurrent read may see either side. */
@@ -570,17 +570,17 @@ export class Harness {
     await this.checkWrittenContext(offset, length);
   }
 
-  /** nbd-remapper:written: never-written blocks are reported unwritten, blocks whose write took effect written; after finish, all written. */
+  /** x-nbd-remapper:written: never-written blocks are reported unwritten, blocks whose write took effect written; after finish, all written. */
   private async checkWrittenContext(offset: number, length: number): Promise<void> {
     const B = this.B;
     const written = await writtenBlocks(this.engine.destination, offset, length, B);
     for (const [d, isWritten] of written) {
       if (this.finished) {
-        if (!isWritten) expect.fail(`nbd-remapper:written reports destination block ${d} as never written after finish`);
+        if (!isWritten) expect.fail(`x-nbd-remapper:written reports destination block ${d} as never written after finish`);
         continue;
       }
-      if (!this.dest.has(d) && isWritten) expect.fail(`nbd-remapper:written reports never-written destination block ${d} as written`);
-      if (this.tookEffect.has(d) && !isWritten) expect.fail(`nbd-remapper:written reports destination block ${d} as never written, yet a write to it took effect`);
+      if (!this.dest.has(d) && isWritten) expect.fail(`x-nbd-remapper:written reports never-written destination block ${d} as written`);
+      if (this.tookEffect.has(d) && !isWritten) expect.fail(`x-nbd-remapper:written reports destination block ${d} as never written, yet a write to it took effect`);
     }
   }
 

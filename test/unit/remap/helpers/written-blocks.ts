@@ -2,7 +2,7 @@ import type { BlockExport } from '../../../../src/server/block-export.js';
 import { WRITTEN_CONTEXT, WRITTEN_FLAG } from '../../../../src/remap/written-runs.js';
 
 /**
- * What the `nbd-remapper:written` context of `exp` says of every block that
+ * What the `x-nbd-remapper:written` context of `exp` says of every block that
  * [offset, offset+length) touches, asking again where an answer stops short
  * (as the spec lets it), as a map from destination block to written.
  */

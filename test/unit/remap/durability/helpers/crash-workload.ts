@@ -440,16 +440,16 @@ export class CrashRun implements Recorder {
         throw new Error(`${where}: G3/G5: destination block ${d} reads data that was never written there since its last FLUSH (${allowed.length} value(s) allowed)`);
       }
     }
-    // What recovery made of each block is what nbd-remapper:written says: a clear flag is the one licence to read a home's content.
+    // What recovery made of each block is what x-nbd-remapper:written says: a clear flag is the one licence to read a home's content.
     const written = await writtenBlocks(e.destination, 0, this.map.destinationSize, B);
     for (let d = 0; d < D && phase !== 'finished'; d++) {
       if (written.get(d) !== true) {
-        if (this.allowed(d, k) !== undefined) throw new Error(`${where}: nbd-remapper:written reports destination block ${d} as never written, yet a write to it was made durable`);
+        if (this.allowed(d, k) !== undefined) throw new Error(`${where}: x-nbd-remapper:written reports destination block ${d} as never written, yet a write to it was made durable`);
         continue;
       }
       const ever = this.writtenBy(d, k);
       if (ever !== undefined && !sectorsFrom(served[d], ever)) {
-        throw new Error(`${where}: nbd-remapper:written reports destination block ${d} as written, yet it reads data never written to it`);
+        throw new Error(`${where}: x-nbd-remapper:written reports destination block ${d} as written, yet it reads data never written to it`);
       }
     }
     const original = this.original as Buffer;
