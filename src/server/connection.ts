@@ -143,6 +143,8 @@ export class Connection {
   async shutdown(): Promise<void> {
     clearTimeout(this.handshakeTimer);
     if (this.session) await this.session.quiesce();
+    // Still haggling: what the client sends from now on is not answered on a connection ended below.
+    else this.reader.discardRest();
     endConnection(this.socket, CLOSE_GRACE_MS, () =>
       this.log.warn(`client did not close within ${CLOSE_GRACE_MS / 1000} s of the server ending the connection, cutting it off`),
     );

@@ -60,6 +60,10 @@ export class TransmissionSession {
   private inFlight = 0;
   private inFlightBytes = 0;
   private disconnecting = false;
+  /** Server shutdown: the requests already received are served, nothing more is read (quiesce). */
+  private quiescing = false;
+  /** Resolves quiesce's wait once nothing is in flight and no received request is left. */
+  private quiesced: (() => void) | undefined;
   private readonly drained: Array<() => void> = [];
   /** Payloads received into pooled memory: handed back once their request is done (BlockExport.write only borrows data). */
   private readonly pooledPayloads = new WeakSet<Buffer>();
@@ -167,12 +171,29 @@ export class TransmissionSession {
     return this.reservedBytes;
   }
 
-  /** Stop taking requests (server shutdown); resolves when those in flight have been answered. */
+  /**
+   * Server shutdown: reads nothing more, but serves every request already
+   * received — in flight or waiting in the parser — as the spec asks of a
+   * server that shuts down; resolves when all are answered. Dropping the
+   * waiting ones left their client with neither a reply nor an error (400
+   * pipelined reads: 66 answered).
+   */
   quiesce(): Promise<void> {
-    this.disconnecting = true;
-    this.reader.discardRest();
+    this.quiescing = true;
+    this.socket.pause();
     this.replies.stopWaitingForClient();
-    return this.whenDrained();
+    const served = new Promise<void>((resolve) => (this.quiesced = resolve));
+    // Waiting requests are taken as replies drain: a client that does not read them has the rest dropped after a grace.
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+    this.pump();
+    return Promise.race([served, grace]).then(() => {
+      clearTimeout(timer);
+      this.quiesced = undefined;
+      this.disconnecting = true;
+      this.reader.discardRest();
+      return this.whenDrained();
+    });
   }
 
   private whenDrained(): Promise<void> {
@@ -244,6 +265,10 @@ export class TransmissionSession {
       if (!frame) break;
       this.accept(frame);
     }
+    if (this.quiescing) {
+      if (this.quiesced !== undefined && this.inFlight === 0 && !this.parser.hasCompleteRequest()) this.quiesced();
+      return;
+    }
     if (this.disconnecting) return;
     if (this.canAccept()) {
       this.socket.resume();
@@ -285,8 +310,9 @@ export class TransmissionSession {
         this.releasePayload(frame.payload);
         this.inFlight--;
         this.inFlightBytes -= bytes;
-        if (this.inFlight === 0) for (const resolve of this.drained.splice(0)) resolve();
+        // Pumped first: drained means nothing in flight and nothing received left to serve.
         this.pump();
+        if (this.inFlight === 0) for (const resolve of this.drained.splice(0)) resolve();
       });
   }
 

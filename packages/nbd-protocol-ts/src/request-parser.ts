@@ -144,6 +144,24 @@ export class RequestParser {
     return decodeRequest(header);
   }
 
+  /**
+   * Whether next() has a frame to return now (or an error to throw): a
+   * request whose header and payload have both arrived. For a server that
+   * stops receiving and serves what it has (shutdown).
+   */
+  hasCompleteRequest(): boolean {
+    if (this.failure) return true;
+    if (this.awaitingPayload) return this.awaitingPayload.filled + this.queue.length >= this.awaitingPayload.payload.length;
+    const skipped = Math.min(this.discardRemaining, this.queue.length);
+    if (this.discardRemaining > skipped) return false;
+    const available = this.queue.length - skipped;
+    if (available < this.headerLength) return false;
+    const header = this.queue.peek(skipped + this.headerLength).subarray(skipped);
+    if (header.readUInt32BE(0) !== (this.extended ? EXTENDED_REQUEST_MAGIC : REQUEST_MAGIC)) return true;
+    const length = this.payloadLength(decodeRequest(header));
+    return length === 0 || length > this.maxPayload || available >= this.headerLength + length;
+  }
+
   next(): RequestFrame | undefined {
     if (this.failure) throw this.failure;
     this.discardQueued();

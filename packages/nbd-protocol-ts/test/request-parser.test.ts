@@ -318,3 +318,36 @@ describe('RequestParser.peekRequest', () => {
     expect(parser.peekRequest()).toBeUndefined();
   });
 });
+
+describe('hasCompleteRequest (a server that stops receiving serves what it has)', () => {
+  const header = (type: number, length: number): Buffer => {
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(0x25609513, 0);
+    h.writeUInt16BE(type, 6);
+    h.writeUInt32BE(length, 24);
+    return h;
+  };
+
+  it('is true exactly when next() returns a frame: a header, and a write once its payload is all there', () => {
+    const p = new RequestParser({ maxPayload: 1024 });
+    expect(p.hasCompleteRequest()).toBe(false);
+    const read = header(0, 4096);
+    p.push(read.subarray(0, 20));
+    expect(p.hasCompleteRequest()).toBe(false);
+    p.push(read.subarray(20));
+    expect(p.hasCompleteRequest()).toBe(true);
+    expect(p.next()?.request.type).toBe(0);
+    expect(p.hasCompleteRequest()).toBe(false);
+    p.push(Buffer.concat([header(1, 100), Buffer.alloc(60)]));
+    expect(p.hasCompleteRequest()).toBe(false);
+    expect(p.next()).toBeUndefined();
+    expect(p.hasCompleteRequest()).toBe(false);
+    p.push(Buffer.alloc(40));
+    expect(p.hasCompleteRequest()).toBe(true);
+    expect(p.next()?.payload?.length).toBe(100);
+    // A write over the maximum is returned at once (its payload is skipped), so it counts as complete.
+    p.push(header(1, 4096));
+    expect(p.hasCompleteRequest()).toBe(true);
+    expect(p.next()?.payloadDiscarded).toBe(true);
+  });
+});
