@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
@@ -44,8 +44,17 @@ export class ControlServer {
   async listen(path: string): Promise<void> {
     const tooLong = unixSocketPathTooLong(path);
     if (tooLong !== undefined) throw Object.assign(new Error(tooLong), { fix: 'choose a shorter --control path, e.g. /run/nbd-remapper/control.sock' });
-    mkdirSync(dirname(path), { recursive: true });
-    if (existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    assertTrustedDirectory(dirname(path));
+    const existing = lstatOrUndefined(path);
+    if (existing !== undefined) {
+      // Only a socket left by a server that is gone is ours to remove: anything else at the path (a mistyped
+      // --control naming the state file, the disk image, any file) is refused, never deleted.
+      if (!existing.isSocket()) {
+        throw Object.assign(new Error(`--control ${path} names an existing ${kindOf(existing)}, not a socket`), {
+          fix: 'give --control a path where the server can create its socket (default: next to the state file); nothing there was changed',
+        });
+      }
       if (await socketAnswers(path)) {
         throw Object.assign(new Error(`control socket ${path} belongs to another running server`), {
           fix: 'stop that server, or give this one another path with --control',
@@ -58,7 +67,12 @@ export class ControlServer {
     // 10 s deadline to 40 s): check often enough that a deadline means what it says.
     const connectionsCheckingInterval = Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 4)));
     const server = http.createServer({ headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs, connectionsCheckingInterval }, (req, res) =>
-      void this.handle(req, res),
+      // A failure the handler did not answer must not become an unhandled rejection: that would stop the whole server.
+      void this.handle(req, res).catch((err: unknown) => {
+        this.log.error(`control request failed: ${messageOf(err)}`);
+        if (!res.headersSent) sendJson(res, 500, { error: messageOf(err), fix: 'see the server log' });
+        else res.destroy();
+      }),
     );
     server.maxConnections = maxConnections;
     await new Promise<void>((resolve, reject) => {
@@ -79,7 +93,8 @@ export class ControlServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const route = `${req.method} ${new URL(req.url ?? '/', 'http://control').pathname}`;
+    const route = routeOf(req);
+    if (route === undefined) return sendJson(res, 400, { error: `not a request path: ${req.url ?? ''}`, fix: 'use GET /status, POST /seal, /checkpoint or /finish' });
     try {
       switch (route) {
         case 'GET /status':
@@ -175,6 +190,54 @@ function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** `METHOD /path`, or undefined when the request's target is not a path this plane can read. */
+function routeOf(req: http.IncomingMessage): string | undefined {
+  try {
+    return `${req.method} ${new URL(req.url ?? '/', 'http://control').pathname}`;
+  } catch {
+    return undefined;
+  }
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+function kindOf(stats: Stats): string {
+  if (stats.isFile()) return 'file';
+  if (stats.isDirectory()) return 'directory';
+  if (stats.isSymbolicLink()) return 'symbolic link';
+  if (stats.isBlockDevice()) return 'block device';
+  return 'file of another kind';
+}
+
+/**
+ * Whoever can replace the socket in its directory can stand in for this
+ * server: `seal` or `finish` would then be answered by someone else (a fake
+ * "finished"). So the directory must belong to this user (or root) and not
+ * be writable by everyone — unless it is sticky (/tmp), where others cannot
+ * rename or remove what this user made. Group-writable is let through: with
+ * a group of one's own (the usual umask 002 setups) it is no one else's.
+ */
+function assertTrustedDirectory(dir: string): void {
+  const stats = statSync(dir);
+  const uid = process.getuid?.();
+  if (uid === undefined) return;
+  const ownerOk = stats.uid === uid || stats.uid === 0;
+  const sticky = (stats.mode & 0o1000) !== 0;
+  const writableByAll = (stats.mode & 0o002) !== 0;
+  if (ownerOk && (!writableByAll || sticky)) return;
+  const why = ownerOk ? 'is writable by everyone' : `belongs to uid ${stats.uid}, not to this user (uid ${uid})`;
+  throw Object.assign(new Error(`the control socket's directory ${dir} ${why}: someone else could put their own socket in its place`), {
+    fix: `use a directory only you can write to (chmod o-w ${dir}, or another --control path)`,
+  });
 }
 
 function socketAnswers(path: string): Promise<boolean> {

@@ -1,10 +1,10 @@
 import http from 'node:http';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlClient, ControlError } from '../../../src/control/control-client.js';
+import { ControlClient, ControlError, socketDistrust } from '../../../src/control/control-client.js';
 import { ControlServer, type ControlLimits } from '../../../src/control/control-server.js';
 import { ControlRefusal, type FinishProgress, type MigrationControl, type MigrationStatus } from '../../../src/control/migration-control.js';
 import { silentLogger } from '../../../src/log/logger.js';
@@ -168,7 +168,7 @@ describe('control plane over a unix socket', () => {
       const failure = await new ControlClient(path).finish(() => undefined).catch((err: unknown) => err);
       expect(failure).toBeInstanceOf(ControlError);
       expect((failure as ControlError).message).toMatch(/closed the connection before answering: it stopped or crashed/);
-      expect((failure as ControlError).fix).toMatch(/finish resumes where it stopped/);
+      expect((failure as ControlError).fix).toMatch(/finish and copy resume where they stopped/);
     } finally {
       await new Promise((resolve) => dying.close(resolve));
     }
@@ -231,5 +231,69 @@ describe('control socket limits (G8)', () => {
     held[0].socket.write('GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(await held[0].closed).toMatch(/^HTTP\/1.1 200[\s\S]*"phase":"unsealed"/);
     for (const h of held) h.socket.destroy();
+  });
+});
+
+describe('the control socket is the server’s own', () => {
+  it('refuses a --control path that names an existing file, and leaves the file as it was (a mistyped path once deleted the state file)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+    dirs.push(dir);
+    const precious = join(dir, 'disk.img.remap-state');
+    writeFileSync(precious, 'precious');
+    await expect(new ControlServer(new ScriptedMigration(), silentLogger).listen(precious)).rejects.toMatchObject({
+      message: expect.stringMatching(/names an existing file, not a socket/),
+      fix: expect.stringMatching(/nothing there was changed/),
+    });
+    expect(readFileSync(precious, 'utf8')).toBe('precious');
+  });
+
+  it('answers a request whose target is not a path with 400, and goes on serving (it stopped the whole server)', async () => {
+    const { path } = await start(new ScriptedMigration());
+    const answer = await new Promise<string>((resolve) => {
+      const socket = net.connect(path, () => socket.write('GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      let got = '';
+      socket.on('data', (c: Buffer) => (got += c.toString()));
+      socket.on('close', () => resolve(got));
+    });
+    expect(answer).toMatch(/^HTTP\/1.1 400[\s\S]*not a request path/);
+    expect((await raw(path, 'GET', '/status')).code).toBe(200);
+  });
+
+  it('refuses a socket directory everyone may write to, unless it is sticky like /tmp', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+    dirs.push(dir);
+    chmodSync(dir, 0o777);
+    await expect(new ControlServer(new ScriptedMigration(), silentLogger).listen(join(dir, 'control.sock'))).rejects.toMatchObject({
+      message: expect.stringMatching(/is writable by everyone: someone else could put their own socket in its place/),
+    });
+    chmodSync(dir, 0o1777);
+    const server = new ControlServer(new ScriptedMigration(), silentLogger);
+    await server.listen(join(dir, 'control.sock'));
+    servers.push(server);
+  });
+
+  it('the client asks no socket that belongs to another user (but root), and no file that is not a socket', () => {
+    const socket = (uid: number) => ({ isSocket: () => true, uid });
+    expect(socketDistrust('/x/control.sock', socket(1000), 1000)).toBeUndefined();
+    expect(socketDistrust('/x/control.sock', socket(0), 1000)).toBeUndefined();
+    expect(socketDistrust('/x/control.sock', socket(1234), 1000)?.message).toMatch(/belongs to uid 1234, not to you \(uid 1000\) or root/);
+    expect(socketDistrust('/x/control.sock', { isSocket: () => false, uid: 1000 }, 1000)?.message).toMatch(/is not a socket/);
+  });
+
+  it('says that what answers is not a control plane when the reply is not JSON (it was "unexpected error … a bug")', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-control-'));
+    dirs.push(dir);
+    const path = join(dir, 'other.sock');
+    const other = http.createServer((_req, res) => {
+      res.writeHead(502);
+      res.end('nope!');
+    });
+    await new Promise<void>((resolve) => other.listen(path, resolve));
+    try {
+      await expect(new ControlClient(path).status()).rejects.toMatchObject({ message: expect.stringMatching(/is not an nbd-remapper control plane \(HTTP 502: "nope!"\)/) });
+      await expect(new ControlClient(path).finish(() => undefined)).rejects.toBeInstanceOf(ControlError);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
   });
 });
