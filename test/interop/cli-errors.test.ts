@@ -118,6 +118,9 @@ it('a number option given something else is a usage error that says so, not NaN'
     [['--block-size', 'abc'], /--block-size is not a number: it must be a power of two from 512 to 65536/],
     [['--block-size', '1000'], /--block-size 1000 must be a power of two from 512 to 65536/],
     [['--stall-timeout', 'soon'], /--stall-timeout is not a number: it must be a positive number of seconds/],
+    // Past what a Node timer can wait: it would fire after 1 ms and drop every client.
+    [['--handshake-timeout', '3000000'], /--handshake-timeout 3000000 is longer than the 2147483 s \(24.8 days\) a timer can wait/],
+    [['--stall-timeout', 'Infinity'], /--stall-timeout Infinity is longer than the 2147483 s/],
   ] as const) {
     const result = await cli(['serve', '--disk', '/nonexistent.img', ...args]);
     expect([result.code, result.stderr]).toEqual([2, expect.stringMatching(message)]);

@@ -52,16 +52,22 @@ interface Sizes {
 /** An option's value as the user should see it back: yargs turns what is not a number into NaN. */
 const given = (option: string, value: number): string => (Number.isNaN(value) ? `${option} is not a number: it` : `${option} ${value}`);
 
+/** Node's timers take at most 2^31 - 1 ms: a longer delay becomes 1 ms, which would drop every client at once. */
+const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+function checkSeconds(option: string, value: number, example: number): void {
+  if (!(value > 0)) throw new UserError(`${given(option, value)} must be a positive number of seconds`, `e.g. ${option} ${example}`, 2);
+  if (value > MAX_TIMEOUT_SECONDS) {
+    throw new UserError(`${option} ${value} is longer than the ${MAX_TIMEOUT_SECONDS} s (24.8 days) a timer can wait`, `e.g. ${option} ${example}`, 2);
+  }
+}
+
 function checkOptions(options: ServeOptions): Sizes {
   if (!Number.isInteger(options.maxConnections) || options.maxConnections < 1) {
     throw new UserError(`${given('--max-connections', options.maxConnections)} must be a positive whole number`, 'e.g. --max-connections 16', 2);
   }
-  if (!(options.handshakeTimeout > 0)) {
-    throw new UserError(`${given('--handshake-timeout', options.handshakeTimeout)} must be a positive number of seconds`, 'e.g. --handshake-timeout 10', 2);
-  }
-  if (!(options.stallTimeout > 0)) {
-    throw new UserError(`${given('--stall-timeout', options.stallTimeout)} must be a positive number of seconds`, 'e.g. --stall-timeout 15', 2);
-  }
+  checkSeconds('--handshake-timeout', options.handshakeTimeout, 10);
+  checkSeconds('--stall-timeout', options.stallTimeout, 15);
   // Resuming without --block-size takes the state's; checked against the default until the state is read.
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
   try {
