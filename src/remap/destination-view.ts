@@ -1,7 +1,7 @@
 import { AllocationFlag, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
 import type { BlockExport, ExportCapabilities, MetaContextSource, WriteOptions, ZeroOptions } from '../server/block-export.js';
 import { allocationDescriptors } from './allocation-descriptors.js';
-import { runDescriptors } from './run-descriptors.js';
+import { MAX_STATUS_RUNS, runDescriptors } from './run-descriptors.js';
 import { WRITTEN_CONTEXT, WRITTEN_FLAG, writtenRuns } from './written-runs.js';
 import type { DestinationReader } from './destination-reader.js';
 import type { DestinationWriter } from './destination-writer.js';
@@ -86,7 +86,8 @@ export class DestinationView implements BlockExport {
     const s = this.s;
     if (s.phase === 'finished') return allocationDescriptors(s.device, s.map.splitBytes(offset, length));
     const end = offset + length;
-    const runs = s.zeros.runsIn(Math.floor(offset / s.B), Math.ceil(end / s.B));
+    // One run more than an answer describes: runDescriptors then knows to stop after the last one described.
+    const runs = s.zeros.runsIn(Math.floor(offset / s.B), Math.ceil(end / s.B), MAX_STATUS_RUNS + 1);
     return runDescriptors(offset, end, s.B, runs, AllocationFlag.HOLE | AllocationFlag.ZERO, 0);
   }
 
@@ -95,8 +96,9 @@ export class DestinationView implements BlockExport {
     if (s.phase === 'finished') return [{ length, flags: WRITTEN_FLAG }];
     const d0 = Math.floor(offset / s.B);
     const d1 = Math.min(Math.ceil((offset + length) / s.B), d0 + MAX_WRITTEN_STATUS_BLOCKS);
-    const end = Math.min(offset + length, d1 * s.B);
-    return runDescriptors(offset, end, s.B, writtenRuns(s, d0, d1), WRITTEN_FLAG, 0);
+    const written = writtenRuns(s, d0, d1, MAX_STATUS_RUNS);
+    const end = Math.min(offset + length, written.end * s.B);
+    return runDescriptors(offset, end, s.B, written.runs, WRITTEN_FLAG, 0);
   }
 
   attach(clientId: string): void {

@@ -155,13 +155,14 @@ export class PagedBitmap {
   }
 
   /** Calls fn for each maximal run of bits equal to `value` inside [from, to). */
-  forEachRun(value: boolean, from: number, to: number, fn: (start: number, end: number) => void): void {
+  forEachRun(value: boolean, from: number, to: number, fn: (start: number, end: number) => unknown): void {
     to = Math.min(to, this.size);
     let start = this.next(value, from, to);
     while (start >= 0) {
       const endAt = this.next(!value, start, to);
       const end = endAt < 0 ? to : endAt;
-      fn(start, end);
+      // `false` from fn: enough runs.
+      if (fn(start, end) === false) return;
       if (endAt < 0) return;
       start = this.next(value, end, to);
     }

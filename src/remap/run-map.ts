@@ -68,8 +68,13 @@ export class RunMap {
     for (const run of pieces) fn(run.start, run.end, run.value);
   }
 
-  /** Like forEachIn, as an array (a snapshot: safe to modify the map while using it). */
-  collect(from: number, to: number): Run[] {
+  /**
+   * Like forEachIn, as an array (a snapshot: safe to modify the map while
+   * using it); at most `limit` runs, the first ones (a block status answer
+   * describes a bounded number of runs: collecting all of a fragmented range
+   * to keep the first thousand cost seconds).
+   */
+  collect(from: number, to: number, limit = Infinity): Run[] {
     const out: Run[] = [];
     let at = this.locate(from);
     if (at === undefined) return out;
@@ -78,7 +83,7 @@ export class RunMap {
       const leaf = this.leaves[li];
       for (; i < leaf.starts.length; i++) {
         const start = leaf.starts[i];
-        if (start >= to) return out;
+        if (start >= to || out.length >= limit) return out;
         const s = Math.max(start, from);
         const e = Math.min(leaf.ends[i], to);
         out.push({ start: s, end: e, value: this.linear ? leaf.values[i] + (s - start) : leaf.values[i] });
@@ -285,9 +290,9 @@ export class IntervalSet {
   coveredIn(from: number, to: number): number {
     return this.runs.coveredIn(from, to);
   }
-  /** Runs inside [from, to), clipped; a snapshot. */
-  runsIn(from: number, to: number): Array<{ start: number; end: number }> {
-    return this.runs.collect(from, to);
+  /** Runs inside [from, to), clipped, at most `limit` (the first); a snapshot. */
+  runsIn(from: number, to: number, limit?: number): Array<{ start: number; end: number }> {
+    return this.runs.collect(from, to, limit);
   }
   *all(): IterableIterator<{ start: number; end: number }> {
     yield* this.runs.all();
@@ -320,9 +325,9 @@ export class ExtentMap {
   clear(): void {
     this.runs.clear();
   }
-  /** Runs inside [from, to) as {start, end, value = target of start}; a snapshot. */
-  runsIn(from: number, to: number): Run[] {
-    return this.runs.collect(from, to);
+  /** Runs inside [from, to) as {start, end, value = target of start}, at most `limit` (the first); a snapshot. */
+  runsIn(from: number, to: number, limit?: number): Run[] {
+    return this.runs.collect(from, to, limit);
   }
   *all(): IterableIterator<Run> {
     yield* this.runs.all();
