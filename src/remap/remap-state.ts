@@ -1,6 +1,7 @@
 import { UnreadSourceReplies } from './unread-source-replies.js';
 import { Errno, NbdError } from 'nbd-protocol-ts';
 import { describeFailure } from '../log/describe-failure.js';
+import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import type { BlockDevice } from './block-device.js';
 import { BlockLayout } from './block-layout.js';
@@ -41,17 +42,8 @@ export type Location =
   | { kind: 'slot'; slot: number }
   | { kind: 'home'; home: number };
 
-/** Logs the first occurrences of a repeated event, then every 1000th, so a storm cannot flood the log. */
+/** ` to PATH` for a message about the state file, when it has one. */
 const where = (path: string | undefined): string => (path === undefined ? '' : ` to ${path}`);
-
-export class LogThrottle {
-  private count = 0;
-  constructor(private readonly emit: (message: string) => void) {}
-  note(message: string): void {
-    this.count++;
-    if (this.count <= 10 || this.count % 1000 === 0) this.emit(this.count > 10 ? `${message} (${this.count} times so far)` : message);
-  }
-}
 
 /**
  * The engine's state (docs/remap-engine.md §State) — the block layout it

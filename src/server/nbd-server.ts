@@ -1,5 +1,6 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import { adoptAcceptedSocket } from '../net/adopt-accepted-socket.js';
 import { widenUnixSendBuffer } from '../net/unix-send-buffer.js';
@@ -29,6 +30,8 @@ export class NbdServer {
   private stalledDrops = 0;
   /** A missing send-buffer widening is said once, not per client. */
   private toldNarrowSendBuffer = false;
+  /** Refusals over --max-connections: a client reconnecting in a loop must not flood the log (G8). */
+  private readonly refusedLog: LogThrottle;
 
   constructor(
     private readonly exports: ExportTable,
@@ -36,6 +39,7 @@ export class NbdServer {
     private readonly log: Logger,
   ) {
     this.budget = new MemoryBudget(options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+    this.refusedLog = new LogThrottle((m) => log.warn(m));
     this.stallSweep = setInterval(() => this.sweepStalled(), Math.min(1000, Math.max(50, options.stallTimeoutMs / 4)));
     this.stallSweep.unref();
   }
@@ -111,7 +115,7 @@ export class NbdServer {
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
-      this.log.warn(`refusing client ${peer}: ${this.options.maxConnections} connections already (--max-connections)`);
+      this.refusedLog.note(`refusing client ${peer}: ${this.options.maxConnections} connections already (--max-connections)`);
       accepted.destroy();
       return;
     }

@@ -100,6 +100,9 @@ describe('hostile and unusual clients (G7, G8)', () => {
       const extra = await RawNbdClient.connect({ path: capSocket });
       await extra.closed;
       expect(extra.isClosed).toBe(true);
+      // A client reconnecting in a loop does not flood the log: the first refusals, then every 1000th.
+      for (let i = 0; i < 40; i++) await (await RawNbdClient.connect({ path: capSocket })).closed;
+      expect(capped.stderr().match(/refusing client/g)?.length).toBe(10);
       // the held ones still work
       held[0].write(Buffer.from([0, 0, 0, 3]));
       expect((await held[0].go('source')).size).toBe(4 * MiB);
