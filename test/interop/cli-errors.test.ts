@@ -314,3 +314,20 @@ it('an option given twice takes its last value, as in other tools, instead of fa
   expect(twice.stderr).not.toContain(`${disk},`);
   dir.cleanup();
 });
+
+it('seal run again on a sealed source is success that says so, not an error (scripts run it again after a restart)', async () => {
+  const dir = scratchDir();
+  const disk = dir.file('disk.img');
+  randomImage(disk, 1024 * 1024);
+  const control = dir.file('control.sock');
+  const server = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', control]);
+  try {
+    const first = await cli(['seal', '--control', control]);
+    expect([first.code, first.stdout]).toEqual([0, expect.stringMatching(/^sealed: source is read-only/)]);
+    const again = await cli(['seal', '--control', control]);
+    expect([again.code, again.stdout]).toEqual([0, expect.stringMatching(/^already sealed: nothing to do/)]);
+  } finally {
+    expect(await server.stop()).toBe(0);
+    dir.cleanup();
+  }
+});

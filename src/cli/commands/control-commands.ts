@@ -36,7 +36,15 @@ export const sealCommand: CommandModule<object, ControlOptions> = {
   describe: 'Make source read-only and let destination accept writes (cannot be undone). Run fstrim on the old filesystems first',
   builder: (y) => withControl(y),
   handler: async (argv) => {
-    const status = await new ControlClient(argv.control).seal();
+    const client = new ControlClient(argv.control);
+    // Sealed already (a script run again after a restart): the state it asks for is there, so that is success.
+    const before = await client.status();
+    if (before.phase === 'sealed') {
+      print('already sealed: nothing to do (source is read-only; destination accepts writes).');
+      print(formatStatus(before));
+      return;
+    }
+    const status = await client.seal();
     print('sealed: source is read-only; destination accepts writes.');
     print(formatStatus(status));
   },
@@ -95,9 +103,17 @@ export const finishCommand: CommandModule<object, FinishOptions> = {
     }
     if (argv.state !== undefined) throw new UserError('--state needs --disk: it names the state of an offline finish', 'add --disk PATH, or leave --state out to ask the running server', 2);
     let status: MigrationStatus;
+    // Ctrl-C stops the watching, not the finish: the server goes on, and says so in status.
+    const onInterrupt = (): void => {
+      progress.end();
+      process.stderr.write('finish goes on in the server: `nbd-remapper status` shows its progress (this command only stopped watching it)\n');
+      process.exit(130);
+    };
+    process.once('SIGINT', onInterrupt);
     try {
       status = await new ControlClient(argv.control).finish((p: FinishProgress) => progress.update(p.done, p.total));
     } finally {
+      process.off('SIGINT', onInterrupt);
       progress.end();
     }
     print('finished: the disk now holds the new layout; destination stays served as a plain view of the disk.');
