@@ -1,8 +1,8 @@
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
-import { scratchDisk } from '../helpers/scratch.js';
+import { randomImage, scratchDisk } from '../helpers/scratch.js';
 import { CLI, startServerProcess } from '../helpers/server-process.js';
 
 /**
@@ -61,4 +61,21 @@ it('a state at the default path of an image counts too, though no registry lists
   const other = await runTool('env', [`NBD_REMAPPER_REGISTRY=${dir.file('empty-registry')}`, process.execPath, CLI, ...common, '--state', dir.file('other.state')], { timeoutMs: 60_000 });
   expect(other.code).not.toBe(0);
   expect(other.stderr).toMatch(/has an unfinished migration \(state .*disk\.img\.remap-state, phase unsealed\)/);
+});
+
+it('a start that fails before serving (its control socket taken) leaves no migration behind: another --state is not refused', async () => {
+  const { dir, disk } = scratchDisk('nbd-remapper-failed-start-', MiB, cleanup);
+  const taken = dir.file('taken.sock');
+  const otherDisk = dir.file('other.img');
+  randomImage(otherDisk, MiB);
+  const holder = await startServerProcess(['serve', '--disk', otherDisk, '--socket', dir.file('other.sock'), '--control', taken]);
+  cleanup(() => holder.stop());
+
+  const failed = await cli(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', taken]);
+  expect([failed.code, failed.stderr]).toEqual([1, expect.stringMatching(/belongs to another running server/)]);
+  expect(existsSync(`${disk}.remap-state`)).toBe(false);
+
+  const chosen = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', dir.file('control.sock'), '--state', dir.file('chosen.state')]);
+  expect(chosen.stdout()).toMatch(/new migration/);
+  expect(await chosen.stop()).toBe(0);
 });

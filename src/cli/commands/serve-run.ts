@@ -1,5 +1,5 @@
 // What `serve` does once its options are parsed: open the disk (and migration), start the server and the control plane.
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ControlServer } from '../../control/control-server.js';
 import { formatBytes } from '../../format/bytes.js';
@@ -130,6 +130,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   let statePath: string | undefined;
   let engine: RemapEngine | undefined;
   let control: ControlServer | undefined;
+  /** Undoes a migration this start began, if the start fails: no state file or listing is left behind for a server that never served. */
+  let undoNewMigration: (() => Promise<void>) | undefined;
   const server = new NbdServer(
     table,
     {
@@ -166,6 +168,11 @@ export async function startServer(options: ServeOptions, print: (line: string) =
         await migrations.record(statePath).catch((err: unknown) =>
           log.warn(`could not list this migration in ${migrations.directory} (${(err as Error).message}): it resumes all the same, but a serve of this disk with another --state will not be warned`),
         );
+        const made = statePath;
+        undoNewMigration = async () => {
+          await migrations.forget(made);
+          rmSync(made, { force: true });
+        };
       }
       if (engine.phase === 'finished') forget();
       engine.onPhase((phase) => {
@@ -212,6 +219,8 @@ export async function startServer(options: ServeOptions, print: (line: string) =
     await server.close();
     await control?.close();
     await migration?.close();
+    // Nothing was served: a later start must not find a migration (it would refuse another --state for this disk).
+    await undoNewMigration?.().catch((undoErr: unknown) => log.warn(`could not remove the state this start made (${statePath}): ${(undoErr as Error).message}`));
     await disk.close();
     throw err;
   }
