@@ -331,3 +331,10 @@ it('seal run again on a sealed source is success that says so, not an error (scr
     dir.cleanup();
   }
 });
+
+it('an offline finish of a disk that does not exist says to name the disk the server ran on, not to create one', async () => {
+  const result = await cli(['finish', '--disk', '/nonexistent/disk.img']);
+  expect(result.code).toBe(1);
+  expect(result.stderr).toMatch(/the disk \/nonexistent\/disk\.img does not exist[\s\S]*fix: give --disk the disk \(or image\) the server ran on/);
+  expect(result.stderr).not.toMatch(/truncate/);
+});

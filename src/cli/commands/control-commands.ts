@@ -123,14 +123,19 @@ export const finishCommand: CommandModule<object, FinishOptions> = {
 
 async function finishDiskOffline(diskPath: string, state: string | undefined, onProgress: (p: FinishProgress) => void): Promise<void> {
   // Loaded only here: status, seal and checkpoint start faster without the engine and the disk layer.
-  const [{ createLogger }, { finishOffline, resolveStatePath }, { Disk }] = await Promise.all([
+  const [{ createLogger }, { finishOffline, resolveStatePath }, { Disk }, { DiskNotFoundError }] = await Promise.all([
     import('../../log/logger.js'),
     import('../../state/index.js'),
     import('../../store/disk.js'),
+    import('../../store/disk-errors.js'),
   ]);
   const log = createLogger({ level: 'info' });
   // The exclusive lock makes a running server on this disk an error here, not a second writer.
-  const disk = await Disk.open(diskPath, { readOnly: false });
+  const disk = await Disk.open(diskPath, { readOnly: false }).catch((err: unknown) => {
+    // Disk.open's fix for a missing disk is to create one, which is right for serve, not here: a new disk has no migration to finish.
+    if (err instanceof DiskNotFoundError) throw new UserError(err.message, 'give --disk the disk (or image) the server ran on: the one its state file belongs to');
+    throw err;
+  });
   try {
     const statePath = resolveStatePath({ diskPath: disk.path, isBlockDevice: disk.isBlockDevice, statePath: state });
     await finishOffline({ disk, statePath, log, onProgress });
