@@ -111,8 +111,14 @@ export class ControlServer {
         }
         case 'POST /finish':
           return await this.finish(res);
-        default:
+        default: {
+          const allowed = METHOD_OF[route.slice(route.indexOf(' ') + 1)];
+          if (allowed !== undefined) {
+            res.setHeader('allow', allowed);
+            return sendJson(res, 405, { error: `${route} is not a control request: ${route.slice(route.indexOf(' ') + 1)} takes ${allowed}`, fix: `send ${allowed}` });
+          }
           return sendJson(res, 404, { error: `no such control request: ${route}`, fix: 'use GET /status, POST /seal, /checkpoint or /finish' });
+        }
       }
     } catch (err) {
       const fix = fixOf(err);
@@ -158,6 +164,9 @@ export class ControlServer {
   }
 }
 
+
+/** The method each path takes: another method on a known path is 405, not 404. */
+const METHOD_OF: Readonly<Record<string, string>> = { '/status': 'GET', '/seal': 'POST', '/checkpoint': 'POST', '/finish': 'POST' };
 
 /** A request body this plane cannot use: 400 with what to send instead. */
 class BadRequest extends Error {

@@ -116,6 +116,10 @@ describe('control plane over a unix socket', () => {
     const unknown = await raw(path, 'DELETE', '/everything');
     expect(unknown.code).toBe(404);
     expect(JSON.parse(unknown.body).fix).toMatch(/GET \/status/);
+    // A known path with another method: 405, saying which method it takes (and nothing was done).
+    const wrongMethod = await raw(path, 'GET', '/seal');
+    expect([wrongMethod.code, JSON.parse(wrongMethod.body).fix]).toEqual([405, 'send POST']);
+    expect((await raw(path, 'GET', '/status')).body).toMatch(/"phase":"unsealed"/);
   });
 
   it('streams finish progress, then the final status', async () => {
