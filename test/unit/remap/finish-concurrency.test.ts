@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createRemapper } from '../../../src/remap/create-remapper.js';
 import type { RemapEngine } from '../../../src/remap/remap-engine.js';
 import { GatedJournal, HeldWritesDevice, turns } from './helpers/held-io.js';
-import { patternBytes } from './helpers/memory-device.js';
+import { heldBeforeFinish } from './helpers/held-before-finish.js';
 
 const B = 4096;
 const W = { fua: false };
@@ -17,19 +16,7 @@ async function outcome(p: Promise<unknown>, ms: number): Promise<string> {
 
 async function setup(journal?: GatedJournal): Promise<{ engine: RemapEngine; device: HeldWritesDevice }> {
   // Identity, 8 blocks, cache 3 blocks: d0,d1,d2 in RAM, d3 spilled into 7, d4/d5 landed.
-  const device = new HeldWritesDevice(8 * B, B);
-  patternBytes(device.size, 9).copy(device.bytes);
-  const engine = createRemapper({ device, cacheBytes: 3 * B, revisitCacheBytes: 0, keptEdgeBytes: 0, journal });
-  await engine.seal();
-  await engine.source.readInto(Buffer.alloc(B), 7 * B);
-  await engine.checkpoint();
-  for (let d = 0; d < 4; d++) await engine.destination.write(d * B, block(0xa0 + d), W);
-  expect(engine.locationOf(3)).toEqual({ kind: 'slot', block: 7 });
-  await engine.source.readInto(Buffer.alloc(2 * B), 4 * B);
-  await engine.checkpoint();
-  await engine.destination.write(4 * B, block(0xa4), W);
-  await engine.destination.write(5 * B, block(0xa5), W);
-  return { engine, device };
+  return heldBeforeFinish({ blocks: 8, cacheBlocks: 3, landed: 2, seed: 9, engine: { journal } });
 }
 
 describe('requests overlapping a finish wave in flight complete', () => {

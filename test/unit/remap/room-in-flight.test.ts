@@ -4,6 +4,7 @@ import { createRemapper } from '../../../src/remap/create-remapper.js';
 import type { RemapEngine } from '../../../src/remap/remap-engine.js';
 import { HeldWritesDevice, turns } from './helpers/held-io.js';
 import { patternBytes } from './helpers/memory-device.js';
+import { heldBeforeFinish } from './helpers/held-before-finish.js';
 
 const B = 4096;
 const W = { fua: false };
@@ -92,10 +93,6 @@ async function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; value: 
   ]);
 }
 
-async function srcRead(engine: RemapEngine, p: number): Promise<void> {
-  await engine.source.readInto(Buffer.alloc(B), p * B);
-}
-
 /**
  * Identity map, 5 blocks, cache = 2 blocks. Before finish: d0,d1 in RAM (homes unread), d2 spilled into
  * block 4 (the home of d4), d3 landed. Finish's first wave locks d0,d1 (all of RAM), reserves homes 0,1,2
@@ -103,21 +100,7 @@ async function srcRead(engine: RemapEngine, p: number): Promise<void> {
  * waiting to move) finds: RAM full, every RAM block locked by the wave, no free slot candidate.
  */
 async function setup(): Promise<{ engine: RemapEngine; device: HeldWritesDevice }> {
-  const device = new HeldWritesDevice(5 * B, B);
-  patternBytes(device.size, 7).copy(device.bytes);
-  const engine = createRemapper({ device, cacheBytes: 2 * B, revisitCacheBytes: 0, keptEdgeBytes: 0 });
-  await engine.seal();
-  await srcRead(engine, 4);
-  await engine.checkpoint();
-  await engine.destination.write(0 * B, block(0xa0), W);
-  await engine.destination.write(1 * B, block(0xa1), W);
-  await engine.destination.write(2 * B, block(0xa2), W);
-  expect(engine.locationOf(2)).toEqual({ kind: 'slot', block: 4 });
-  await srcRead(engine, 3);
-  await engine.checkpoint();
-  await engine.destination.write(3 * B, block(0xa3), W);
-  expect(engine.locationOf(3)).toEqual({ kind: 'home', block: 3 });
-  return { engine, device };
+  return heldBeforeFinish({ blocks: 5, cacheBlocks: 2, landed: 1, seed: 7 });
 }
 
 describe('room that a finish wave in flight is about to give back', () => {
