@@ -77,7 +77,14 @@ export class ControlServer {
     server.maxConnections = maxConnections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => resolve());
+      // The socket is bound within listen(): created owner-only under this umask, so no one else can connect
+      // between its creation and the chmod below (a umask of 0 made it open to everyone for that moment).
+      const umask = process.umask(0o177);
+      try {
+        server.listen(path, () => resolve());
+      } finally {
+        process.umask(umask);
+      }
     });
     // Seal and finish are irreversible: only the server's owner may connect, whatever the umask.
     chmodSync(path, 0o600);
