@@ -21,3 +21,14 @@ export async function diskIdentity(diskPath: string): Promise<string> {
   matching.sort();
   return matching.length > 0 ? `block:by-id:${matching[0]}` : `block:rdev:${st.rdev}`;
 }
+
+/**
+ * When an image file was created (its birth time), or undefined for a block
+ * device or where the file system does not say. A migration listed before
+ * that cannot be this file's: the inode it was listed under was freed and
+ * reused for a new file (DiskMigrations).
+ */
+export async function diskBornAt(diskPath: string): Promise<number | undefined> {
+  const st = await stat(diskPath);
+  return st.isBlockDevice() || !(st.birthtimeMs > 0) ? undefined : st.birthtimeMs;
+}

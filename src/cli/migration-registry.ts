@@ -49,12 +49,22 @@ export class MigrationRegistry {
     return join(this.directory, `${createHash('sha256').update(resolve(statePath)).digest('hex').slice(0, 32)}.json`);
   }
 
-  /** Unfinished migrations of `diskKey` whose state is not `statePath`; `defaultStatePath` (an image's) is looked at too. */
-  async unfinishedElsewhere(diskKey: string, statePath: string, defaultStatePath?: string): Promise<UnfinishedMigration[]> {
+  /**
+   * Unfinished migrations of `diskKey` whose state is not `statePath`;
+   * `defaultStatePath` (an image's) is looked at too. `diskBornAt`: when the
+   * image file was created; an entry listed before that belongs to an
+   * earlier file whose inode was reused, and is dropped.
+   */
+  async unfinishedElsewhere(diskKey: string, statePath: string, defaultStatePath?: string, diskBornAt?: number): Promise<UnfinishedMigration[]> {
     const found = new Map<string, UnfinishedMigration>();
     const self = resolve(statePath);
     for (const entry of await this.entries()) {
       if (entry.diskKey !== diskKey || resolve(entry.statePath) === self) continue;
+      if (diskBornAt !== undefined && Date.parse(entry.createdAt) < diskBornAt) {
+        // Listed before this file existed: the migration of a deleted image whose inode the file system gave this one.
+        await unlink(this.entryPath(entry.statePath)).catch(() => undefined);
+        continue;
+      }
       const phase = await phaseOf(entry.statePath);
       if (phase === undefined) {
         // Its state file is gone: the migration was given up (or the file moved; then its owner passes --state).
@@ -108,6 +118,8 @@ export class DiskMigrations {
     private readonly diskKey: string,
     /** An image's DISK.remap-state; none for a block device. */
     private readonly defaultStatePath: string | undefined,
+    /** When the image file was created (diskBornAt), if known. */
+    private readonly diskBornAt?: number,
   ) {}
 
   get directory(): string {
@@ -116,7 +128,7 @@ export class DiskMigrations {
 
   /** Unfinished migrations of this disk other than the one in `ownState` (none: every one). */
   unfinished(ownState?: string): Promise<UnfinishedMigration[]> {
-    return this.registry.unfinishedElsewhere(this.diskKey, ownState ?? '', this.defaultStatePath);
+    return this.registry.unfinishedElsewhere(this.diskKey, ownState ?? '', this.defaultStatePath, this.diskBornAt);
   }
 
   /** A new migration in `statePath` is about to begin: refused while another of this disk is unfinished. */

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { useCleanups } from '../helpers/cleanups.js';
 import { runTool, type ToolResult } from '../helpers/run-tool.js';
@@ -78,4 +79,27 @@ it('a start that fails before serving (its control socket taken) leaves no migra
   const chosen = await startServerProcess(['serve', '--disk', disk, '--socket', dir.file('nbd.sock'), '--control', dir.file('control.sock'), '--state', dir.file('chosen.state')]);
   expect(chosen.stdout()).toMatch(/new migration/);
   expect(await chosen.stop()).toBe(0);
+});
+
+it('a migration listed under an inode the file system later gave a new image does not guard that image', async () => {
+  const { dir, serveArgs } = scratchDisk('nbd-remapper-inode-reuse-', MiB, cleanup);
+  const oldState = dir.file('old.state');
+  const old = await startServerProcess([...serveArgs, '--state', oldState]);
+  expect(await old.stop()).toBe(0);
+  // The old image is deleted and a new one made later; the file system may give it the old inode number
+  // (the bench hit this). Made deterministic here: the old migration's listing is pointed at the new image.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const fresh = dir.file('fresh.img');
+  randomImage(fresh, MiB);
+  const { dev, ino } = statSync(fresh);
+  const registry = process.env.NBD_REMAPPER_REGISTRY as string;
+  const listing = readdirSync(registry)
+    .map((name) => join(registry, name))
+    .find((path) => readFileSync(path, 'utf8').includes(oldState)) as string;
+  writeFileSync(listing, JSON.stringify({ ...JSON.parse(readFileSync(listing, 'utf8')), diskKey: `file:${dev}:${ino}` }));
+
+  const server = await startServerProcess(['serve', '--disk', fresh, '--socket', dir.file('fresh.sock'), '--control', dir.file('fresh-control.sock')]);
+  expect(server.stdout()).toMatch(/new migration/);
+  expect(await server.stop()).toBe(0);
+  expect(existsSync(listing)).toBe(false);
 });

@@ -17,7 +17,7 @@ import { settleReadReplies } from '../../server/unread-file-replies.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, openPortWarning, otherMachinesLine, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
-import { diskIdentity } from '../disk-identity.js';
+import { diskBornAt, diskIdentity } from '../disk-identity.js';
 import { describeMigration, DiskMigrations, MigrationRegistry } from '../migration-registry.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { giveBackMemory } from '../give-back-memory.js';
@@ -145,7 +145,13 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   );
   const bound: Endpoint[] = [];
   try {
-    const migrations = new DiskMigrations(new MigrationRegistry(), disk.path, await diskIdentity(disk.path), disk.isBlockDevice ? undefined : defaultStatePath(disk.path));
+    const migrations = new DiskMigrations(
+      new MigrationRegistry(),
+      disk.path,
+      await diskIdentity(disk.path),
+      disk.isBlockDevice ? undefined : defaultStatePath(disk.path),
+      await diskBornAt(disk.path),
+    );
     if (options.readOnly) {
       for (const other of await migrations.unfinished()) {
         log.warn(`this disk has an unfinished migration (${describeMigration(other)}): it is partly in the new layout, and --read-only serves it as it is now`);
