@@ -11,7 +11,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DURABLE_BYTES, MiB, RANDOM_SECONDS, ROUNDS, SIZE } from './config.js';
+import { DURABLE_BYTES, MiB, RANDOM_SECONDS, ROUNDS, SIZE, TOOL_ENV } from './config.js';
 import { durabilityGroup } from './group-durability.js';
 import { peersGroup } from './group-peers.js';
 import { remapGroup } from './group-remap.js';
@@ -36,6 +36,8 @@ async function main(): Promise<void> {
   const groups = selectedGroups();
   requireTools(groups.flatMap((g) => g.tools));
   const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-bench-'));
+  // The bench's migrations are not the user's: they are listed in a registry of its own, removed with it.
+  TOOL_ENV.NBD_REMAPPER_REGISTRY = join(dir, 'registry');
   const started = Date.now();
   try {
     console.log(
