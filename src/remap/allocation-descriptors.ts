@@ -1,28 +1,39 @@
 import { AllocationFlag, type StatusDescriptor } from 'nbd-protocol-ts';
 import type { BlockDevice } from './block-device.js';
 import type { BytePiece } from './map.js';
+import { MAX_STATUS_RUNS } from './run-descriptors.js';
 
 /**
  * base:allocation of consecutive export byte pieces from the device's hole
  * map (all data when the device cannot tell). Adjacent descriptors with the
- * same flags merge; together they cover exactly the pieces.
+ * same flags merge; together they cover exactly the pieces — or, once the
+ * device has described MAX_STATUS_RUNS extents, the pieces up to there (the
+ * spec lets an answer cover less than asked): a fragmented image of a
+ * terabyte would otherwise cost millions of seeks and descriptors for one
+ * request.
  */
 export async function allocationDescriptors(device: BlockDevice, pieces: readonly BytePiece[]): Promise<StatusDescriptor[]> {
   const out: StatusDescriptor[] = [];
   const push = (length: number, flags: number): void => append(out, length, flags);
+  let budget = MAX_STATUS_RUNS;
   for (const piece of pieces) {
     if (device.allocation === undefined) {
       push(piece.length, 0);
       continue;
     }
+    const extents = await device.allocation(piece.diskOffset, piece.length, budget);
     let covered = 0;
-    for (const e of await device.allocation(piece.diskOffset, piece.length)) {
+    for (const e of extents) {
       const length = Math.min(e.length, piece.length - covered);
       push(length, e.data ? 0 : AllocationFlag.HOLE | AllocationFlag.ZERO);
       covered += length;
     }
+    budget -= extents.length;
+    // The device stopped at the budget: the answer ends here.
+    if (budget <= 0 && covered < piece.length) return out;
     // Whatever the device did not describe counts as data.
     push(piece.length - covered, 0);
+    if (budget <= 0) return out;
   }
   return out;
 }
@@ -53,6 +64,18 @@ export function withHoles(descriptors: readonly StatusDescriptor[], offset: numb
         at = to;
       }
     }
+  }
+  return out;
+}
+
+/** The first `length` bytes of back-to-back `descriptors`. */
+export function clipDescriptors(descriptors: readonly StatusDescriptor[], length: number): StatusDescriptor[] {
+  const out: StatusDescriptor[] = [];
+  let left = length;
+  for (const d of descriptors) {
+    if (left <= 0) break;
+    out.push({ length: Math.min(d.length, left), flags: d.flags });
+    left -= d.length;
   }
   return out;
 }

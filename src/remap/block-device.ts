@@ -23,8 +23,8 @@ export interface BlockDevice {
   isZeroRangeFast?(offset: number, length: number): Promise<boolean>;
   /** Optional: where a range lies in a file, for replies sent from the page cache (src/store's Disk.region). */
   region?(offset: number, length: number): { fd: number; position: number } | undefined;
-  /** Optional: the data/hole map of a range, for block status of untouched regions. */
-  allocation?(offset: number, length: number): Promise<ReadonlyArray<{ offset: number; length: number; data: boolean }>>;
+  /** Optional: the data/hole map of a range, for block status of untouched regions; with `maxExtents`, at most that many, covering its start. */
+  allocation?(offset: number, length: number, maxExtents?: number): Promise<ReadonlyArray<{ offset: number; length: number; data: boolean }>>;
 }
 
 /** Makes a range read as zeroes: the device's own way when it has one, else by writing zeroes. */

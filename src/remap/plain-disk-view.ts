@@ -1,6 +1,7 @@
 import { AllocationFlag, Errno, NbdError, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
 import type { BlockExport, ExportCapabilities, FileSpan, WriteOptions, ZeroOptions } from '../server/block-export.js';
 import type { Disk } from '../store/disk.js';
+import { MAX_STATUS_RUNS } from './run-descriptors.js';
 
 export const DEFAULT_BLOCK_SIZE_CONSTRAINTS: BlockSizeConstraints = {
   minimum: 1,
@@ -81,7 +82,8 @@ export class PlainDiskView implements BlockExport {
   }
 
   async blockStatus(offset: number, length: number): Promise<StatusDescriptor[]> {
-    const extents = await this.disk.allocation(offset, length);
+    // At most an answer's worth of extents (the spec lets it cover less than asked): see allocationDescriptors.
+    const extents = await this.disk.allocation(offset, length, MAX_STATUS_RUNS);
     return extents.map((e) => ({
       length: e.length,
       flags: e.data ? 0 : AllocationFlag.HOLE | AllocationFlag.ZERO,

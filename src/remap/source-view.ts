@@ -1,6 +1,7 @@
 import { AllocationFlag, type BlockSizeConstraints, type StatusDescriptor } from 'nbd-protocol-ts';
 import type { BlockExport, ExportCapabilities, FileSpan, WriteOptions, ZeroOptions } from '../server/block-export.js';
-import { allocationDescriptors, withHoles } from './allocation-descriptors.js';
+import { allocationDescriptors, clipDescriptors, withHoles } from './allocation-descriptors.js';
+import { MAX_STATUS_RUNS } from './run-descriptors.js';
 import type { RemapState } from './remap-state.js';
 import type { SourcePath } from './source-path.js';
 import { viewBlockSize } from './view-block-size.js';
@@ -120,11 +121,17 @@ export class SourceView implements BlockExport {
       }
       at += d.length;
     }
+    // Only where the answer reaches (allocationDescriptors may stop short of the request), and at most an
+    // answer's worth of remembered holes: past that, the answer stops at the last one.
+    let answered = offset + live.reduce((n, d) => n + d.length, 0);
     const remembered: Array<{ start: number; end: number }> = [];
-    s.holes.forEachRun(true, Math.floor(offset / s.B), Math.ceil((offset + length) / s.B), (a, b) =>
-      remembered.push({ start: Math.max(offset, a * s.B), end: Math.min(offset + length, b * s.B) }),
-    );
-    return remembered.length === 0 ? live : withHoles(live, offset, remembered);
+    s.holes.forEachRun(true, Math.floor(offset / s.B), Math.ceil(answered / s.B), (a, b) => {
+      remembered.push({ start: Math.max(offset, a * s.B), end: Math.min(answered, b * s.B) });
+      if (remembered.length < MAX_STATUS_RUNS) return;
+      answered = remembered[remembered.length - 1].end;
+      return false;
+    });
+    return remembered.length === 0 ? live : withHoles(clipDescriptors(live, answered - offset), offset, remembered);
   }
 
   attach(clientId: string): void {

@@ -31,14 +31,17 @@ function push(extents: AllocationExtent[], offset: number, end: number, data: bo
 
 /**
  * The data/hole map of [start, end), walked with SEEK_DATA and SEEK_HOLE. The
- * extents are contiguous and cover exactly [start, end). Whenever the answer
+ * extents are contiguous and cover exactly [start, end) — or, once there are
+ * `maxExtents` of them, [start, where they end). Whenever the answer
  * is uncertain (no support, a file changing under us) the rest is reported as
  * data: calling a hole data only costs a copy, calling data a hole loses it.
  */
-export async function mapAllocation(seek: SeekFn, start: number, end: number): Promise<AllocationExtent[]> {
+export async function mapAllocation(seek: SeekFn, start: number, end: number, maxExtents = Infinity): Promise<AllocationExtent[]> {
   const extents: AllocationExtent[] = [];
   let position = start;
   while (position < end) {
+    // Enough for the caller (a block status answer may cover less than asked): they cover [start, position).
+    if (extents.length >= maxExtents) return extents;
     let dataStart: number;
     try {
       dataStart = await seek(position, SEEK_DATA);

@@ -255,12 +255,13 @@ export class Disk {
 
   /**
    * The data/hole map of [offset, offset+length), clipped to the disk size:
-   * contiguous extents that add up to exactly the clipped length. Block devices
+   * contiguous extents that add up to exactly the clipped length — or, with
+   * `maxExtents`, at most that many, covering the start of it. Block devices
    * and filesystems that cannot tell report everything as data.
    */
-  async allocation(offset: number, length: number): Promise<AllocationExtent[]> {
+  async allocation(offset: number, length: number, maxExtents?: number): Promise<AllocationExtent[]> {
     assertSpan(offset, length);
-    return this.tracked(() => this.allocationOf(offset, length));
+    return this.tracked(() => this.allocationOf(offset, length, maxExtents));
   }
 
   /** True when the whole range is already a hole, so zeroing it costs nothing (NBD FAST_ZERO). */
@@ -305,11 +306,11 @@ export class Disk {
     }
   }
 
-  private async allocationOf(offset: number, length: number): Promise<AllocationExtent[]> {
+  private async allocationOf(offset: number, length: number, maxExtents?: number): Promise<AllocationExtent[]> {
     const end = Math.min(offset + length, this.size);
     if (end <= offset) return [];
     if (this.isBlockDevice) return [{ offset, length: end - offset, data: true }];
-    return mapAllocation(this.seekAsync, offset, end);
+    return mapAllocation(this.seekAsync, offset, end, maxExtents);
   }
 
   private assertWritable(offset: number, length: number): void {

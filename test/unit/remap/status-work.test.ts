@@ -1,4 +1,9 @@
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { PlainDiskView } from '../../../src/remap/plain-disk-view.js';
+import { Disk } from '../../../src/store/disk.js';
 import { createRemapper } from '../../../src/remap/create-remapper.js';
 import { MAX_STATUS_RUNS } from '../../../src/remap/run-descriptors.js';
 import { RunMap } from '../../../src/remap/run-map.js';
@@ -61,5 +66,51 @@ describe('block status of a fragmented destination does work bounded by what it 
     const covered = answer.reduce((n, d) => n + d.length, 0);
     expect(covered % B).toBe(0);
     expect(counted.runs).toBeLessThanOrEqual(4 * (MAX_STATUS_RUNS + 1));
+  });
+});
+
+describe('block status of a fragmented image stops after an answer’s worth of extents', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  /** 4 KiB of data every 8 KiB over 80 MiB: 10,240 data extents and as many holes. */
+  async function fragmentedImage(): Promise<Disk> {
+    const dir = mkdtempSync(join(tmpdir(), 'nbd-remapper-status-'));
+    dirs.push(dir);
+    const path = join(dir, 'disk.img');
+    const fd = openSync(path, 'w');
+    ftruncateSync(fd, 80 * 2 ** 20);
+    for (let at = 0; at < 80 * 2 ** 20; at += 2 * B) writeSync(fd, Buffer.alloc(B, 1), 0, B, at);
+    closeSync(fd);
+    return Disk.open(path, { readOnly: false });
+  }
+
+  const expectBoundedAnswer = (answer: ReadonlyArray<{ length: number; flags: number }>): void => {
+    expect(answer.length).toBeLessThanOrEqual(MAX_STATUS_RUNS + 1);
+    expect(answer.slice(0, 3).map((d) => [d.length, d.flags])).toEqual([[B, 0], [B, 3], [B, 0]]);
+    expect(answer.reduce((n, d) => n + d.length, 0)).toBeLessThan(80 * 2 ** 20);
+  };
+
+  it('source (the engine over the disk)', async () => {
+    const disk = await fragmentedImage();
+    try {
+      const engine = createRemapper({ device: disk, cacheBytes: 16 * B });
+      expectBoundedAnswer(await engine.source.blockStatus(0, disk.size));
+      await engine.seal();
+      expectBoundedAnswer(await engine.source.blockStatus(0, disk.size));
+    } finally {
+      await disk.close();
+    }
+  });
+
+  it('a plain view of the disk (serve --read-only)', async () => {
+    const disk = await fragmentedImage();
+    try {
+      expectBoundedAnswer(await new PlainDiskView('source', 'test', disk, true).blockStatus(0, disk.size));
+    } finally {
+      await disk.close();
+    }
   });
 });
