@@ -236,22 +236,19 @@ function kindOf(stats: Stats): string {
 
 /**
  * Whoever can replace the socket in its directory can stand in for this
- * server: `seal` or `finish` would then be answered by someone else (a fake
- * "finished"). So the directory must belong to this user (or root) and not
- * be writable by everyone — unless it is sticky (/tmp), where others cannot
- * rename or remove what this user made. Group-writable is let through: with
- * a group of one's own (the usual umask 002 setups) it is no one else's.
+ * server, and a directory everyone may write to lets anyone do that: it is
+ * refused, unless it is sticky (/tmp), where others cannot rename or remove
+ * what this user made. A directory another user owns is let through (root
+ * serving with --control beside a user's image): its owner could swap the
+ * socket, but the CLI asks no socket that belongs to anyone but the caller
+ * or root (control-client.ts, socketDistrust).
  */
 function assertTrustedDirectory(dir: string): void {
   const stats = statSync(dir);
-  const uid = process.getuid?.();
-  if (uid === undefined) return;
-  const ownerOk = stats.uid === uid || stats.uid === 0;
   const sticky = (stats.mode & 0o1000) !== 0;
   const writableByAll = (stats.mode & 0o002) !== 0;
-  if (ownerOk && (!writableByAll || sticky)) return;
-  const why = ownerOk ? 'is writable by everyone' : `belongs to uid ${stats.uid}, not to this user (uid ${uid})`;
-  throw Object.assign(new Error(`the control socket's directory ${dir} ${why}: someone else could put their own socket in its place`), {
+  if (!writableByAll || sticky) return;
+  throw Object.assign(new Error(`the control socket's directory ${dir} is writable by everyone: someone else could put their own socket in its place`), {
     fix: `use a directory only you can write to (chmod o-w ${dir}, or another --control path)`,
   });
 }
