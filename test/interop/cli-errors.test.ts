@@ -325,7 +325,10 @@ it('seal run again on a sealed source is success that says so, not an error (scr
     const first = await cli(['seal', '--control', control]);
     expect([first.code, first.stdout]).toEqual([0, expect.stringMatching(/^sealed: source is read-only/)]);
     const again = await cli(['seal', '--control', control]);
-    expect([again.code, again.stdout]).toEqual([0, expect.stringMatching(/^already sealed: nothing to do/)]);
+    expect([again.code, again.stdout]).toEqual([0, expect.stringMatching(/^already sealed: nothing to do \(phase sealed\)/)]);
+    expect((await cli(['finish', '--control', control])).code).toBe(0);
+    const afterFinish = await cli(['seal', '--control', control]);
+    expect([afterFinish.code, afterFinish.stdout]).toEqual([0, expect.stringMatching(/^already sealed: nothing to do \(phase finished\)/)]);
   } finally {
     expect(await server.stop()).toBe(0);
     dir.cleanup();

@@ -37,10 +37,10 @@ export const sealCommand: CommandModule<object, ControlOptions> = {
   builder: (y) => withControl(y),
   handler: async (argv) => {
     const client = new ControlClient(argv.control);
-    // Sealed already (a script run again after a restart): the state it asks for is there, so that is success.
+    // Sealed already (a script run again after a restart, even after finish): the state it asks for is there, so that is success.
     const before = await client.status();
-    if (before.phase === 'sealed') {
-      print('already sealed: nothing to do (source is read-only; destination accepts writes).');
+    if (before.phase !== 'unsealed') {
+      print(`already sealed: nothing to do (phase ${before.phase}).`);
       print(formatStatus(before));
       return;
     }
