@@ -60,7 +60,8 @@ export class MigrationRegistry {
     const self = resolve(statePath);
     for (const entry of await this.entries()) {
       if (entry.diskKey !== diskKey || resolve(entry.statePath) === self) continue;
-      if (diskBornAt !== undefined && Date.parse(entry.createdAt) < diskBornAt) {
+      // Whole milliseconds, as createdAt has them: an entry of the same millisecond as the file is not older.
+      if (diskBornAt !== undefined && Date.parse(entry.createdAt) < Math.floor(diskBornAt)) {
         // Listed before this file existed: the migration of a deleted image whose inode the file system gave this one.
         await unlink(this.entryPath(entry.statePath)).catch(() => undefined);
         continue;

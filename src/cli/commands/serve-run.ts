@@ -175,7 +175,10 @@ export async function startServer(options: ServeOptions, print: (line: string) =
           log.warn(`could not list this migration in ${migrations.directory} (${(err as Error).message}): it resumes all the same, but a serve of this disk with another --state will not be warned`),
         );
         const made = statePath;
+        const fresh = engine;
         undoNewMigration = async () => {
+          // Only while nothing happened in it: an endpoint that listened before a later one failed may have let a client in.
+          if (fresh.phase !== 'unsealed' || fresh.status().stateRecords.appended > 0) return;
           await migrations.forget(made);
           rmSync(made, { force: true });
         };
