@@ -260,13 +260,16 @@ export class TransmissionSession {
         const why = err instanceof ProtocolError ? err.message : String(err);
         this.log.warn(`protocol error, disconnecting: ${why}`);
         this.socket.destroy();
+        // A shutdown waiting for this connection's requests has none more to wait for.
+        if (this.inFlight === 0) this.quiesced?.();
         return;
       }
       if (!frame) break;
       this.accept(frame);
     }
     if (this.quiescing) {
-      if (this.quiesced !== undefined && this.inFlight === 0 && !this.parser.hasCompleteRequest()) this.quiesced();
+      // Served all it will: nothing in flight, and nothing received left — or nothing more to take (a DISC came).
+      if (this.quiesced !== undefined && this.inFlight === 0 && (this.disconnecting || !this.parser.hasCompleteRequest())) this.quiesced();
       return;
     }
     if (this.disconnecting) return;
