@@ -74,11 +74,8 @@ export class DestinationWriter {
     const end = offset + data.length;
     const d0 = Math.floor(offset / B);
     const d1 = Math.ceil(end / B);
-    const lock = await s.locks.acquire(d0, d1);
-    if (this.settledMeanwhile()) {
-      lock.release();
-      return this.writePlain(offset, data, fua);
-    }
+    const lock = await this.lockUnlessSettled(d0, d1);
+    if (lock === undefined) return this.writePlain(offset, data, fua);
     try {
       // Only the first and last block can be partial; the loop below changes their RAM in the same turn as the check.
       const partial = [...new Set([d0, d1 - 1])].filter((d) => offset > d * B || end < d * B + s.map.destBlockLength(d));
@@ -143,11 +140,8 @@ export class DestinationWriter {
     const end = offset + length;
     const d0 = Math.floor(offset / B);
     const d1 = Math.ceil(end / B);
-    const lock = await s.locks.acquire(d0, d1);
-    if (this.settledMeanwhile()) {
-      lock.release();
-      return this.zeroPlain(offset, length, fua, fast);
-    }
+    const lock = await this.lockUnlessSettled(d0, d1);
+    if (lock === undefined) return this.zeroPlain(offset, length, fua, fast);
     try {
       const { start: f0, end: f1 } = wholeBlocks(offset, length, B, s.map.destinationSize);
       if (f0 < f1) s.holdZeroes(f0, f1);
@@ -182,11 +176,8 @@ export class DestinationWriter {
     if (s.phase === 'finished') return;
     const { start: f0, end: f1 } = wholeBlocks(offset, length, s.B, s.map.destinationSize);
     if (f0 >= f1) return;
-    const lock = await s.locks.acquire(f0, f1);
-    if (this.settledMeanwhile()) {
-      lock.release();
-      return;
-    }
+    const lock = await this.lockUnlessSettled(f0, f1);
+    if (lock === undefined) return;
     try {
       for (const d of s.ram.membersIn(f0, f1)) s.holdZeroes(d, d + 1);
       for (const run of s.spill.runsIn(f0, f1)) s.holdZeroes(run.start, run.end);
@@ -196,9 +187,16 @@ export class DestinationWriter {
     if (fua) await s.committer.flush();
   }
 
-  /** Finish settled while this request waited for its lock (RangeLocks.holdNewLocks): the destination is a plain view now. */
-  private settledMeanwhile(): boolean {
-    return this.s.phase === 'finished';
+  /**
+   * The request's lock on destination blocks [d0, d1) — or undefined when
+   * finish settled while it waited (RangeLocks.holdNewLocks): the destination
+   * is a plain view now, and the request goes there instead.
+   */
+  private async lockUnlessSettled(d0: number, d1: number): Promise<RangeLock | undefined> {
+    const lock = await this.s.locks.acquire(d0, d1);
+    if (this.s.phase !== 'finished') return lock;
+    lock.release();
+    return undefined;
   }
 
   private assertWritable(): void {
