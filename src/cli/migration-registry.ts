@@ -119,7 +119,7 @@ export class DiskMigrations {
     private readonly diskKey: string,
     /** An image's DISK.remap-state; none for a block device. */
     private readonly defaultStatePath: string | undefined,
-    /** When the image file was created (diskBornAt), if known. */
+    /** When the image file was created (diskIdentity's bornAt), if known. */
     private readonly diskBornAt?: number,
   ) {}
 

@@ -17,7 +17,7 @@ import { settleReadReplies } from '../../server/unread-file-replies.js';
 import { Disk } from '../../store/disk.js';
 import { DEFAULT_HOST, DEFAULT_PORT, isReachableFromElsewhere, isWildcard, localEndpoint, nbdClientCommand, nbdUri, openPortWarning, otherMachinesLine, parseListen, unixEndpoint } from '../endpoints.js';
 import { loadMapFile } from '../map-file.js';
-import { diskBornAt, diskIdentity } from '../disk-identity.js';
+import { diskIdentity } from '../disk-identity.js';
 import { describeMigration, DiskMigrations, MigrationRegistry } from '../migration-registry.js';
 import { checkMemoryFit } from '../memory-fit.js';
 import { giveBackMemory } from '../give-back-memory.js';
@@ -145,12 +145,13 @@ export async function startServer(options: ServeOptions, print: (line: string) =
   );
   const bound: Endpoint[] = [];
   try {
+    const identity = await diskIdentity(disk.path);
     const migrations = new DiskMigrations(
       new MigrationRegistry(),
       disk.path,
-      await diskIdentity(disk.path),
+      identity.key,
       disk.isBlockDevice ? undefined : defaultStatePath(disk.path),
-      await diskBornAt(disk.path),
+      identity.bornAt,
     );
     if (options.readOnly) {
       for (const other of await migrations.unfinished()) {
@@ -174,13 +175,12 @@ export async function startServer(options: ServeOptions, print: (line: string) =
         await migrations.record(statePath).catch((err: unknown) =>
           log.warn(`could not list this migration in ${migrations.directory} (${(err as Error).message}): it resumes all the same, but a serve of this disk with another --state will not be warned`),
         );
-        const made = statePath;
         const fresh = engine;
         undoNewMigration = async () => {
           // Only while nothing happened in it: an endpoint that listened before a later one failed may have let a client in.
           if (fresh.phase !== 'unsealed' || fresh.status().stateRecords.appended > 0) return;
-          await migrations.forget(made);
-          rmSync(made, { force: true });
+          await migrations.forget(listed);
+          rmSync(listed, { force: true });
         };
       }
       if (engine.phase === 'finished') forget();
